@@ -1,0 +1,1 @@
+"""Runtime: turn generated artifacts into running code (imports, shared libraries, CUDA kernels)."""

@@ -1,0 +1,67 @@
+"""Compile C++ source into a cached shared library and load it with ctypes.
+
+One cache entry per source hash (plus compiler flags), written atomically so
+that concurrent processes (DDP ranks, pytest workers) never load a half-written
+library.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from ..source import SnncError
+
+DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SNNC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "snnc"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@lru_cache(maxsize=None)
+def find_compiler() -> str:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)  # type: ignore[return-value]
+    raise SnncError(
+        "no C++ compiler found for the 'cpp' backend",
+        hint="install g++ (Debian: apt-get install g++) or set CXX, or use backend='torch'",
+    )
+
+
+def compile_library(source: str, name: str, flags: tuple[str, ...] = DEFAULT_FLAGS) -> Path:
+    """Compile `source` to a shared library (cached by content) and return its path."""
+    compiler = find_compiler()
+    key = hashlib.sha256("\0".join((compiler, *flags, source)).encode()).hexdigest()[:16]
+    target = cache_dir() / "cpp" / f"{name}-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / f"{name}.cpp"
+        src.write_text(source)
+        out = Path(tmp) / f"{name}.so"
+        proc = subprocess.run([compiler, *flags, str(src), "-o", str(out)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SnncError(
+                f"C++ compilation of generated kernel '{name}' failed:\n{proc.stderr.strip()[:4000]}",
+                hint="this is a bug in snnc's code generator; please report it with your .snn file",
+            )
+        os.replace(out, target)
+    return target
+
+
+@lru_cache(maxsize=None)
+def load_library(source: str, name: str, flags: tuple[str, ...] = DEFAULT_FLAGS) -> ctypes.CDLL:
+    return ctypes.CDLL(str(compile_library(source, name, flags)))

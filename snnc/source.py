@@ -1,0 +1,108 @@
+"""Source text, spans, and the one user-facing error type.
+
+Every error snnc reports to a user is an `SnncError` holding one or more
+`Diagnostic`s. Library code raises; only the CLI prints and exits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Source:
+    """A `.snn` file's text and the name it is reported under."""
+
+    name: str
+    text: str
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Source":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SnncError(f"no such file: {path}", hint="check the path; .snn files are plain text") from None
+        except IsADirectoryError:
+            raise SnncError(f"{path} is a directory, not a .snn file") from None
+        except UnicodeDecodeError as exc:
+            raise SnncError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise SnncError(f"cannot read {path}: {exc.strerror}") from None
+        return cls(str(path), text)
+
+    def line(self, lineno: int) -> str:
+        lines = self.text.splitlines()
+        return lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """1-based line/column range in a source file (end column exclusive)."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    source: Source | None = field(default=None, compare=False)
+
+    def render(self) -> str:
+        where = f"{self.span}: " if self.span else ""
+        out = [f"{where}error: {self.message}"]
+        if self.span and self.source is not None:
+            text = self.source.line(self.span.line).expandtabs(1)
+            if text:
+                gutter = " " * len(str(self.span.line))
+                width = (
+                    max(1, self.span.end_col - self.span.col)
+                    if self.span.end_line == self.span.line
+                    else max(1, len(text) - self.span.col + 1)
+                )
+                out += [
+                    f"{gutter} |",
+                    f"{self.span.line} | {text}",
+                    f"{gutter} | {' ' * (self.span.col - 1)}{'^' * width}",
+                ]
+        if self.hint:
+            pad = " " * (len(str(self.span.line)) + 1) if self.span and self.source is not None else ""
+            out.append(f"{pad}= hint: {self.hint}")
+        return "\n".join(out)
+
+
+class SnncError(Exception):
+    """An error in the user's input or environment, reported without a traceback."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        span: Span | None = None,
+        hint: str | None = None,
+        source: Source | None = None,
+        diagnostics: list[Diagnostic] | tuple[Diagnostic, ...] = (),
+    ):
+        diags = list(diagnostics)
+        if message is not None:
+            diags.insert(0, Diagnostic(message, span, hint, source))
+        self.diagnostics = tuple(diags)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n\n".join(d.render() for d in self.diagnostics)
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
