@@ -1,0 +1,212 @@
+"""MNIST and Fashion-MNIST from a local folder, held in memory as uint8 tensors.
+
+A folder holds the four IDX files (optionally gzipped) either directly or in
+torchvision's layout (`<root>/MNIST/raw/...`, `<root>/FashionMNIST/raw/...`).
+The folder comes from `data_dir` or the SNNC_DATA_DIR environment variable.
+Nothing is downloaded unless `download=True`.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .source import SnncError
+
+DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+NUM_CLASSES = 10
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
+ENV_VAR = "SNNC_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split in memory: images uint8 [N, 1, H, W], labels int64 [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def head(self, k: int | None) -> "Split":
+        """The first k samples (all when k is None)."""
+        return self if k is None else Split(self.images[:k], self.labels[:k])
+
+    def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Float images in [0, 1] and labels for the given sample ids."""
+        x = self.images[index].to(device, non_blocking=True).float().div_(255.0)
+        return x, self.labels[index].to(device, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    folder: Path
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    num_classes: int = NUM_CLASSES
+
+
+def load(name: str = "mnist", data_dir: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+    """Load a dataset's train and test splits into memory."""
+    if name not in DATASETS:
+        raise SnncError(f"unknown dataset '{name}'", hint=f"use one of: {', '.join(DATASETS)}")
+    root = resolve_dir(data_dir, name)
+    folder = find_folder(root, name)
+    if folder is None and download:
+        folder = _download(root, name)
+    if folder is None:
+        raise _missing(root, name)
+    return _load_folder(name, folder.resolve(), _mtime(folder))
+
+
+def resolve_dir(data_dir, name: str = "mnist") -> Path:
+    chosen = data_dir if data_dir is not None else os.environ.get(ENV_VAR)
+    if not chosen:
+        raise SnncError(
+            f"no data folder given for {name}",
+            hint=f"pass --data-dir DIR or set {ENV_VAR}=DIR, where DIR holds {_names()} "
+            f"(or {DATASETS[name]}/raw/ with them, as torchvision downloads it)",
+        )
+    return Path(chosen).expanduser()
+
+
+def find_folder(root: Path, name: str) -> Path | None:
+    """The folder (root itself or root/<Name>/raw) that holds all four files."""
+    for folder in (root, root / DATASETS[name] / "raw", root / "raw"):
+        if all(_find_file(folder, f) is not None for pair in FILES.values() for f in pair):
+            return folder
+    return None
+
+
+def read_idx(path: Path, magic: int) -> torch.Tensor:
+    """Read an IDX file (raw or .gz) of unsigned bytes, checking magic number and size."""
+    data = _read_bytes(path)
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise _corrupt(path, f"it is {len(data)} bytes, shorter than its header")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise _corrupt(path, f"magic number is 0x{found:08x}, expected 0x{magic:08x}")
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(np.prod(dims))
+    if len(data) != expected:
+        raise _corrupt(path, f"it holds {len(data)} bytes, its header {dims} needs {expected} (truncated?)")
+    array = np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    return torch.from_numpy(array.copy())
+
+
+@lru_cache(maxsize=4)
+def _load_folder(name: str, folder: Path, mtime: float) -> Dataset:
+    sums = _read_sums(folder)
+    splits = {key: _load_split(folder, images, labels, sums) for key, (images, labels) in FILES.items()}
+    return Dataset(name, splits["train"], splits["test"], folder)
+
+
+def _load_split(folder: Path, image_name: str, label_name: str, sums: dict[str, str]) -> Split:
+    image_path, label_path = _find_file(folder, image_name), _find_file(folder, label_name)
+    for path in (image_path, label_path):
+        _verify(path, sums)
+    images = read_idx(image_path, IMAGE_MAGIC)
+    labels = read_idx(label_path, LABEL_MAGIC).long()
+    if images.shape[0] != labels.shape[0]:
+        raise _corrupt(label_path, f"it has {labels.shape[0]} labels for {images.shape[0]} images in {image_path.name}")
+    if labels.numel() and int(labels.max()) >= NUM_CLASSES:
+        raise _corrupt(label_path, f"it contains label {int(labels.max())}, expected 0..{NUM_CLASSES - 1}")
+    return Split(images.unsqueeze(1).contiguous(), labels)
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno is not None:
+            raise SnncError(f"cannot read {path}: {exc.strerror}") from None
+        raise _corrupt(path, f"it is not a valid gzip file ({exc})") from None
+
+
+def _read_sums(folder: Path) -> dict[str, str]:
+    path = folder / "SHA256SUMS"
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sums[parts[1].lstrip("*")] = parts[0].lower()
+    return sums
+
+
+def _verify(path: Path, sums: dict[str, str]):
+    expected = sums.get(path.name)
+    if expected is None:
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected:
+        raise _corrupt(path, f"its SHA-256 {digest[:12]}... does not match SHA256SUMS ({expected[:12]}...)")
+
+
+def _mtime(folder: Path) -> float:
+    return max((p.stat().st_mtime for p in folder.iterdir() if p.is_file()), default=0.0)
+
+
+def _names() -> str:
+    return ", ".join(f for pair in FILES.values() for f in pair) + " (each optionally .gz)"
+
+
+def _corrupt(path: Path, why: str) -> SnncError:
+    return SnncError(
+        f"data file {path} is corrupt: {why}",
+        hint="replace it with a fresh copy of the original IDX file (or delete it and rerun with download enabled)",
+    )
+
+
+def _missing(root: Path, name: str) -> SnncError:
+    return SnncError(
+        f"{name} data not found in {root}",
+        hint=f"expected {_names()} in {root} or in {root / DATASETS[name] / 'raw'}; "
+        f"point --data-dir or {ENV_VAR} at the folder that holds them, or enable download",
+    )
+
+
+def _download(root: Path, name: str) -> Path:
+    import torchvision
+
+    cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except Exception as exc:  # network errors come in many types
+        raise SnncError(
+            f"downloading {name} into {root} failed: {exc}",
+            hint=f"this machine may be offline; copy {_names()} into a folder and point --data-dir or {ENV_VAR} at it",
+        ) from None
+    folder = find_folder(root, name)
+    if folder is None:
+        raise _missing(root, name)
+    return folder

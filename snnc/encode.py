@@ -1,0 +1,286 @@
+"""Input encoders: images in [0, 1] -> spike trains [T, N, ...].
+
+`poisson` is the hot path of rate-coded training (T * N * D Bernoulli draws per
+batch). It is a fused C++ kernel with a counter-based RNG: the spike of pixel
+`j` at step `t` of dataset sample `index[n]` in epoch `epoch` is a pure function
+of (seed, stream, epoch, index[n], t, j). Spikes therefore do not depend on
+batch composition, thread count or device, and a run can be resumed mid-epoch
+with identical spikes.
+
+RNG: a per-sample 64-bit key is derived by chaining SplitMix64's finaliser over
+(seed, stream, epoch, index); the draw for counter c = t * D + j is
+`mix64(key + (c + 1) * GAMMA)`, i.e. element c of the SplitMix64 sequence that
+starts at `key`. Its top 24 bits u (uniform on 0 .. 2^24 - 1) give a spike iff
+u < ceil(x * 2^24), so P(spike) = ceil(x * 2^24) / 2^24: x up to 2^-24, exactly 0
+for x == 0 and exactly 1 for x == 1 (torch's `rand() <= x` differs only in
+firing with probability 2^-24 at x == 0).
+
+Pixels at exactly 0 or 1 need no draw; MNIST is ~80% such pixels, so the kernel
+draws only for the rest and copies a precomputed row for the others.
+
+On CUDA the same hash runs as torch integer ops, giving bit-identical spikes.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from .source import SnncError
+
+ENCODERS = ("poisson", "direct", "latency")
+
+_GAMMA = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_SEED_SALT = 0x5EED5EED5EED5EED
+
+_CPP = r"""
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <vector>
+
+static const uint64_t GAMMA = 0x9E3779B97F4A7C15ULL;
+static const uint32_t ONE = 1u << 24;
+
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t sample_key(uint64_t seed, uint64_t stream, uint64_t epoch, uint64_t index) {
+    uint64_t k = mix64(seed ^ 0x5EED5EED5EED5EEDULL);
+    k = mix64(k + stream);
+    k = mix64(k + epoch);
+    return mix64(k + index);
+}
+
+extern "C" uint64_t snnc_key(uint64_t seed, uint64_t stream, uint64_t epoch, uint64_t index) {
+    return sample_key(seed, stream, epoch, index);
+}
+
+// Returns -1 on success, else the flat index of the first pixel outside [0, 1] (or NaN).
+template <typename Out>
+static int64_t encode(const float* x, int64_t N, int64_t D, int64_t T, const int64_t* index,
+                      uint64_t seed, uint64_t stream, uint64_t epoch, Out* out, int threads) {
+    std::vector<uint32_t> thr(N * D);
+    std::vector<int32_t> inner(N * D);
+    std::vector<int64_t> count(N);
+    std::vector<uint64_t> key(N);
+    std::vector<Out> base(N * D);
+    int64_t bad = -1;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+        int64_t c = 0;
+        for (int64_t j = 0; j < D; ++j) {
+            int64_t i = n * D + j;
+            float v = x[i];
+            if (!(v >= 0.0f && v <= 1.0f)) {
+                #pragma omp critical
+                { if (bad < 0 || i < bad) bad = i; }
+                v = 0.0f;
+            }
+            uint32_t th = (uint32_t)std::ceil(v * 16777216.0f);
+            thr[i] = th;
+            base[i] = (Out)(th == ONE ? 1 : 0);
+            if (th != 0 && th != ONE) inner[n * D + c++] = (int32_t)j;
+        }
+        count[n] = c;
+        key[n] = sample_key(seed, stream, epoch, (uint64_t)index[n]);
+    }
+    if (bad >= 0) return bad;
+    #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+        for (int64_t n = 0; n < N; ++n) {
+            Out* row = out + (t * N + n) * D;
+            std::memcpy(row, &base[n * D], D * sizeof(Out));
+            const int32_t* js = &inner[n * D];
+            const uint32_t* th = &thr[n * D];
+            uint64_t k = key[n];
+            uint64_t c0 = (uint64_t)(t * D) + 1;
+            for (int64_t m = 0; m < count[n]; ++m) {
+                int32_t j = js[m];
+                uint64_t h = mix64(k + (c0 + (uint64_t)j) * GAMMA);
+                row[j] = (Out)((uint32_t)(h >> 40) < th[j] ? 1 : 0);
+            }
+        }
+    }
+    return -1;
+}
+
+extern "C" int64_t snnc_poisson_u8(const float* x, int64_t N, int64_t D, int64_t T, const int64_t* index,
+                                   uint64_t seed, uint64_t stream, uint64_t epoch, uint8_t* out, int threads) {
+    return encode<uint8_t>(x, N, D, T, index, seed, stream, epoch, out, threads);
+}
+
+extern "C" int64_t snnc_poisson_f32(const float* x, int64_t N, int64_t D, int64_t T, const int64_t* index,
+                                    uint64_t seed, uint64_t stream, uint64_t epoch, float* out, int threads) {
+    return encode<float>(x, N, D, T, index, seed, stream, epoch, out, threads);
+}
+"""
+
+_U64 = ctypes.c_uint64
+_I64 = ctypes.c_int64
+_P = ctypes.c_void_p
+
+
+def _library() -> ctypes.CDLL:
+    from .runtime.cc import load_library
+
+    lib = load_library(_CPP, "snnc_poisson")
+    for fn in (lib.snnc_poisson_u8, lib.snnc_poisson_f32):
+        fn.restype = _I64
+        fn.argtypes = [_P, _I64, _I64, _I64, _P, _U64, _U64, _U64, _P, ctypes.c_int]
+    lib.snnc_key.restype = _U64
+    lib.snnc_key.argtypes = [_U64, _U64, _U64, _U64]
+    return lib
+
+
+def poisson(
+    images: torch.Tensor,
+    T: int,
+    seed: int,
+    index: torch.Tensor,
+    epoch: int = 0,
+    *,
+    stream: int = 0,
+    dtype: torch.dtype = torch.uint8,
+    threads: int | None = None,
+) -> torch.Tensor:
+    """Poisson (Bernoulli-per-step) rate code: spike[t, n, ...] = u(seed, stream, epoch, index[n], t, pixel) < x.
+
+    images: float [N, ...] in [0, 1]; index: int64 [N] dataset sample ids. `stream`
+    separates e.g. the training and test sets. Returns `dtype` [T, N, ...] of 0/1
+    (uint8 by default; float32 writes the network's input dtype directly).
+    """
+    images, index = _check_args(images, T, index)
+    if images.device.type != "cpu":
+        return _poisson_torch(images, T, seed, index, epoch, stream).to(dtype)
+    if dtype not in (torch.uint8, torch.float32):
+        return poisson(images, T, seed, index, epoch, stream=stream).to(dtype)
+    x = images.detach().float().contiguous()
+    idx = index.to(torch.int64).contiguous()
+    n, d = x.shape[0], x[0].numel() if x.shape[0] else 0
+    out = torch.empty((T, *x.shape), dtype=dtype)
+    if out.numel() == 0:
+        return out
+    fn = _library().snnc_poisson_u8 if dtype == torch.uint8 else _library().snnc_poisson_f32
+    bad = fn(x.data_ptr(), n, d, T, idx.data_ptr(), *_u64(seed, stream, epoch), out.data_ptr(),
+             threads or torch.get_num_threads())
+    if bad >= 0:
+        _raise_range(x.reshape(-1)[bad].item(), bad // d, bad % d)
+    return out
+
+
+def direct(images: torch.Tensor, T: int) -> torch.Tensor:
+    """The image itself at every step: [T, N, ...] (an expanded view; do not write into it)."""
+    return images.unsqueeze(0).expand(T, *images.shape)
+
+
+def latency(images: torch.Tensor, T: int, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """Latency (time-to-first-spike) code: one spike per pixel at t = round((T - 1) * (1 - x)).
+
+    Brighter pixels fire earlier (x == 1 at t = 0). A pixel at exactly 0 never
+    fires (SpikingJelly's linear LatencyEncoder fires it at T - 1); a black
+    background carrying spikes would only add noise.
+    """
+    _check_range(images, "latency")
+    t_fire = torch.round((T - 1) * (1.0 - images.float()))
+    steps = torch.arange(T, device=images.device).view(T, *([1] * images.dim()))
+    return ((steps == t_fire) & (images > 0)).to(dtype)
+
+
+def encode(kind: str, images: torch.Tensor, T: int, *, seed: int = 0, index: torch.Tensor | None = None,
+           epoch: int = 0, stream: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Dispatch by encoder name; the result has `dtype` (the network's input dtype)."""
+    if kind == "poisson":
+        if index is None:
+            index = torch.arange(images.shape[0])
+        return poisson(images, T, seed, index, epoch, stream=stream, dtype=dtype)
+    if kind == "direct":
+        return direct(images.to(dtype), T)
+    if kind == "latency":
+        return latency(images, T, dtype)
+    raise SnncError(f"unknown encoder '{kind}'", hint=f"use one of: {', '.join(ENCODERS)}")
+
+
+def _u64(*values: int) -> tuple[int, ...]:
+    return tuple(int(v) & 0xFFFFFFFFFFFFFFFF for v in values)
+
+
+def _check_args(images: torch.Tensor, T: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if not images.is_floating_point():
+        raise SnncError(
+            f"poisson encoder needs float images in [0, 1], got dtype {images.dtype}",
+            hint="convert uint8 pixels with images.float() / 255",
+        )
+    if T < 1:
+        raise SnncError(f"T must be at least 1, got {T}")
+    index = torch.as_tensor(index, device=images.device)
+    if index.shape != images.shape[:1]:
+        raise SnncError(f"poisson index has shape {tuple(index.shape)}, expected ({images.shape[0]},): one id per sample")
+    if images.dim() > 0 and images.shape[0] and images[0].numel() * T >= 2**62:
+        raise SnncError(f"poisson encoder: T * pixels = {images[0].numel() * T} is too large")
+    return images, index
+
+
+def _raise_range(value: float, sample: int, pixel: int):
+    raise SnncError(
+        f"poisson encoder got pixel value {value:g} (sample {sample}, element {pixel}) outside [0, 1]; "
+        "its input is the dataset images after the model's preprocessing",
+        hint="the Poisson code fires with probability x, so inputs must be normalised to [0, 1] "
+        "(divide uint8 pixels by 255 and do not apply mean/std normalisation), or use the direct encoder",
+    )
+
+
+def _check_range(images: torch.Tensor, kind: str):
+    bad = ~((images >= 0) & (images <= 1))
+    if bool(bad.any()):
+        flat = int(bad.reshape(-1).nonzero()[0])
+        d = max(1, images[0].numel())
+        if kind == "poisson":
+            _raise_range(images.reshape(-1)[flat].item(), flat // d, flat % d)
+        raise SnncError(
+            f"{kind} encoder got pixel value {images.reshape(-1)[flat].item():g} outside [0, 1]",
+            hint="normalise the images to [0, 1] or use the direct encoder",
+        )
+
+
+# --- the same counter-based RNG as torch integer ops (CUDA, and a reference for tests) ---
+
+def _s64(v: int) -> int:
+    v &= 0xFFFFFFFFFFFFFFFF
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _shr(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 bit patterns."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix64(z: torch.Tensor) -> torch.Tensor:
+    z = (z ^ _shr(z, 30)) * _s64(_M1)
+    z = (z ^ _shr(z, 27)) * _s64(_M2)
+    return z ^ _shr(z, 31)
+
+
+def sample_keys(seed: int, stream: int, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    """Per-sample 64-bit keys (as int64 bit patterns), identical to the C++ kernel's."""
+    k = _mix64(torch.tensor(_s64(seed ^ _SEED_SALT), dtype=torch.int64, device=index.device))
+    k = _mix64(k + _s64(stream))
+    k = _mix64(k + _s64(epoch))
+    return _mix64(k + index.to(torch.int64))
+
+
+def _poisson_torch(images, T, seed, index, epoch, stream) -> torch.Tensor:
+    _check_range(images, "poisson")
+    n = images.shape[0]
+    d = images[0].numel() if n else 0
+    x = images.reshape(n, d).float()
+    thr = torch.ceil(x * 16777216.0).to(torch.int64)
+    key = sample_keys(seed, stream, epoch, index).view(1, n, 1)
+    counter = torch.arange(T * d, device=images.device, dtype=torch.int64).view(T, 1, d) + 1
+    u = _shr(_mix64(key + counter * _s64(_GAMMA)), 40)
+    return (u < thr.unsqueeze(0)).view(T, *images.shape)

@@ -1,0 +1,239 @@
+"""The checked model: frozen Pydantic models, no behaviour.
+
+Expressions and layers are discriminated unions. Source spans ride along but
+are excluded from serialisation and equality-sensitive uses should go through
+`same_expr`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .source import Span
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    span: Optional[Span] = Field(default=None, exclude=True, repr=False)
+
+
+# ---------------------------------------------------------------- expressions
+class Num(Node):
+    kind: Literal["num"] = "num"
+    value: float
+
+
+class Bool(Node):
+    kind: Literal["bool"] = "bool"
+    value: bool
+
+
+class Var(Node):
+    kind: Literal["var"] = "var"
+    name: str
+
+
+class Unary(Node):
+    kind: Literal["unary"] = "unary"
+    op: Literal["-", "not"]
+    operand: "Expr"
+
+
+BinOpName = Literal["+", "-", "*", "/", "^", "<", "<=", ">", ">=", "==", "!=", "and", "or"]
+
+
+class BinOp(Node):
+    kind: Literal["binop"] = "binop"
+    op: BinOpName
+    left: "Expr"
+    right: "Expr"
+
+
+class Call(Node):
+    kind: Literal["call"] = "call"
+    func: str
+    args: tuple["Expr", ...]
+
+
+Expr = Annotated[Union[Num, Bool, Var, Unary, BinOp, Call], Field(discriminator="kind")]
+for _cls in (Unary, BinOp, Call):
+    _cls.model_rebuild()
+
+# Functions an expression may call, with their arity.
+FUNCTIONS: dict[str, int] = {
+    "exp": 1, "log": 1, "sqrt": 1, "abs": 1, "tanh": 1, "sigmoid": 1, "atan": 1,
+    "erf": 1, "sign": 1, "heaviside": 1, "min": 2, "max": 2, "clamp": 3, "where": 3,
+}
+
+
+def same_expr(a: Expr, b: Expr) -> bool:
+    """Structural equality, ignoring spans."""
+    return a.model_dump() == b.model_dump()
+
+
+# ---------------------------------------------------------------- neurons
+class Param(Node):
+    name: str
+    type: Literal["float", "bool"]
+    optional: bool = False  # may be `none` (only v_reset uses this today)
+    default: Optional[Expr] = None  # None means `none`
+
+
+class Learnable(Node):
+    name: str
+    init: Expr
+
+
+class State(Node):
+    name: str
+    init: Expr
+
+
+class Assign(Node):
+    target: str
+    op: Literal["=", "+="]
+    value: Expr
+
+
+class Require(Node):
+    cond: Expr
+
+
+class Surrogate(Node):
+    name: str  # a built-in surrogate, or "custom"
+    args: tuple[tuple[str, float], ...] = ()
+    grad: Optional[Expr] = None  # custom: d spike / d x as an expression of x and args
+
+
+class Neuron(Node):
+    name: str
+    file: str
+    params: tuple[Param, ...]
+    learnables: tuple[Learnable, ...] = ()
+    states: tuple[State, ...]
+    charge: tuple[Assign, ...]
+    on_spike: tuple[Assign, ...] = ()
+    requires: tuple[Require, ...] = ()
+    surrogate: Surrogate
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+# ---------------------------------------------------------------- networks
+class Lit(Node):
+    kind: Literal["lit"] = "lit"
+    value: Union[bool, float, str, None]
+
+
+class ListValue(Node):
+    kind: Literal["list"] = "list"
+    items: tuple["Value", ...]
+
+
+class CallValue(Node):
+    """`name(arg, key=value)` in a setting or layer argument (e.g. a surrogate)."""
+
+    kind: Literal["callvalue"] = "callvalue"
+    func: str
+    args: tuple["Value", ...] = ()
+    kwargs: tuple[tuple[str, "Value"], ...] = ()
+
+
+Value = Annotated[Union[Lit, ListValue, CallValue], Field(discriminator="kind")]
+ListValue.model_rebuild()
+CallValue.model_rebuild()
+
+
+class Flatten(Node):
+    kind: Literal["flatten"] = "flatten"
+
+
+class Linear(Node):
+    kind: Literal["linear"] = "linear"
+    out_features: int
+    bias: bool = True
+
+
+class Conv2d(Node):
+    kind: Literal["conv2d"] = "conv2d"
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    bias: bool = True
+
+
+class MaxPool2d(Node):
+    kind: Literal["maxpool2d"] = "maxpool2d"
+    kernel_size: int
+    stride: Optional[int] = None
+
+
+class AvgPool2d(Node):
+    kind: Literal["avgpool2d"] = "avgpool2d"
+    kernel_size: int
+    stride: Optional[int] = None
+
+
+class BatchNorm1d(Node):
+    kind: Literal["batchnorm1d"] = "batchnorm1d"
+
+
+class BatchNorm2d(Node):
+    kind: Literal["batchnorm2d"] = "batchnorm2d"
+
+
+class Dropout(Node):
+    kind: Literal["dropout"] = "dropout"
+    p: float = 0.5
+
+
+class NeuronLayer(Node):
+    kind: Literal["neuron"] = "neuron"
+    neuron: str
+    overrides: tuple[tuple[str, Value], ...] = ()
+
+
+Layer = Annotated[
+    Union[Flatten, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, NeuronLayer],
+    Field(discriminator="kind"),
+]
+
+
+class Train(Node):
+    dataset: Literal["mnist", "fashion_mnist"] = "mnist"
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 1e-3
+    opt: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: Literal["none", "cosine"] = "none"
+    loss: Literal["mse", "ce"] = "mse"
+    seed: int = 0
+    amp: bool = False
+
+
+class Network(Node):
+    name: str
+    file: str
+    input_shape: tuple[int, ...]
+    T: int
+    encoder: Literal["poisson", "direct", "latency"] = "poisson"
+    readout: Literal["rate", "membrane"] = "rate"
+    step_mode: Literal["s", "m"] = "m"
+    layers: tuple[Layer, ...]
+    train: Train = Train()
+
+
+class Module(Node):
+    """One `.snn` file with its imports resolved: every neuron it can see, its own networks."""
+
+    file: str
+    neurons: tuple[Neuron, ...]
+    networks: tuple[Network, ...] = ()
+
+    def neuron(self, name: str) -> Neuron | None:
+        return next((n for n in self.neurons if n.name == name), None)

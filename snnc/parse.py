@@ -1,0 +1,259 @@
+"""Text to IR. The only module that imports lark."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ir
+from .resources import resource_dir
+from .source import Diagnostic, SnncError, Source, Span
+
+# Friendly names for terminals in "expected ..." messages.
+_TERMINAL_NAMES = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a quoted file name", "LBRACE": "'{'", "RBRACE": "'}'",
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "EQUAL": "'='", "COLON": "':'",
+    "ASSIGN_OP": "'=' or '+='", "COMPARE_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/'",
+    "POW_OP": "'^'", "NEG": "'-'", "NOT": "'not'", "TRUE": "'true'", "FALSE": "'false'", "NONE": "'none'",
+    "TYPE": "a type ('float' or 'bool')", "OPTIONAL": "'?'", "$END": "end of file",
+}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = (resource_dir("grammars") / "snn.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def _span(source: Source, meta) -> ir.Span | None:
+    if getattr(meta, "empty", True):
+        return None
+    return Span(source.name, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _token_span(source: Source, tok: Token) -> Span:
+    return Span(source.name, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+
+
+def _expected(tokens) -> str:
+    names = sorted({_TERMINAL_NAMES.get(t, f"'{t.lower()}'" if t.isupper() else t) for t in tokens})
+    keywords = [n for n in names if n.startswith("'")]
+    others = [n for n in names if not n.startswith("'")]
+    listed = others + keywords
+    if len(listed) > 8:
+        listed = listed[:8] + ["..."]
+    return ", ".join(listed)
+
+
+def _syntax_error(source: Source, exc: UnexpectedInput) -> SnncError:
+    line, col = exc.line if exc.line > 0 else 1, exc.column if exc.column > 0 else 1
+    if isinstance(exc, UnexpectedCharacters):
+        char = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
+        message = f"unexpected character {char!r}"
+        hint = "names are letters, digits and '_'; comments start with '#'"
+        width = 1
+    elif isinstance(exc, UnexpectedToken) and exc.token.type == "$END" or isinstance(exc, UnexpectedEOF):
+        message = "unexpected end of file"
+        lines = source.text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        hint = f"expected {_expected(exc.expected)}; is a '}}' missing?"
+        width = 1
+    else:
+        tok = exc.token
+        message = f"unexpected {'name' if tok.type == 'NAME' else 'token'} '{tok}'"
+        expected = getattr(exc, "accepts", None) or exc.expected
+        hint = f"expected {_expected(expected)}"
+        width = max(1, len(str(tok)))
+    span = Span(source.name, line, col, line, col + width)
+    return SnncError(f"syntax error: {message}", span, hint, source)
+
+
+def parse_source(source: Source) -> list:
+    """Parse one file into its items: ('import', path, span), ir.Neuron and _NetworkDraft objects."""
+    try:
+        tree = _parser().parse(source.text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(source, exc) from None
+    try:
+        return _Build(source).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SnncError):
+            raise exc.orig_exc from None
+        raise
+
+
+def parse_expr(text: str, name: str = "<expr>") -> ir.Expr:
+    """Parse a lone expression (used for built-in surrogate formulas and tests)."""
+    src = Source(name, f"neuron _ {{ require {text} }}")
+    neuron = parse_source(src)[0]
+    return neuron.requires[0].cond
+
+
+class _Build(Transformer):
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+
+    def _err(self, message, meta_or_tok, hint=None):
+        span = _token_span(self.source, meta_or_tok) if isinstance(meta_or_tok, Token) else _span(self.source, meta_or_tok)
+        return SnncError(message, span, hint, self.source)
+
+    # ----- expressions
+    @v_args(meta=True)
+    def num(self, meta, children):
+        return ir.Num(value=float(children[0]), span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def true(self, meta, _):
+        return ir.Bool(value=True, span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def false(self, meta, _):
+        return ir.Bool(value=False, span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def var(self, meta, children):
+        return ir.Var(name=str(children[0]), span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def unary(self, meta, children):
+        op, operand = children
+        return ir.Unary(op="-" if op.type == "NEG" else "not", operand=self._expr(operand), span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def binop(self, meta, children):
+        left, op, right = children
+        return ir.BinOp(op=str(op), left=self._expr(left), right=self._expr(right), span=_span(self.source, meta))
+
+    def _expr(self, node):
+        if isinstance(node, ir.CallValue):
+            raise SnncError(f"'{node.func}(...)' with named arguments is not an expression", node.span,
+                            "named arguments are for layers and settings; in an expression pass values by position",
+                            self.source)
+        return node
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        name, *args = children
+        args = [a for a in args if a is not None]
+        span = _span(self.source, meta)
+        if any(isinstance(a, tuple) for a in args):
+            return self._call_value(name, args, span)
+        return ir.Call(func=str(name), args=tuple(self._expr(a) for a in args), span=span)
+
+    def _call_value(self, name, args, span):
+        from .assemble import to_value
+
+        positional = tuple(to_value(a, self.source) for a in args if not isinstance(a, tuple))
+        named = tuple((a[0], to_value(a[1], self.source)) for a in args if isinstance(a, tuple))
+        return ir.CallValue(func=str(name), args=positional, kwargs=named, span=span)
+
+    @v_args(meta=True)
+    def named_arg(self, meta, children):
+        return (str(children[0]), children[1], _span(self.source, meta))
+
+    kwarg = named_arg
+
+    # ----- neuron items
+    @v_args(meta=True)
+    def param(self, meta, children):
+        name, type_, optional, default = children
+        if isinstance(default, Token):  # NONE
+            default_expr, optional = None, True
+        else:
+            default_expr = default
+        if type_ is None:
+            type_ = "bool" if isinstance(default_expr, ir.Bool) else "float"
+        return ir.Param(name=str(name), type=str(type_), optional=bool(optional), default=default_expr,
+                        span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def learnable(self, meta, children):
+        return ir.Learnable(name=str(children[0]), init=children[1], span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def state(self, meta, children):
+        return ir.State(name=str(children[0]), init=children[1], span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def assign(self, meta, children):
+        name, op, value = children
+        return ir.Assign(target=str(name), op=str(op), value=value, span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def charge(self, meta, children):
+        return ("charge", tuple(children), _span(self.source, meta))
+
+    @v_args(meta=True)
+    def on_spike(self, meta, children):
+        return ("on_spike", tuple(children), _span(self.source, meta))
+
+    @v_args(meta=True)
+    def require(self, meta, children):
+        return ir.Require(cond=children[0], span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def surrogate(self, meta, children):
+        name, *kwargs = children
+        return ("surrogate", str(name), [k for k in kwargs if k is not None], _span(self.source, meta))
+
+    @v_args(meta=True)
+    def custom_surrogate(self, meta, children):
+        grad, *kwargs = children
+        return ("custom_surrogate", grad, [k for k in kwargs if k is not None], _span(self.source, meta))
+
+    @v_args(meta=True)
+    def neuron(self, meta, children):
+        from .assemble import neuron_from_items
+
+        name, *items = children
+        return neuron_from_items(str(name), items, self.source, _span(self.source, meta), _token_span(self.source, name))
+
+    # ----- networks
+    @v_args(meta=True)
+    def expr_value(self, meta, children):
+        return children[0]
+
+    @v_args(meta=True)
+    def none_value(self, meta, children):
+        return ir.Lit(value=None, span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def list_value(self, meta, children):
+        from .assemble import to_value
+
+        items = tuple(to_value(c, self.source) for c in children if c is not None)
+        return ir.ListValue(items=items, span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def setting(self, meta, children):
+        return ("setting", str(children[0]), children[1], _span(self.source, meta), _token_span(self.source, children[0]))
+
+    @v_args(meta=True)
+    def layer(self, meta, children):
+        name, *args = children
+        return ("layer", str(name), [a for a in args if a is not None], _span(self.source, meta))
+
+    @v_args(meta=True)
+    def layers(self, meta, children):
+        return ("layers", children, _span(self.source, meta))
+
+    @v_args(meta=True)
+    def train(self, meta, children):
+        return ("train", children, _span(self.source, meta))
+
+    @v_args(meta=True)
+    def network(self, meta, children):
+        from .assemble import network_draft
+
+        name, *items = children
+        return network_draft(str(name), items, self.source, _span(self.source, meta))
+
+    @v_args(meta=True)
+    def import_(self, meta, children):
+        return ("import", str(children[0])[1:-1], _span(self.source, meta))
+
+    def start(self, children):
+        return list(children)
