@@ -86,7 +86,7 @@ def parse_source(source: Source) -> list:
 
 def parse_expr(text: str, name: str = "<expr>") -> ir.Expr:
     """Parse a lone expression (used for built-in surrogate formulas and tests)."""
-    src = Source(name, f"neuron _ {{ require {text} }}")
+    src = Source(name, f"neuron _ {{ require {text}\n charge v = v }}")
     neuron = parse_source(src)[0]
     return neuron.requires[0].cond
 

@@ -1,0 +1,188 @@
+"""One printer family: expression trees to Python (torch), C++ and CUDA C.
+
+`Printer` walks the expression union and handles precedence; each target
+overrides the leaves and a table of calls. The per-element kernel body is the
+same text for CUDA and host C++, so `CPrinter` serves both.
+"""
+from __future__ import annotations
+
+from . import ir
+
+# Binding strength: higher binds tighter.
+PRECEDENCE = {
+    "or": 1, "and": 2, "not": 3,
+    "<": 4, "<=": 4, ">": 4, ">=": 4, "==": 4, "!=": 4,
+    "+": 5, "-": 5, "*": 6, "/": 6, "neg": 7, "^": 8,
+}
+ATOM = 10
+
+
+def _prec(e: ir.Expr) -> int:
+    match e:
+        case ir.BinOp(op=op):
+            return PRECEDENCE[op]
+        case ir.Unary(op="-"):
+            return PRECEDENCE["neg"]
+        case ir.Unary(op="not"):
+            return PRECEDENCE["not"]
+    return ATOM
+
+
+class Printer:
+    """Target-independent walk. Subclasses set `OPS` and `CALLS` and the leaves."""
+
+    OPS: dict[str, str] = {}
+    CALLS: dict[str, str] = {}  # func -> format string over {0}, {1}, {2}
+
+    def __call__(self, e: ir.Expr) -> str:
+        return self.expr(e)
+
+    def expr(self, e: ir.Expr) -> str:
+        match e:
+            case ir.Num(value=v):
+                return self.num(v)
+            case ir.Bool(value=b):
+                return self.bool(b)
+            case ir.Var(name=n):
+                return self.var(n)
+            case ir.Unary(op=op, operand=a):
+                return self.unary(op, a)
+            case ir.BinOp(op=op, left=a, right=b):
+                return self.binop(op, a, b)
+            case ir.Call(func=f, args=args):
+                return self.call(f, args)
+        raise TypeError(f"not an expression: {e!r}")
+
+    def wrap(self, e: ir.Expr, min_prec: int) -> str:
+        text = self.expr(e)
+        return f"({text})" if _prec(e) < min_prec else text
+
+    def unary(self, op: str, a: ir.Expr) -> str:
+        p = PRECEDENCE["neg" if op == "-" else "not"]
+        return f"{self.OPS[op]}{self.wrap(a, p + (op == '-'))}"
+
+    def binop(self, op: str, a: ir.Expr, b: ir.Expr) -> str:
+        p = PRECEDENCE[op]
+        if op == "^":  # right-associative
+            return self.power(a, b)
+        # left-associative: the right operand needs parentheses at equal precedence
+        right_min = p + 1
+        left_min = p + 1 if p == 4 else p  # comparisons do not chain
+        return f"{self.wrap(a, left_min)} {self.OPS[op]} {self.wrap(b, right_min)}"
+
+    def power(self, a: ir.Expr, b: ir.Expr) -> str:
+        return f"{self.wrap(a, ATOM)} {self.OPS['^']} {self.wrap(b, PRECEDENCE['^'])}"
+
+    def call(self, f: str, args) -> str:
+        return self.CALLS[f].format(*(self.expr(a) for a in args))
+
+    def num(self, v: float) -> str:
+        return repr(float(v))
+
+    def bool(self, b: bool) -> str:
+        return "True" if b else "False"
+
+    def var(self, name: str) -> str:
+        return name
+
+
+class PythonPrinter(Printer):
+    """Eager PyTorch. `tensors` names the variables that hold tensors; the rest are Python scalars."""
+
+    OPS = {"+": "+", "-": "-", "*": "*", "/": "/", "^": "**", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
+           "==": "==", "!=": "!=", "and": "and", "or": "or", "not": "not "}
+    TENSOR_OPS = {"and": "&", "or": "|", "not": "~"}
+    SCALAR_CALLS = {
+        "exp": "math.exp({0})", "log": "math.log({0})", "sqrt": "math.sqrt({0})", "abs": "abs({0})",
+        "tanh": "math.tanh({0})", "sigmoid": "(1.0 / (1.0 + math.exp(-({0}))))", "atan": "math.atan({0})",
+        "erf": "math.erf({0})", "sign": "float(({0} > 0) - ({0} < 0))", "heaviside": "float({0} >= 0)",
+        "min": "min({0}, {1})", "max": "max({0}, {1})", "clamp": "min(max({0}, {1}), {2})",
+        "where": "({1} if {0} else {2})",
+    }
+    CALLS = {
+        "exp": "torch.exp({0})", "log": "torch.log({0})", "sqrt": "torch.sqrt({0})", "abs": "torch.abs({0})",
+        "tanh": "torch.tanh({0})", "sigmoid": "torch.sigmoid({0})", "atan": "torch.atan({0})",
+        "erf": "torch.erf({0})", "sign": "torch.sign({0})", "heaviside": "_heaviside({0})",
+        "min": "torch.minimum({0}, {1})", "max": "torch.maximum({0}, {1})", "clamp": "torch.clamp({0}, {1}, {2})",
+        "where": "torch.where({0}, {1}, {2})",
+    }
+
+    def __init__(self, tensors: frozenset[str] | set[str] = frozenset()):
+        self.tensors = frozenset(tensors)
+
+    def is_tensor(self, e: ir.Expr) -> bool:
+        match e:
+            case ir.Var(name=n):
+                return n in self.tensors
+            case ir.Unary(operand=a):
+                return self.is_tensor(a)
+            case ir.BinOp(left=a, right=b):
+                return self.is_tensor(a) or self.is_tensor(b)
+            case ir.Call(args=args):
+                return any(self.is_tensor(a) for a in args)
+        return False
+
+    def unary(self, op: str, a: ir.Expr) -> str:
+        if op == "not" and self.is_tensor(a):
+            return f"~{self.wrap(a, ATOM)}"
+        return super().unary(op, a)
+
+    def binop(self, op: str, a: ir.Expr, b: ir.Expr) -> str:
+        if op in self.TENSOR_OPS and (self.is_tensor(a) or self.is_tensor(b)):
+            return f"{self.wrap(a, ATOM)} {self.TENSOR_OPS[op]} {self.wrap(b, ATOM)}"
+        return super().binop(op, a, b)
+
+    def call(self, f: str, args) -> str:
+        texts = [self.expr(a) for a in args]
+        tensor = [self.is_tensor(a) for a in args]
+        if f == "where" and not tensor[0]:
+            return self.SCALAR_CALLS["where"].format(*texts)
+        if not any(tensor):
+            return self.SCALAR_CALLS[f].format(*texts)
+        if f in ("min", "max") and not all(tensor):  # torch.minimum wants two tensors
+            t, s = (texts[0], texts[1]) if tensor[0] else (texts[1], texts[0])
+            return f"torch.clamp({t}, {'max' if f == 'min' else 'min'}={s})"
+        return self.CALLS[f].format(*texts)
+
+
+class CPrinter(Printer):
+    """Single-precision C, for host C++ and CUDA C alike (the kernel body is one text)."""
+
+    OPS = {"+": "+", "-": "-", "*": "*", "/": "/", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
+           "==": "==", "!=": "!=", "and": "&&", "or": "||", "not": "!"}
+    CALLS = {
+        "exp": "expf({0})", "log": "logf({0})", "sqrt": "sqrtf({0})", "abs": "fabsf({0})",
+        "tanh": "tanhf({0})", "sigmoid": "(1.0f / (1.0f + expf(-({0}))))", "atan": "atanf({0})",
+        "erf": "erff({0})", "sign": "(float)(({0} > 0.0f) - ({0} < 0.0f))",
+        "heaviside": "({0} >= 0.0f ? 1.0f : 0.0f)",
+        "min": "fminf({0}, {1})", "max": "fmaxf({0}, {1})", "clamp": "fminf(fmaxf({0}, {1}), {2})",
+        "where": "({0} ? {1} : {2})",
+    }
+
+    def unary(self, op: str, a: ir.Expr) -> str:
+        if op == "not":  # C's '!' binds tighter than comparisons
+            return f"!{self.wrap(a, ATOM)}"
+        return super().unary(op, a)
+
+    def num(self, v: float) -> str:
+        text = repr(float(v))
+        if "inf" in text or "nan" in text:
+            return {"inf": "INFINITY", "-inf": "(-INFINITY)", "nan": "NAN"}[text]
+        return f"{text}f"
+
+    def bool(self, b: bool) -> str:
+        return "true" if b else "false"
+
+    def power(self, a: ir.Expr, b: ir.Expr) -> str:
+        if isinstance(b, ir.Num) and b.value == 2.0:
+            base = self.wrap(a, ATOM)
+            return f"({base} * {base})"
+        return f"powf({self.expr(a)}, {self.expr(b)})"
+
+
+class CudaPrinter(CPrinter):
+    """CUDA C: identical to host C (kept as a name so templates state their target)."""
+
+
+class CppPrinter(CPrinter):
+    """Host C++: identical to CUDA C."""
