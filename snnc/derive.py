@@ -1,0 +1,170 @@
+"""From a checked neuron to a per-element step plan: forward statements, reset,
+surrogate, and the BPTT backward derived symbolically.
+
+A plan is specialised for one `Config` (hard/soft reset, detach_reset, the
+values of boolean parameters, the surrogate): boolean parameters are folded at
+compile time, float parameters stay runtime scalars. Internal names start with
+'_' (user names never do; `check` enforces it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from . import ir
+from .surrogates import grad_expr
+from .symbolic import NotDifferentiable, diff, fold, free_names, from_sympy, substitute, symbol, to_sympy
+
+MEMBRANE = "v"
+
+
+@dataclass(frozen=True)
+class Config:
+    soft_reset: bool = False
+    detach_reset: bool = False
+    bools: tuple[tuple[str, bool], ...] = ()
+    surrogate: ir.Surrogate | None = None  # None: the neuron's own
+
+    def key(self) -> str:
+        sg = self.surrogate
+        sg_text = "" if sg is None else f"{sg.name}{sg.args}"
+        return f"{'soft' if self.soft_reset else 'hard'}-{int(self.detach_reset)}-{self.bools}-{sg_text}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    neuron: ir.Neuron
+    config: Config
+    states: tuple[str, ...]
+    scalars: tuple[str, ...]  # float parameters the kernels take at run time
+    learnables: tuple[str, ...]
+    charge: tuple[tuple[str, ir.Expr], ...]  # sequential, in place: state = expr
+    reset: tuple[tuple[str, ir.Expr], ...]  # post-reset state from _h_<k>, _spike, _spike_r
+    surrogate_grad: ir.Expr  # of _h_v and v_threshold
+    backward: tuple[tuple[str, ir.Expr], ...]  # _sg, _g_h_<k>, then _gp_<k>, _g_x, _gl_<θ>
+    saved: tuple[str, ...]  # states whose charged value H[t] the backward reads
+    prev: tuple[tuple[str, ir.Expr], ...]  # previous state from _hp_<k>, _sp (step t-1)
+    needs_x: bool
+    init: tuple[tuple[str, ir.Expr], ...] = field(default=())
+
+    @property
+    def grad_names(self) -> dict[str, str]:
+        return {"x": "_g_x", **{s: f"_gp_{s}" for s in self.states}, **{l: f"_gl_{l}" for l in self.learnables}}
+
+
+def default_config(neuron: ir.Neuron) -> Config:
+    bools = tuple((p.name, bool(p.default.value)) for p in neuron.params
+                  if p.type == "bool" and p.name != "detach_reset" and isinstance(p.default, ir.Bool))
+    v_reset = neuron.param("v_reset")
+    detach = neuron.param("detach_reset")
+    return Config(
+        soft_reset=v_reset is None or v_reset.default is None,
+        detach_reset=bool(detach and isinstance(detach.default, ir.Bool) and detach.default.value),
+        bools=bools,
+    )
+
+
+def _specialise(e: ir.Expr, cfg: Config) -> ir.Expr:
+    env = {name: ir.Bool(value=value) for name, value in cfg.bools}
+    env["detach_reset"] = ir.Bool(value=cfg.detach_reset)
+    if cfg.soft_reset:
+        env["v_reset"] = ir.Num(value=0.0)
+    return fold(substitute(e, env))
+
+
+def _charge(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
+    out = []
+    for a in neuron.charge:
+        value = a.value if a.op == "=" else ir.BinOp(op="+", left=ir.Var(name=a.target), right=a.value)
+        out.append((a.target, _specialise(value, cfg)))
+    return tuple(out)
+
+
+def _reset(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
+    h = lambda s: ir.Var(name=f"_h_{s}")  # noqa: E731
+    spike, spike_r = ir.Var(name="_spike"), ir.Var(name="_spike_r")
+    one = ir.Num(value=1.0)
+    if cfg.soft_reset:  # V = H - V_th * S
+        v = ir.BinOp(op="-", left=h(MEMBRANE), right=ir.BinOp(op="*", left=spike_r, right=ir.Var(name="v_threshold")))
+    else:  # V = S * V_reset + (1 - S) * H
+        v = ir.BinOp(op="+", left=ir.BinOp(op="*", left=spike_r, right=ir.Var(name="v_reset")),
+                     right=ir.BinOp(op="*", left=ir.BinOp(op="-", left=one, right=spike_r), right=h(MEMBRANE)))
+    values = {s.name: h(s.name) for s in neuron.states}
+    values[MEMBRANE] = v
+    env = {s.name: h(s.name) for s in neuron.states}  # on-spike updates read the charged values
+    for a in neuron.on_spike:
+        e = _specialise(substitute(a.value, env), cfg)
+        if a.op == "+=":  # s + S * e
+            values[a.target] = ir.BinOp(op="+", left=values[a.target], right=ir.BinOp(op="*", left=spike, right=e))
+        else:  # S * e + (1 - S) * s
+            values[a.target] = ir.BinOp(op="+", left=ir.BinOp(op="*", left=spike, right=e),
+                                        right=ir.BinOp(op="*", left=ir.BinOp(op="-", left=one, right=spike),
+                                                       right=values[a.target]))
+    return tuple((s.name, values[s.name]) for s in neuron.states)
+
+
+def plan(neuron: ir.Neuron, cfg: Config | None = None) -> Plan:
+    cfg = cfg or default_config(neuron)
+    states = tuple(s.name for s in neuron.states)
+    learnables = tuple(l.name for l in neuron.learnables)
+    charge = _charge(neuron, cfg)
+    reset = _reset(neuron, cfg)
+    sg = substitute(grad_expr(cfg.surrogate or neuron.surrogate),
+                    {"x": ir.BinOp(op="-", left=ir.Var(name=f"_h_{MEMBRANE}"), right=ir.Var(name="v_threshold"))})
+    backward = _backward(states, learnables, charge, reset, cfg)
+    used = set().union(*(free_names(e) for _, e in backward), *(free_names(e) for _, e in charge),
+                       *(free_names(e) for _, e in reset), free_names(sg))
+    needs_prev = [s for s in states if s in used_in(backward, skip_targets=True)]
+    prev = tuple((s, substitute(dict(reset)[s], {**{f"_h_{k}": ir.Var(name=f"_hp_{k}") for k in states},
+                                                  "_spike": ir.Var(name="_sp"), "_spike_r": ir.Var(name="_sp")}))
+                 for s in needs_prev)
+    h_used = used_in(backward, skip_targets=True) | set().union(set(), *(free_names(e) for _, e in prev))
+    saved = tuple(s for s in states if s == MEMBRANE or f"_h_{s}" in h_used or f"_hp_{s}" in h_used)
+    param_names = {p.name for p in neuron.params if p.type == "float"}
+    init_names = set().union(set(), *(free_names(s.init) for s in neuron.states))
+    scalars = tuple(p.name for p in neuron.params
+                    if p.name in (used | init_names | {"v_threshold"}) and p.name in param_names
+                    and not (cfg.soft_reset and p.name == "v_reset"))
+    init = tuple((s.name, _specialise(s.init, cfg)) for s in neuron.states)
+    return Plan(neuron, cfg, states, scalars, learnables, charge, reset, sg, backward, saved, prev,
+                "x" in used_in(backward, skip_targets=True), init)
+
+
+def used_in(assigns, skip_targets: bool = False) -> set[str]:
+    names = set().union(set(), *(free_names(e) for _, e in assigns))
+    return names - {t for t, _ in assigns} if skip_targets else names
+
+
+def _backward(states, learnables, charge, reset, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
+    """Reverse-mode step: from dL/dS[t] (_g_spike) and dL/dV[t] (_g_<k>) to dL/dV[t-1], dL/dX[t], dL/dθ."""
+    sym = symbol
+    # F: the composed charge, state[t-1], x -> H[t]
+    env: dict[str, sp.Expr] = {}
+    for target, e in charge:
+        env[target] = to_sympy(e, env)
+    F = {s: env.get(s, sym(s)) for s in states}
+    R = {s: to_sympy(e) for s, e in reset}
+    S, S_r, sg = sym("_spike"), sym("_spike_r"), sym("_sg")
+    g = {s: sym(f"_g_{s}") for s in states}
+    g_h = {s: sym(f"_g_h_{s}") for s in states}
+    g_spike = sum((g[k] * diff(R[k], S) for k in states), sym("_g_spike"))
+    if not cfg.detach_reset:
+        g_spike += sum((g[k] * diff(R[k], S_r) for k in states), sp.Integer(0))
+    out: list[tuple[str, sp.Expr]] = []
+    for j in states:
+        e = sum((g[k] * diff(R[k], sym(f"_h_{j}")) for k in states), sp.Integer(0))
+        if j == MEMBRANE:
+            e += g_spike * sg
+        out.append((f"_g_h_{j}", e.subs(S_r, S)))
+    for i in states:
+        out.append((f"_gp_{i}", sum((g_h[j] * diff(F[j], sym(i)) for j in states), sp.Integer(0))))
+    out.append(("_g_x", sum((g_h[j] * diff(F[j], sym("x")) for j in states), sp.Integer(0))))
+    for l in learnables:
+        e = sum((g_h[j] * diff(F[j], sym(l)) for j in states), sp.Integer(0))
+        e += sum((g[k] * diff(R[k], sym(l)) for k in states), sp.Integer(0))
+        out.append((f"_gl_{l}", e.subs(S_r, S)))
+    try:
+        return tuple((name, from_sympy(sp.sympify(e))) for name, e in out)
+    except NotDifferentiable as exc:
+        raise exc

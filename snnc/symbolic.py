@@ -1,0 +1,222 @@
+"""IR expressions to SymPy and back, and differentiation.
+
+SymPy does the calculus; the results come back as IR expressions so the same
+printers print them to every target.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from . import ir
+
+
+class sigmoid(sp.Function):
+    """Logistic function kept whole, so derivatives stay compact: s' = s (1 - s)."""
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+
+_UNARY = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs, "tanh": sp.tanh, "sigmoid": sigmoid,
+          "atan": sp.atan, "erf": sp.erf, "sign": sp.sign}
+_BACK_UNARY = {sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.tanh: "tanh", sigmoid: "sigmoid", sp.atan: "atan",
+               sp.erf: "erf", sp.sign: "sign"}
+_REL = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "==": sp.Eq, "!=": sp.Ne}
+_BACK_REL = {sp.StrictLessThan: "<", sp.LessThan: "<=", sp.StrictGreaterThan: ">", sp.GreaterThan: ">=",
+             sp.Equality: "==", sp.Unequality: "!="}
+
+
+def symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def to_sympy(e: ir.Expr, env: dict[str, sp.Expr] | None = None):
+    """Convert; variables found in `env` are replaced by their SymPy value."""
+    env = env or {}
+    rec = lambda a: to_sympy(a, env)  # noqa: E731
+    match e:
+        case ir.Num(value=v):
+            return sp.Integer(int(v)) if float(v).is_integer() and abs(v) < 2**53 else sp.Float(v)
+        case ir.Bool(value=b):
+            return sp.true if b else sp.false
+        case ir.Var(name=n):
+            return env[n] if n in env else symbol(n)
+        case ir.Unary(op="-", operand=a):
+            return -rec(a)
+        case ir.Unary(op="not", operand=a):
+            return sp.Not(rec(a))
+        case ir.BinOp(op=op, left=a, right=b):
+            l, r = rec(a), rec(b)
+            match op:
+                case "+": return l + r
+                case "-": return l - r
+                case "*": return l * r
+                case "/": return l / r
+                case "^": return l**r
+                case "and": return sp.And(l, r)
+                case "or": return sp.Or(l, r)
+            return _REL[op](l, r)
+        case ir.Call(func=f, args=args):
+            a = [rec(x) for x in args]
+            if f in _UNARY:
+                return _UNARY[f](a[0])
+            match f:
+                case "min": return sp.Min(a[0], a[1])
+                case "max": return sp.Max(a[0], a[1])
+                case "clamp": return sp.Min(sp.Max(a[0], a[1]), a[2])
+                case "heaviside": return sp.Heaviside(a[0], 1)
+                case "where":
+                    return sp.Piecewise((a[1], a[0]), (a[2], True))
+    raise TypeError(f"cannot convert {e!r}")
+
+
+def diff(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """Derivative with the generalised derivatives of steps (Dirac deltas) taken as zero, as autograd does."""
+    d = sp.diff(expr, var)
+    return d.replace(lambda f: isinstance(f, sp.DiracDelta), lambda f: sp.Integer(0))
+
+
+def _num(v) -> ir.Num:
+    return ir.Num(value=float(v))
+
+
+def _neg(e: ir.Expr) -> ir.Expr:
+    return e.operand if isinstance(e, ir.Unary) and e.op == "-" else ir.Unary(op="-", operand=e)
+
+
+def from_sympy(e) -> ir.Expr:
+    """Convert back to IR, writing a*b^-1 as a/b and c*(-1) as -c."""
+    if e is sp.true or e is sp.false:
+        return ir.Bool(value=bool(e))
+    if isinstance(e, sp.Symbol):
+        return ir.Var(name=e.name)
+    if e.is_Number or e in (sp.pi, sp.E):
+        v = float(e)
+        return _num(v) if v >= 0 else ir.Unary(op="-", operand=_num(-v))
+    if isinstance(e, sp.Add):
+        terms = list(e.as_ordered_terms())
+        out = from_sympy(terms[0])
+        for t in terms[1:]:
+            if t.could_extract_minus_sign():
+                out = ir.BinOp(op="-", left=out, right=from_sympy(-t))
+            else:
+                out = ir.BinOp(op="+", left=out, right=from_sympy(t))
+        return out
+    if isinstance(e, sp.Mul):
+        return _mul(e)
+    if isinstance(e, sp.Pow):
+        base, exp = e.args
+        if exp == -1:
+            return ir.BinOp(op="/", left=_num(1), right=from_sympy(base))
+        if exp == sp.Rational(1, 2):
+            return ir.Call(func="sqrt", args=(from_sympy(base),))
+        if exp == sp.Rational(-1, 2):
+            return ir.BinOp(op="/", left=_num(1), right=ir.Call(func="sqrt", args=(from_sympy(base),)))
+        if exp.is_Integer and exp < 0:
+            return ir.BinOp(op="/", left=_num(1), right=from_sympy(base ** (-exp)))
+        return ir.BinOp(op="^", left=from_sympy(base), right=from_sympy(exp))
+    if isinstance(e, sp.Piecewise):
+        (val, cond), *rest = e.args
+        if not rest or cond is sp.true:
+            return from_sympy(val)
+        return ir.Call(func="where", args=(from_sympy(cond), from_sympy(val), from_sympy(sp.Piecewise(*rest))))
+    if isinstance(e, sp.Heaviside):
+        return ir.Call(func="heaviside", args=(from_sympy(e.args[0]),))
+    if isinstance(e, (sp.Min, sp.Max)):
+        args = [from_sympy(a) for a in e.args]
+        out = args[0]
+        for a in args[1:]:
+            out = ir.Call(func="min" if isinstance(e, sp.Min) else "max", args=(out, a))
+        return out
+    if type(e) in _BACK_REL:
+        return ir.BinOp(op=_BACK_REL[type(e)], left=from_sympy(e.lhs), right=from_sympy(e.rhs))
+    if isinstance(e, sp.And | sp.Or):
+        args = [from_sympy(a) for a in e.args]
+        out = args[0]
+        for a in args[1:]:
+            out = ir.BinOp(op="and" if isinstance(e, sp.And) else "or", left=out, right=a)
+        return out
+    if isinstance(e, sp.Not):
+        return ir.Unary(op="not", operand=from_sympy(e.args[0]))
+    if type(e) in _BACK_UNARY:
+        return ir.Call(func=_BACK_UNARY[type(e)], args=(from_sympy(e.args[0]),))
+    raise NotDifferentiable(f"cannot express {e} in the kernel language")
+
+
+class NotDifferentiable(Exception):
+    pass
+
+
+def _mul(e: sp.Mul) -> ir.Expr:
+    coeff, rest = e.as_coeff_Mul()
+    num, den = [], []
+    for f in sp.Mul.make_args(rest):
+        if isinstance(f, sp.Pow) and f.args[1].is_Number and f.args[1] < 0:
+            den.append(f.args[0] ** (-f.args[1]))
+        else:
+            num.append(f)
+    negative = coeff < 0
+    coeff = -coeff if negative else coeff
+    factors = ([] if coeff == 1 else [_num(float(coeff))]) + [from_sympy(f) for f in num]
+    out = factors[0] if factors else _num(1)
+    for f in factors[1:]:
+        out = ir.BinOp(op="*", left=out, right=f)
+    for d in den:
+        out = ir.BinOp(op="/", left=out, right=from_sympy(d))
+    return _neg(out) if negative else out
+
+
+def free_names(e: ir.Expr) -> set[str]:
+    match e:
+        case ir.Var(name=n):
+            return {n}
+        case ir.Unary(operand=a):
+            return free_names(a)
+        case ir.BinOp(left=a, right=b):
+            return free_names(a) | free_names(b)
+        case ir.Call(args=args):
+            return set().union(*(free_names(a) for a in args)) if args else set()
+    return set()
+
+
+def substitute(e: ir.Expr, env: dict[str, ir.Expr]) -> ir.Expr:
+    """Replace variables by expressions (IR-level, no SymPy round trip)."""
+    match e:
+        case ir.Var(name=n) if n in env:
+            return env[n]
+        case ir.Unary(op=op, operand=a):
+            return ir.Unary(op=op, operand=substitute(a, env), span=e.span)
+        case ir.BinOp(op=op, left=a, right=b):
+            return ir.BinOp(op=op, left=substitute(a, env), right=substitute(b, env), span=e.span)
+        case ir.Call(func=f, args=args):
+            return ir.Call(func=f, args=tuple(substitute(a, env) for a in args), span=e.span)
+    return e
+
+
+def fold(e: ir.Expr) -> ir.Expr:
+    """Fold compile-time booleans: where(true, a, b) -> a, not true -> false, true and c -> c."""
+    match e:
+        case ir.Unary(op="not", operand=a):
+            a = fold(a)
+            return ir.Bool(value=not a.value) if isinstance(a, ir.Bool) else ir.Unary(op="not", operand=a, span=e.span)
+        case ir.Unary(op=op, operand=a):
+            return ir.Unary(op=op, operand=fold(a), span=e.span)
+        case ir.BinOp(op="and" | "or", left=a, right=b):
+            a, b = fold(a), fold(b)
+            for x, y in ((a, b), (b, a)):
+                if isinstance(x, ir.Bool):
+                    if e.op == "and":
+                        return y if x.value else ir.Bool(value=False)
+                    return ir.Bool(value=True) if x.value else y
+            return ir.BinOp(op=e.op, left=a, right=b, span=e.span)
+        case ir.BinOp(op=op, left=a, right=b):
+            return ir.BinOp(op=op, left=fold(a), right=fold(b), span=e.span)
+        case ir.Call(func="where", args=(c, a, b)):
+            c = fold(c)
+            if isinstance(c, ir.Bool):
+                return fold(a if c.value else b)
+            return ir.Call(func="where", args=(c, fold(a), fold(b)), span=e.span)
+        case ir.Call(func=f, args=args):
+            return ir.Call(func=f, args=tuple(fold(a) for a in args), span=e.span)
+    return e
