@@ -1,0 +1,362 @@
+"""Semantic checks: pure functions from IR to diagnostics.
+
+Each pass collects every error it finds; `check_module` raises them together
+as one `SnncError`. Passes run in order and stop after the first pass with
+errors, so later passes can rely on earlier ones (names resolve, shapes exist).
+"""
+from __future__ import annotations
+
+import keyword
+import math
+from dataclasses import dataclass
+
+from . import ir
+from .source import Diagnostic, SnncError, Source, did_you_mean
+from .symbolic import free_names
+
+C_KEYWORDS = {
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
+    "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
+    "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "bool",
+    "class", "delete", "new", "namespace", "template", "this", "throw", "try", "catch", "using", "virtual",
+    "private", "public", "protected", "operator", "friend", "true", "false", "nullptr", "half", "threadIdx",
+    "blockIdx", "blockDim", "gridDim", "warpSize", "asm", "typename", "explicit", "mutable", "export",
+}
+RESERVED_NAMES = {"x", "t", "self", "torch", "math", "spike", "N", "T", "main"} | set(ir.FUNCTIONS)
+
+
+def reserved_reason(name: str) -> str | None:
+    if name.startswith("_"):
+        return "names starting with '_' are reserved for generated code"
+    if keyword.iskeyword(name) or name in ("None", "True", "False"):
+        return "it is a Python keyword"
+    if name in C_KEYWORDS:
+        return "it is a C++/CUDA keyword"
+    if name in RESERVED_NAMES:
+        return "it is reserved ('x' is the input, 't' the time step; function names cannot be redefined)"
+    return None
+
+
+class _Pass:
+    def __init__(self, sources: dict[str, Source]):
+        self.sources = sources
+        self.diags: list[Diagnostic] = []
+
+    def error(self, message, node_or_span, hint=None):
+        span = getattr(node_or_span, "span", node_or_span)
+        source = self.sources.get(span.file) if span is not None else None
+        self.diags.append(Diagnostic(message, span, hint, source))
+
+
+def check_module(module: ir.Module, sources: dict[str, Source]) -> list["LayerInfo"] | None:
+    """Run every pass; raise SnncError with all diagnostics of the first failing pass."""
+    for run in (_declarations, _expressions, _differentiable, _networks):
+        p = _Pass(sources)
+        run(module, p)
+        if p.diags:
+            raise SnncError(diagnostics=p.diags)
+    return None
+
+
+# ------------------------------------------------------------------ pass 1: declarations
+def _declarations(module: ir.Module, p: _Pass) -> None:
+    for n in module.neurons:
+        reason = reserved_reason(n.name) if n.name.startswith("_") or keyword.iskeyword(n.name) else None
+        if reason:
+            p.error(f"neuron name '{n.name}' is reserved: {reason}", n, "rename the neuron")
+        seen: dict[str, ir.Node] = {}
+        for decl in (*n.params, *n.learnables, *n.states):
+            if decl.span is None:  # a built-in parameter the neuron did not redeclare
+                seen.setdefault(decl.name, decl)
+                continue
+            reason = reserved_reason(decl.name)
+            if reason:
+                p.error(f"'{decl.name}' cannot be used as a name: {reason}", decl, f"rename it, e.g. '{decl.name}_'")
+            if decl.name in seen and seen[decl.name].span is not None:
+                p.error(f"'{decl.name}' is declared twice in neuron '{n.name}'", decl,
+                        f"first declared at {seen[decl.name].span}")
+            seen[decl.name] = decl
+        builtin = {"v_threshold": "float", "v_reset": "float", "detach_reset": "bool"}
+        for prm in n.params:
+            if prm.name in builtin and prm.type != builtin[prm.name]:
+                p.error(f"'{prm.name}' must be a {builtin[prm.name]}", prm, "it is a built-in neuron parameter")
+            if prm.default is None and not prm.optional:
+                p.error(f"parameter '{prm.name}' is none but its type is not optional", prm,
+                        f"write 'param {prm.name}: float? = none'")
+            if prm.optional and prm.name != "v_reset":
+                p.error(f"only v_reset may be none (soft reset), not '{prm.name}'", prm, "give it a number")
+        names = {s.name for s in n.states}
+        if "v" not in names:
+            p.error(f"neuron '{n.name}' has no membrane state 'v'", n,
+                    "declare 'state v = v_reset'; the threshold and reset act on v")
+        for a in n.charge:
+            _check_target(n, a, p, "charge")
+        for a in n.on_spike:
+            _check_target(n, a, p, "on_spike")
+            if a.target == "v":
+                p.error("on_spike cannot change 'v'", a, "v is reset by the reset rule (v_reset, or soft reset)")
+        if not any(a.target == "v" for a in n.charge):
+            p.error(f"the charge of neuron '{n.name}' does not update 'v'", n.charge[0] if n.charge else n,
+                    "write e.g. 'charge v = v + x'")
+
+
+def _check_target(n: ir.Neuron, a: ir.Assign, p: _Pass, block: str) -> None:
+    if any(s.name == a.target for s in n.states):
+        return
+    if n.param(a.target) is not None or any(l.name == a.target for l in n.learnables):
+        p.error(f"cannot assign to parameter '{a.target}' in {block}", a,
+                f"parameters are constant during a run; declare 'state {a.target} = ...' to make it a state variable")
+    else:
+        hint = did_you_mean(a.target, [s.name for s in n.states]) or f"declare it: 'state {a.target} = 0.0'"
+        p.error(f"assignment to undefined state '{a.target}'", a, hint)
+
+
+# ------------------------------------------------------------------ pass 2: expressions
+def _kind(e: ir.Expr, types: dict[str, str]) -> str:
+    """'bool' or 'float'."""
+    match e:
+        case ir.Bool():
+            return "bool"
+        case ir.Var(name=name):
+            return types.get(name, "float")
+        case ir.Unary(op="not") | ir.BinOp(op="<" | "<=" | ">" | ">=" | "==" | "!=" | "and" | "or"):
+            return "bool"
+        case ir.Call(func="where", args=(_, a, _)):
+            return _kind(a, types)
+    return "float"
+
+
+def _walk(e: ir.Expr):
+    yield e
+    match e:
+        case ir.Unary(operand=a):
+            yield from _walk(a)
+        case ir.BinOp(left=a, right=b):
+            yield from _walk(a)
+            yield from _walk(b)
+        case ir.Call(args=args):
+            for a in args:
+                yield from _walk(a)
+
+
+def _check_expr(e: ir.Expr, scope: dict[str, str], p: _Pass, where: str) -> None:
+    for node in _walk(e):
+        match node:
+            case ir.Var(name=name) if name not in scope:
+                hint = did_you_mean(name, scope) or f"known names here: {', '.join(sorted(scope))}"
+                p.error(f"unknown name '{name}' in {where}", node, hint)
+            case ir.Call(func=f, args=args):
+                if f not in ir.FUNCTIONS:
+                    p.error(f"unknown function '{f}'", node, did_you_mean(f, ir.FUNCTIONS) or
+                            f"functions: {', '.join(sorted(ir.FUNCTIONS))}")
+                elif len(args) != ir.FUNCTIONS[f]:
+                    p.error(f"'{f}' takes {ir.FUNCTIONS[f]} argument(s), not {len(args)}", node)
+                elif f == "where" and _kind(args[0], scope) != "bool":
+                    p.error("the first argument of where() must be a condition", args[0],
+                            "compare something, e.g. where(v > 0.0, a, b), or use a bool parameter")
+                elif f != "where" and any(_kind(a, scope) == "bool" for a in args):
+                    p.error(f"'{f}' takes numbers, not conditions", node, "use where(cond, a, b) to choose a value")
+            case ir.BinOp(op="+" | "-" | "*" | "/" | "^", left=a, right=b):
+                if "bool" in (_kind(a, scope), _kind(b, scope)):
+                    p.error(f"arithmetic '{node.op}' on a condition", node, "use where(cond, 1.0, 0.0) to turn it into a number")
+            case ir.BinOp(op="and" | "or", left=a, right=b):
+                if "float" in (_kind(a, scope), _kind(b, scope)):
+                    p.error(f"'{node.op}' needs conditions on both sides", node, "compare the number, e.g. a > 0.0")
+
+
+def _expressions(module: ir.Module, p: _Pass) -> None:
+    from .surrogates import grad_expr
+
+    for n in module.neurons:
+        params = {prm.name: prm.type for prm in n.params}
+        consts = {**params, **{l.name: "float" for l in n.learnables}}
+        dynamic = {**consts, **{s.name: "float" for s in n.states}}
+        for prm in n.params:
+            if prm.default is not None:
+                _check_expr(prm.default, {}, p, f"the default of '{prm.name}'")
+        for l in n.learnables:
+            _check_expr(l.init, params, p, f"the initial value of learnable '{l.name}'")
+        for s in n.states:
+            _check_expr(s.init, params, p, f"the initial value of state '{s.name}'")
+        for a in n.charge:
+            _check_expr(a.value, {**dynamic, "x": "float"}, p, "the charge equation")
+        for a in n.on_spike:
+            _check_expr(a.value, dynamic, p, "on_spike")
+        for r in n.requires:
+            _check_expr(r.cond, params, p, "require")
+            if _kind(r.cond, params) != "bool":
+                p.error("require needs a condition", r, "e.g. 'require tau > 1.0'")
+            else:
+                _check_default(n, r, p)
+        try:
+            g = grad_expr(n.surrogate)
+            _check_expr(g, {"x": "float"}, p, "the surrogate gradient")
+        except SnncError as exc:
+            p.diags.extend(exc.diagnostics)
+
+
+def constant_value(e: ir.Expr, env: dict[str, object]):
+    """Evaluate a constant expression of parameters (None if it cannot be)."""
+    import operator as op
+
+    fns = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "tanh": math.tanh, "atan": math.atan,
+           "erf": math.erf, "sigmoid": lambda z: 1.0 / (1.0 + math.exp(-z)), "min": min, "max": max,
+           "clamp": lambda a, lo, hi: min(max(a, lo), hi), "sign": lambda z: float((z > 0) - (z < 0)),
+           "heaviside": lambda z: float(z >= 0), "where": lambda c, a, b: a if c else b}
+    ops = {"+": op.add, "-": op.sub, "*": op.mul, "/": op.truediv, "^": op.pow, "<": op.lt, "<=": op.le,
+           ">": op.gt, ">=": op.ge, "==": op.eq, "!=": op.ne, "and": lambda a, b: a and b, "or": lambda a, b: a or b}
+    try:
+        match e:
+            case ir.Num(value=v) | ir.Bool(value=v):
+                return v
+            case ir.Var(name=n):
+                return env.get(n)
+            case ir.Unary(op="-", operand=a):
+                return -constant_value(a, env)
+            case ir.Unary(op="not", operand=a):
+                return not constant_value(a, env)
+            case ir.BinOp(op=o, left=a, right=b):
+                return ops[o](constant_value(a, env), constant_value(b, env))
+            case ir.Call(func=f, args=args):
+                return fns[f](*(constant_value(a, env) for a in args))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, KeyError):
+        return None
+    return None
+
+
+def param_defaults(n: ir.Neuron) -> dict[str, object]:
+    env: dict[str, object] = {}
+    for prm in n.params:
+        env[prm.name] = None if prm.default is None else constant_value(prm.default, env)
+    if env.get("v_reset") is None:
+        env["v_reset"] = 0.0
+    return env
+
+
+def _check_default(n: ir.Neuron, r: ir.Require, p: _Pass) -> None:
+    value = constant_value(r.cond, param_defaults(n))
+    if value is False:
+        p.error(f"the default parameters of neuron '{n.name}' violate this requirement", r,
+                "change the defaults so the requirement holds")
+
+
+# ------------------------------------------------------------------ pass 3: differentiable
+def _differentiable(module: ir.Module, p: _Pass) -> None:
+    from .derive import plan
+    from .symbolic import NotDifferentiable
+
+    for n in module.neurons:
+        try:
+            plan(n)
+        except NotDifferentiable as exc:
+            p.error(f"the charge of neuron '{n.name}' is not differentiable for training: {exc}", n.charge[0],
+                    "use smooth functions, or where(...) / min / max whose pieces are differentiable")
+
+
+# ------------------------------------------------------------------ pass 4: networks
+@dataclass(frozen=True)
+class LayerInfo:
+    layer: ir.Layer
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    params: int
+
+
+def _networks(module: ir.Module, p: _Pass) -> None:
+    for net in module.networks:
+        if net.T < 1:
+            p.error(f"T must be at least 1, not {net.T}", net, "set e.g. 'T = 100'")
+        if not net.input_shape or any(not isinstance(d, int) or d < 1 for d in net.input_shape):
+            p.error(f"input must be a list of positive sizes, not {list(net.input_shape)}", net,
+                    "e.g. 'input = [1, 28, 28]' for MNIST")
+            continue
+        infer_shapes(net, module, p)
+
+
+def _pair(shape, kind, layer, p) -> bool:
+    if len(shape) != 3:
+        p.error(f"{kind} needs a [C, H, W] input, but the input here is {list(shape)}", layer,
+                "put it before 'flatten', and give the network an image input like [1, 28, 28]")
+        return False
+    return True
+
+
+def infer_shapes(net: ir.Network, module: ir.Module, p: _Pass | None = None) -> list[LayerInfo]:
+    """Shapes per sample (without T and N), layer by layer."""
+    p = p or _Pass({})
+    shape = tuple(net.input_shape)
+    infos: list[LayerInfo] = []
+    for layer in net.layers:
+        out, n_params = shape, 0
+        match layer:
+            case ir.Flatten():
+                out = (math.prod(shape),)
+            case ir.Linear(out_features=o, bias=b):
+                if len(shape) != 1:
+                    p.error(f"linear needs a flat input, but the input here is {list(shape)}", layer,
+                            "add 'flatten' before it")
+                    return infos
+                out, n_params = (o,), shape[0] * o + (o if b else 0)
+            case ir.Conv2d(out_channels=o, kernel_size=k, stride=s, padding=pad, bias=b):
+                if not _pair(shape, "conv2d", layer, p):
+                    return infos
+                c, h, w = shape
+                oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+                if oh < 1 or ow < 1:
+                    p.error(f"conv2d kernel {k} does not fit the input {list(shape)}", layer, "use padding or a smaller kernel")
+                    return infos
+                out, n_params = (o, oh, ow), c * o * k * k + (o if b else 0)
+            case ir.MaxPool2d(kernel_size=k, stride=s) | ir.AvgPool2d(kernel_size=k, stride=s):
+                if not _pair(shape, layer.kind, layer, p):
+                    return infos
+                s = s or k
+                c, h, w = shape
+                if h < k or w < k:
+                    p.error(f"{layer.kind} window {k} is larger than the input {list(shape)}", layer,
+                            "remove a pooling layer or use a larger input")
+                    return infos
+                out = (c, (h - k) // s + 1, (w - k) // s + 1)
+            case ir.BatchNorm1d():
+                if len(shape) != 1:
+                    p.error(f"batchnorm1d needs a flat input, but the input here is {list(shape)}", layer,
+                            "use batchnorm2d for [C, H, W] inputs")
+                    return infos
+                n_params = 2 * shape[0]
+            case ir.BatchNorm2d():
+                if not _pair(shape, "batchnorm2d", layer, p):
+                    return infos
+                n_params = 2 * shape[0]
+            case ir.Dropout(p=prob):
+                if not 0.0 <= prob < 1.0:
+                    p.error(f"dropout probability must be in [0, 1), not {prob}", layer)
+            case ir.NeuronLayer():
+                n_params = _check_neuron_layer(layer, module, p)
+        infos.append(LayerInfo(layer, shape, out, n_params))
+        shape = out
+    if len(shape) != 1 and not p.diags:
+        p.error(f"the network's output must be flat [classes], but it is {list(shape)}", net,
+                "end with flatten, linear(classes) and a neuron layer")
+    return infos
+
+
+def _check_neuron_layer(layer: ir.NeuronLayer, module: ir.Module, p: _Pass) -> int:
+    n = module.neuron(layer.neuron)
+    known = {prm.name: prm for prm in n.params}
+    for key, value in layer.overrides:
+        if key == "surrogate":
+            if not isinstance(value, ir.CallValue):
+                p.error("surrogate must be given as a call, e.g. surrogate = atan(alpha = 2.0)", layer)
+            continue
+        if key == "step_mode" or key == "backend":
+            continue
+        if key not in known:
+            p.error(f"neuron '{n.name}' has no parameter '{key}'", layer,
+                    did_you_mean(key, known) or f"parameters: {', '.join(known)}, surrogate")
+            continue
+        v = value.value if isinstance(value, ir.Lit) else value
+        prm = known[key]
+        ok = (v is None and prm.optional) or (prm.type == "bool" and isinstance(v, bool)) or (
+            prm.type == "float" and isinstance(v, float) and not isinstance(v, bool))
+        if not ok:
+            p.error(f"'{key}' of {n.name} must be a {prm.type}{' or none' if prm.optional else ''}, not {v!r}", layer)
+    return len(n.learnables)
