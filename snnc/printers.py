@@ -186,3 +186,16 @@ class CudaPrinter(CPrinter):
 
 class CppPrinter(CPrinter):
     """Host C++: identical to CUDA C."""
+
+
+class SnnPrinter(Printer):
+    """Back to `.snn` syntax (for messages, docstrings and `snnc check`)."""
+
+    OPS = {op: op for op in PRECEDENCE if op != "neg"} | {"not": "not "}
+    CALLS = {f: f + "(" + ", ".join("{%d}" % i for i in range(n)) + ")" for f, n in ir.FUNCTIONS.items()}
+
+    def bool(self, b: bool) -> str:
+        return "true" if b else "false"
+
+    def num(self, v: float) -> str:
+        return repr(float(v)) if not float(v).is_integer() or abs(v) >= 1e16 else repr(float(v))
