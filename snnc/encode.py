@@ -98,8 +98,7 @@ static int64_t encode(const float* x, int64_t N, int64_t D, int64_t T, const int
             std::memcpy(row, &base[n * D], D * sizeof(Out));
             const int32_t* js = &inner[n * D];
             const uint32_t* th = &thr[n * D];
-            uint64_t k = key[n];
-            uint64_t c0 = (uint64_t)(t * D) + 1;
+            const uint64_t k = key[n], c0 = (uint64_t)(t * D) + 1;
             for (int64_t m = 0; m < count[n]; ++m) {
                 int32_t j = js[m];
                 uint64_t h = mix64(k + (c0 + (uint64_t)j) * GAMMA);
@@ -148,12 +147,15 @@ def poisson(
     stream: int = 0,
     dtype: torch.dtype = torch.uint8,
     threads: int | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Poisson (Bernoulli-per-step) rate code: spike[t, n, ...] = u(seed, stream, epoch, index[n], t, pixel) < x.
 
     images: float [N, ...] in [0, 1]; index: int64 [N] dataset sample ids. `stream`
     separates e.g. the training and test sets. Returns `dtype` [T, N, ...] of 0/1
     (uint8 by default; float32 writes the network's input dtype directly).
+    `out`, a contiguous CPU tensor of that shape and dtype, is filled and returned
+    instead of allocating (reusing one buffer avoids page faults on every batch).
     """
     images, index = _check_args(images, T, index)
     if images.device.type != "cpu":
@@ -163,7 +165,7 @@ def poisson(
     x = images.detach().float().contiguous()
     idx = index.to(torch.int64).contiguous()
     n, d = x.shape[0], x[0].numel() if x.shape[0] else 0
-    out = torch.empty((T, *x.shape), dtype=dtype)
+    out = _output(out, (T, *x.shape), dtype)
     if out.numel() == 0:
         return out
     fn = _library().snnc_poisson_u8 if dtype == torch.uint8 else _library().snnc_poisson_f32
@@ -171,6 +173,14 @@ def poisson(
              threads or torch.get_num_threads())
     if bad >= 0:
         _raise_range(x.reshape(-1)[bad].item(), bad // d, bad % d)
+    return out
+
+
+def _output(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    if out is None:
+        return torch.empty(shape, dtype=dtype)
+    if tuple(out.shape) != shape or out.dtype != dtype or out.device.type != "cpu" or not out.is_contiguous():
+        raise SnncError(f"poisson out= must be a contiguous CPU {dtype} tensor of shape {shape}")
     return out
 
 
@@ -193,12 +203,18 @@ def latency(images: torch.Tensor, T: int, dtype: torch.dtype = torch.uint8) -> t
 
 
 def encode(kind: str, images: torch.Tensor, T: int, *, seed: int = 0, index: torch.Tensor | None = None,
-           epoch: int = 0, stream: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Dispatch by encoder name; the result has `dtype` (the network's input dtype)."""
+           epoch: int = 0, stream: int = 0, dtype: torch.dtype = torch.float32,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """Dispatch by encoder name; the result has `dtype` (the network's input dtype).
+
+    `out` is an optional reusable buffer, used by the Poisson encoder on CPU only.
+    """
     if kind == "poisson":
         if index is None:
             index = torch.arange(images.shape[0])
-        return poisson(images, T, seed, index, epoch, stream=stream, dtype=dtype)
+        if images.device.type != "cpu" or dtype not in (torch.uint8, torch.float32):
+            out = None
+        return poisson(images, T, seed, index, epoch, stream=stream, dtype=dtype, out=out)
     if kind == "direct":
         return direct(images.to(dtype), T)
     if kind == "latency":
