@@ -1,0 +1,226 @@
+"""The command line: the only place that prints or exits.
+
+    snnc check MODEL.snn [--json]
+    snnc build MODEL.snn [-o DIR]
+    snnc train MODEL.snn [options]
+    snnc eval MODEL.snn --checkpoint FILE
+    snnc simulate MODEL.snn --neuron LIF --input 0.02 [-T 150] [--plot v.png]
+    snnc verify MODEL.snn
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .source import SnncError
+
+
+def _check(args) -> int:
+    from .check import infer_shapes
+    from .codegen import module_json
+    from .derive import plan
+    from .printers import SnnPrinter
+    from .runtime.loader import compile_file
+
+    module, _ = compile_file(args.model)
+    if args.json:
+        print(module_json(module))
+        return 0
+    snn = SnnPrinter()
+    print(f"{module.file}: ok ({len(module.neurons)} neurons, {len(module.networks)} networks)")
+    for n in module.neurons:
+        if args.model and n.file != module.file and not args.all:
+            continue
+        p = plan(n)
+        params = ", ".join(f"{prm.name}={'none' if prm.default is None else snn(prm.default)}" for prm in n.params)
+        print(f"\nneuron {n.name}  ({n.file}:{n.span.line if n.span else '?'})")
+        print(f"  parameters: {params}")
+        if n.learnables:
+            print(f"  learnable:  {', '.join(f'{l.name} = {snn(l.init)}' for l in n.learnables)}")
+        print(f"  states:     {', '.join(f'{s.name} = {snn(s.init)}' for s in n.states)}")
+        for target, e in p.charge:
+            print(f"  charge:     {target} = {snn(e)}")
+        print(f"  surrogate:  {n.surrogate.name}{dict(n.surrogate.args) if n.surrogate.args else ''}"
+              f"   dS/dH = {snn(p.surrogate_grad)}")
+        print(f"  derivatives (default config {p.config.key()}):")
+        for name, e in p.backward:
+            print(f"    {name} = {snn(e)}")
+    for net in module.networks:
+        print(f"\nnetwork {net.name}  T={net.T}  encoder={net.encoder}  readout={net.readout}  input={list(net.input_shape)}")
+        total = 0
+        for info in infer_shapes(net, module):
+            name = info.layer.neuron if info.layer.kind == "neuron" else info.layer.kind
+            total += info.params
+            print(f"  {name:<12} {str(list(info.in_shape)):<16} -> {str(list(info.out_shape)):<16} {info.params:>10,} params")
+        print(f"  total {total:,} parameters")
+    return 0
+
+
+def _build(args) -> int:
+    from .runtime.loader import build
+
+    target = build(args.model, args.out)
+    files = sorted(p.relative_to(target) for p in target.rglob("*") if p.is_file())
+    print(f"wrote {target}/ ({len(files)} files)")
+    for f in files:
+        print(f"  {f}")
+    return 0
+
+
+def _options(args):
+    from .runner import TrainOptions
+
+    fields = {k: getattr(args, k) for k in TrainOptions.__dataclass_fields__ if hasattr(args, k)}
+    return TrainOptions(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _train(args) -> int:
+    import snnc
+
+    from .runner import train
+
+    exp = snnc.load(args.model).experiment(args.network)
+    result = train(exp, _options(args))
+    if result:
+        print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}, indent=None))
+    return 0
+
+
+def _eval(args) -> int:
+    import snnc
+
+    from .runner import evaluate
+
+    exp = snnc.load(args.model).experiment(args.network)
+    result = evaluate(exp, args.checkpoint, _options(args))
+    print(json.dumps(result))
+    return 0
+
+
+def _simulate(args) -> int:
+    import torch
+
+    import snnc
+
+    from .plots import plot_neuron
+
+    lib = snnc.load(args.model)
+    if args.neuron not in lib.neurons:
+        raise SnncError(f"no neuron '{args.neuron}' in {args.model}",
+                        hint=f"neurons: {', '.join(lib.neurons)}")
+    kwargs = {}
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        kwargs[key] = None if value == "none" else (value == "true" if value in ("true", "false") else float(value))
+    try:
+        cell = lib.neurons[args.neuron](**kwargs, step_mode="m", store_v_seq=True)
+    except (TypeError, ValueError) as exc:
+        raise SnncError(f"cannot create {args.neuron}: {exc}", hint="use --param NAME=VALUE with the neuron's parameters")
+    x = torch.full((args.T, 1), float(args.input))
+    with torch.no_grad():
+        s = cell(x)[:, 0]
+    v = cell.v_seq[:, 0]
+    print(f"{args.neuron}: input {args.input} for T={args.T}: {int(s.sum())} spikes, "
+          f"first at t={int(s.nonzero()[0]) if s.any() else '-'}; final v={float(v[-1]):.4f}")
+    if args.plot:
+        path = plot_neuron(v, s, args.plot, v_threshold=cell.v_threshold, title=f"{args.neuron}, x={args.input}")
+        print(f"wrote {path}")
+    return 0
+
+
+def _verify(args) -> int:
+    from .runtime.loader import compile_file
+    from .verify import verify
+
+    module, _ = compile_file(args.model)
+    results = verify(module)
+    bad = 0
+    for r in results:
+        print(r)
+        bad += int(getattr(r, "failed", False))
+    return 1 if bad else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="snnc", description="A declarative compiler for spiking neural networks.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="validate a .snn file; print neurons, derivatives and layer shapes")
+    c.add_argument("model")
+    c.add_argument("--json", action="store_true", help="print the checked IR as JSON")
+    c.add_argument("--all", action="store_true", help="also list imported neurons")
+    c.set_defaults(run=_check)
+
+    b = sub.add_parser("build", help="emit a Python package (imports only torch) and kernel sources")
+    b.add_argument("model")
+    b.add_argument("-o", "--out", default="build")
+    b.set_defaults(run=_build)
+
+    for name, fn, help_ in (("train", _train, "train the file's network on MNIST / Fashion-MNIST"),
+                            ("eval", _eval, "evaluate a checkpoint on the test set")):
+        t = sub.add_parser(name, help=help_)
+        t.add_argument("model")
+        t.add_argument("--network", help="which network, if the file has several")
+        t.add_argument("-T", type=int, dest="T")
+        t.add_argument("-b", "--batch-size", type=int, dest="batch_size")
+        t.add_argument("--epochs", type=int)
+        t.add_argument("--lr", type=float)
+        t.add_argument("--opt", choices=("adam", "sgd"))
+        t.add_argument("--momentum", type=float)
+        t.add_argument("--weight-decay", type=float, dest="weight_decay")
+        t.add_argument("--lr-schedule", choices=("none", "cosine"), dest="lr_schedule")
+        t.add_argument("--loss", choices=("mse", "ce"))
+        t.add_argument("--dataset", choices=("mnist", "fashion_mnist"))
+        t.add_argument("--amp", action="store_true", default=None)
+        t.add_argument("--device", default=None)
+        t.add_argument("--backend", choices=("torch", "cpp", "cupy"))
+        t.add_argument("--data-dir", dest="data_dir", help="folder with the IDX files (or set SNNC_DATA_DIR)")
+        t.add_argument("--out-dir", dest="out_dir")
+        t.add_argument("--resume", help="checkpoint to resume from (e.g. OUT_DIR/last.pt)")
+        t.add_argument("--seed", type=int)
+        t.add_argument("--workers", type=int, help="CPU threads")
+        t.add_argument("--subset", type=int, help="train on the first K images only")
+        t.add_argument("--test-subset", type=int, dest="test_subset")
+        t.add_argument("--nproc", type=int, help="processes for data-parallel training")
+        t.add_argument("--download", action="store_true", default=None, help="allow downloading the dataset")
+        t.add_argument("--quiet", action="store_true", default=None)
+        if name == "eval":
+            t.add_argument("--checkpoint", required=True)
+        t.set_defaults(run=fn)
+
+    s = sub.add_parser("simulate", help="drive one neuron with a constant input and report / plot v and spikes")
+    s.add_argument("model")
+    s.add_argument("--neuron", required=True)
+    s.add_argument("--input", type=float, default=0.5)
+    s.add_argument("-T", type=int, dest="T", default=150)
+    s.add_argument("--param", action="append", help="NAME=VALUE parameter override (repeatable)")
+    s.add_argument("--plot", help="write a v/spike plot (PNG)")
+    s.set_defaults(run=_simulate)
+
+    v = sub.add_parser("verify", help="check the fused backends of every neuron against eager autograd")
+    v.add_argument("model")
+    v.set_defaults(run=_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SnncError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("snnc: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
+        # model parameter errors from generated code, state misuse, I/O: report without a traceback
+        if type(exc).__name__ in ("ParameterError", "StateError") or isinstance(exc, OSError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
