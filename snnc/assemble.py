@@ -5,6 +5,7 @@ file and raised together; semantic checks live in `check`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import ir
@@ -265,7 +266,8 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
         for item in items:
             if isinstance(item, tuple) and item[0] == "import":
                 _, rel, span = item
-                target = (Path(source.name).parent / rel)
+                # normalise 'a/../b' so a cycle through a parent directory is still seen as a cycle
+                target = Path(os.path.normpath(Path(source.name).parent / rel))
                 key = str(target)
                 if key in stack:
                     raise SnncError(f"import cycle: {' -> '.join(stack + (key,))}", span,
@@ -286,7 +288,7 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
                 drafts.append(item)
         return drafts
 
-    drafts = visit(root, (root.name,))
+    drafts = visit(root, (os.path.normpath(root.name),))
     networks = []
     names = set()
     for draft in drafts:

@@ -150,7 +150,8 @@ def _check_expr(e: ir.Expr, scope: dict[str, str], p: _Pass, where: str) -> None
                     p.error(f"unknown function '{f}'", node, did_you_mean(f, ir.FUNCTIONS) or
                             f"functions: {', '.join(sorted(ir.FUNCTIONS))}")
                 elif len(args) != ir.FUNCTIONS[f]:
-                    p.error(f"'{f}' takes {ir.FUNCTIONS[f]} argument(s), not {len(args)}", node)
+                    shape = ", ".join("abc"[i] for i in range(ir.FUNCTIONS[f]))
+                    p.error(f"'{f}' takes {ir.FUNCTIONS[f]} argument(s), not {len(args)}", node, f"call it as {f}({shape})")
                 elif f == "where" and _kind(args[0], scope) != "bool":
                     p.error("the first argument of where() must be a condition", args[0],
                             "compare something, e.g. where(v > 0.0, a, b), or use a bool parameter")
@@ -191,8 +192,10 @@ def _expressions(module: ir.Module, p: _Pass) -> None:
         try:
             g = grad_expr(n.surrogate)
             _check_expr(g, {"x": "float"}, p, "the surrogate gradient")
-        except SnncError as exc:
-            p.diags.extend(exc.diagnostics)
+        except SnncError as exc:  # attach the source so the offending line is shown
+            for d in exc.diagnostics:
+                src = d.source or (p.sources.get(d.span.file) if d.span is not None else None)
+                p.diags.append(Diagnostic(d.message, d.span, d.hint, src))
 
 
 def constant_value(e: ir.Expr, env: dict[str, object]):

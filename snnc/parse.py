@@ -58,13 +58,16 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> SnncError:
         message = "unexpected end of file"
         lines = source.text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
-        hint = f"expected {_expected(exc.expected)}; is a '}}' missing?"
+        hint = ("is a '}' missing?" if "RBRACE" in exc.expected else f"expected {_expected(exc.expected)}")
         width = 1
     else:
         tok = exc.token
         message = f"unexpected {'name' if tok.type == 'NAME' else 'token'} '{tok}'"
         expected = getattr(exc, "accepts", None) or exc.expected
-        hint = f"expected {_expected(expected)}"
+        if {"NAME", "NUMBER", "LPAR"} <= set(expected):
+            hint = "expected an expression (a name, a number or '(') here"
+        else:
+            hint = f"expected {_expected(expected)}"
         width = max(1, len(str(tok)))
     span = Span(source.name, line, col, line, col + width)
     return SnncError(f"syntax error: {message}", span, hint, source)
