@@ -1,0 +1,32 @@
+"""Shared helpers for the compiler tests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+MODELS = ROOT / "models"
+UPDATE_GOLDEN = os.environ.get("SNNC_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture
+def in_repo_root(monkeypatch):
+    """Run with the repository root as the working directory, so reported file names are relative."""
+    monkeypatch.chdir(ROOT)
+    return ROOT
+
+
+def write_or_compare(path: Path, actual: str, what: str) -> None:
+    """Compare with a golden file; with SNNC_UPDATE_GOLDEN=1, rewrite it instead."""
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual)
+        return
+    assert path.exists(), f"missing golden file {path.relative_to(ROOT)}; run with SNNC_UPDATE_GOLDEN=1 to create it"
+    expected = path.read_text()
+    assert actual == expected, (
+        f"{what} differs from {path.relative_to(ROOT)}; if the change is intended, regenerate with "
+        f"SNNC_UPDATE_GOLDEN=1 python -m pytest {Path(__import__('inspect').stack()[1].filename).name}")
