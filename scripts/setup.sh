@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ]; then
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
-    "$VENV/bin/pip" install -q hatchling "pydantic>=2.6" "lark>=1.1.9" "jinja2>=3.1" "sympy>=1.12" "numpy>=1.24" \
+    "$VENV/bin/pip" install -q hatchling editables "pydantic>=2.6" "lark>=1.1.9" "jinja2>=3.1" "sympy>=1.12" "numpy>=1.24" \
         "tqdm>=4.66" "matplotlib>=3.8" "tensorboard>=2.15" "pytest>=8" "hypothesis>=6.100" "cupy-cuda13x>=13"
     # SpikingJelly is the behavioural and speed reference; its declared dependencies would pull another torch.
     "$VENV/bin/pip" install -q --no-deps spikingjelly==2.0.0 loguru
