@@ -1,0 +1,288 @@
+"""Check the fused kernels against eager PyTorch autograd, neuron by neuron.
+
+The reference is built from the same `Plan` the kernels are generated from,
+printed with `PythonPrinter` and differentiated by autograd (spike: Heaviside
+forward, the plan's surrogate backward; `detach_reset` detaches the spike in
+the reset). Every neuron of a file runs in its default configuration and in
+the four hard/soft reset x detach_reset variants, on random inputs scaled so
+that the neurons fire, on every requested backend that is available here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from . import ir
+from .derive import MEMBRANE, Config, Plan, default_config, plan as make_plan
+from .printers import PythonPrinter
+from .source import SnncError
+
+__all__ = ["VerifyResult", "verify", "reference_multi_step", "default_values", "learnable_defaults", "configs",
+           "backend_available", "compare", "random_input", "DEFAULT_SHAPES"]
+
+DEFAULT_SHAPES = ((8, 3, 37), (1, 5), (16, 1030))  # [T, ...]: odd sizes, T = 1, N past one host block
+TOLERANCE = {"float32": 1e-5, "float16": 2e-3}
+
+
+@dataclass
+class VerifyResult:
+    neuron: str
+    config: str
+    backend: str
+    dtype: str = "float32"
+    shape: tuple = ()
+    status: str = "ok"  # ok | fail | skipped | error
+    reason: str = ""
+    spike_mismatches: int = 0
+    spike_rate: float = 0.0
+    max_dv: float = 0.0  # max |Δ final state| over all states, absolute
+    grad_x: float = 0.0  # max |Δ| / max |reference|, per gradient
+    grad_init: float = 0.0
+    grad_learnables: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "skipped")
+
+
+# ------------------------------------------------------------------ values
+def _eval_scalar(e: ir.Expr, env: dict) -> float:
+    return float(eval(PythonPrinter()(e), {"math": math, **env}))  # noqa: S307 - printed from the checked IR
+
+
+def default_values(neuron: ir.Neuron, cfg: Config | None = None) -> dict[str, float]:
+    """Float parameters at their declared defaults (v_reset 0.0 when a hard reset needs one it lacks)."""
+    env: dict[str, float] = {}
+    for prm in neuron.params:
+        if prm.type == "float" and prm.default is not None:
+            env[prm.name] = _eval_scalar(prm.default, env)
+    if cfg is not None and not cfg.soft_reset and "v_reset" not in env:
+        env["v_reset"] = 0.0
+    return env
+
+
+def learnable_defaults(neuron: ir.Neuron, values: dict) -> dict[str, float]:
+    return {l.name: _eval_scalar(l.init, dict(values)) for l in neuron.learnables}
+
+
+def configs(neuron: ir.Neuron) -> list[Config]:
+    """The default configuration, then hard/soft reset x detach_reset."""
+    base = default_config(neuron)
+    out = [base]
+    for soft in (False, True):
+        for detach in (False, True):
+            c = dataclasses.replace(base, soft_reset=soft, detach_reset=detach)
+            if c not in out:
+                out.append(c)
+    return out
+
+
+# ------------------------------------------------------------------ the eager reference
+class _Spike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, threshold, grad_fn):
+        ctx.save_for_backward(h)
+        ctx.grad_fn = grad_fn
+        return (h >= threshold).to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (h,) = ctx.saved_tensors
+        return g * ctx.grad_fn(h), None, None
+
+
+def _heaviside(z):
+    return (z >= 0).to(z.dtype)
+
+
+def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: dict, learnables: tuple = ()):
+    """Eager autograd over T steps from the plan's expressions: (spike_seq, final_states, H_seq of the membrane)."""
+    tensors = {"x", *p.states, *(f"_h_{s}" for s in p.states), "_spike", "_spike_r", *p.learnables}
+    printer = PythonPrinter(tensors=tensors)
+    code = lambda e: compile(printer(e), "<snnc reference>", "eval")  # noqa: E731
+    charge = [(t, code(e)) for t, e in p.charge]
+    reset = [(t, code(e)) for t, e in p.reset]
+    sg_code = compile(PythonPrinter(tensors={f"_h_{MEMBRANE}"})(p.surrogate_grad), "<snnc surrogate>", "eval")
+    base = {"torch": torch, "math": math, "_heaviside": _heaviside,
+            **{k: float(v) for k, v in scalars.items() if v is not None},
+            **dict(zip(p.learnables, learnables))}
+    threshold = float(scalars["v_threshold"])
+
+    def grad_fn(h):
+        out = eval(sg_code, {**base, f"_h_{MEMBRANE}": h})  # noqa: S307
+        return out if isinstance(out, torch.Tensor) else torch.full_like(h, float(out))
+
+    cur = dict(zip(p.states, states))
+    spikes, hs = [], []
+    for t in range(x_seq.shape[0]):
+        env = {**base, "x": x_seq[t], **cur}
+        for target, c in charge:
+            env[target] = eval(c, env)  # noqa: S307
+        for s in p.states:
+            env[f"_h_{s}"] = env[s]
+        spike = _Spike.apply(env[f"_h_{MEMBRANE}"], threshold, grad_fn)
+        env["_spike"] = spike
+        env["_spike_r"] = spike.detach() if p.config.detach_reset else spike
+        cur = {}
+        for target, c in reset:
+            value = eval(c, env)  # noqa: S307
+            cur[target] = value if isinstance(value, torch.Tensor) else torch.full_like(spike, float(value))
+        spikes.append(spike)
+        hs.append(env[f"_h_{MEMBRANE}"])
+    if not spikes:
+        return x_seq.clone(), tuple(cur[s] for s in p.states), x_seq.clone()
+    return torch.stack(spikes), tuple(cur[s] for s in p.states), torch.stack(hs)
+
+
+# ------------------------------------------------------------------ running and comparing
+def backend_available(backend: str) -> tuple[bool, str]:
+    if backend == "cpp":
+        try:
+            from .runtime.cc import find_compiler
+
+            find_compiler()
+        except SnncError as exc:
+            return False, str(exc).splitlines()[0]
+        return True, ""
+    if backend == "cupy":
+        if not torch.cuda.is_available():
+            return False, "no CUDA device (torch.cuda.is_available() is False)"
+        try:
+            import cupy  # noqa: F401
+        except Exception as exc:  # pragma: no cover - depends on the environment
+            return False, f"CuPy is not importable: {exc}"
+        return True, ""
+    return False, f"unknown backend {backend!r}"
+
+
+def _run_backend(backend: str, p: Plan, x, states, scalars, learnables):
+    if backend == "cpp":
+        from .runtime.host import multi_step
+    elif backend == "cupy":
+        from .runtime.cuda import multi_step
+    else:
+        raise SnncError(f"unknown backend {backend!r}")
+    return multi_step(p, x, states, scalars, learnables)
+
+
+def random_input(p: Plan, shape: tuple, scalars: dict, learnables: dict, seed: int = 0,
+                 states: tuple | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """x [T, ...] and initial states, scaled so that between 5% and 60% of the neuron-steps spike if possible."""
+    from .runtime.fused import initial_states
+
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(shape, generator=g)
+    fresh = initial_states(p, scalars, noise[0]) if states is None else states
+    inits = tuple(f + 0.1 * torch.randn(f.shape, generator=g) for f in fresh)
+    learn = tuple(torch.tensor(learnables[l]) for l in p.learnables)
+    threshold = float(scalars.get("v_threshold", 1.0))
+    best, best_gap = None, math.inf
+    with torch.no_grad():
+        for scale in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0):
+            x = scale * abs(threshold or 1.0) * (noise + 0.5)
+            spikes, finals, _ = reference_multi_step(p, x, inits, scalars, learn)
+            if not all(torch.isfinite(f).all() for f in finals):
+                continue
+            rate = float(spikes.mean()) if spikes.numel() else 0.0
+            gap = 0.0 if 0.05 <= rate <= 0.6 else min(abs(rate - 0.05), abs(rate - 0.6))
+            if gap < best_gap:
+                best, best_gap = x, gap
+            if gap == 0.0:
+                break
+    return (best if best is not None else noise), inits
+
+
+def _rel(a: torch.Tensor | None, b: torch.Tensor | None) -> float:
+    if a is None and b is None:
+        return 0.0
+    if a is None or b is None:
+        a = torch.zeros_like(b) if a is None else a
+        b = torch.zeros_like(a) if b is None else b
+    a, b = a.detach().double(), b.detach().double()
+    if a.numel() == 0:
+        return 0.0
+    scale = max(float(b.abs().max()), 1e-12)
+    return float((a - b).abs().max()) / scale
+
+
+def compare(backend: str, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict, learn_values: dict,
+            dtype: str = "float32", device: str = "cpu", seed: int = 0) -> VerifyResult:
+    """One backend vs the eager reference on one input; gradients from a random linear loss on spikes and states."""
+    res = VerifyResult(p.neuron.name, p.config.key(), backend, dtype, tuple(x.shape))
+    tdtype = {"float32": torch.float32, "float16": torch.float16}[dtype]
+    g = torch.Generator().manual_seed(seed + 1)
+    w_spike = torch.randn(x.shape, generator=g)
+    w_states = [torch.randn(x.shape[1:], generator=g) for _ in p.states]
+
+    def run(fn, xin):
+        xr = xin.detach().to(device=device, dtype=tdtype).requires_grad_(True)
+        ir_ = tuple(s.detach().to(device).clone().requires_grad_(True) for s in inits)
+        lr = tuple(torch.tensor(learn_values[l], device=device, requires_grad=True) for l in p.learnables)
+        spikes, finals = fn(xr, ir_, lr)[:2]
+        loss = (spikes.float() * w_spike.to(device)).sum()
+        for f, w in zip(finals, w_states):
+            loss = loss + (f.float() * w.to(device)).sum()
+        grads = torch.autograd.grad(loss, (xr, *ir_, *lr), allow_unused=True)
+        return spikes.detach().float().cpu(), [f.detach().float().cpu() for f in finals], \
+            [None if q is None else q.float().cpu() for q in grads]
+
+    ref_s, ref_f, ref_g = run(lambda xr, ir_, lr: reference_multi_step(
+        p, xr.float(), ir_, scalars, lr), x)
+    got_s, got_f, got_g = run(lambda xr, ir_, lr: _run_backend(backend, p, xr, ir_, scalars, lr), x)
+    S = len(p.states)
+    res.spike_mismatches = int((ref_s != got_s).sum())
+    res.spike_rate = float(ref_s.mean()) if ref_s.numel() else 0.0
+    res.max_dv = max((float((a - b).abs().max()) if a.numel() else 0.0 for a, b in zip(got_f, ref_f)), default=0.0)
+    dv_rel = max((_rel(a, b) for a, b in zip(got_f, ref_f)), default=0.0)
+    res.grad_x = _rel(got_g[0], ref_g[0])
+    res.grad_init = max((_rel(a, b) for a, b in zip(got_g[1:1 + S], ref_g[1:1 + S])), default=0.0)
+    res.grad_learnables = max((_rel(a, b) for a, b in zip(got_g[1 + S:], ref_g[1 + S:])), default=0.0)
+    res.details = {"dv_rel": dv_rel}
+    tol = TOLERANCE[dtype]
+    problems = []
+    allowed = 0 if dtype == "float32" else max(1, int(1e-3 * ref_s.numel()))
+    if res.spike_mismatches > allowed:
+        problems.append(f"{res.spike_mismatches} spike mismatches")
+    if res.spike_mismatches == 0:  # after a flipped spike the trajectories legitimately differ
+        for name, err in (("v", dv_rel), ("grad x", res.grad_x), ("grad init", res.grad_init),
+                          ("grad learnables", res.grad_learnables)):
+            if not err <= tol:
+                problems.append(f"{name} error {err:.2e} > {tol:.0e}")
+    if problems:
+        res.status, res.reason = "fail", "; ".join(problems)
+    return res
+
+
+def verify(module: ir.Module, backends=("cpp", "cupy"), shapes=DEFAULT_SHAPES, seed: int = 0,
+           dtypes=("float32",)) -> list[VerifyResult]:
+    """Every neuron of `module` x configurations x shapes x available backends, against eager autograd."""
+    results: list[VerifyResult] = []
+    for neuron in module.neurons:
+        for cfg in configs(neuron):
+            try:
+                p = make_plan(neuron, cfg)
+            except SnncError as exc:
+                results.append(VerifyResult(neuron.name, cfg.key(), "-", status="error", reason=str(exc)))
+                continue
+            scalars = default_values(neuron, cfg)
+            learn = learnable_defaults(neuron, scalars)
+            for backend in backends:
+                ok, why = backend_available(backend)
+                if not ok:
+                    results.append(VerifyResult(neuron.name, cfg.key(), backend, status="skipped", reason=why))
+                    continue
+                for dtype in dtypes if backend == "cupy" else ("float32",):
+                    for i, shape in enumerate(shapes):
+                        x, inits = random_input(p, tuple(shape), scalars, learn, seed + i)
+                        try:
+                            res = compare(backend, p, x, inits, scalars, learn, dtype,
+                                          "cuda" if backend == "cupy" else "cpu", seed + i)
+                        except SnncError as exc:
+                            res = VerifyResult(neuron.name, cfg.key(), backend, dtype, tuple(shape), "error",
+                                               str(exc))
+                        results.append(res)
+    return results
