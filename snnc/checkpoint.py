@@ -1,0 +1,160 @@
+"""Training checkpoints: atomic writes, safe loading, and Ctrl-C/SIGTERM handling.
+
+A checkpoint is a plain dict of tensors and primitives (loadable with
+`torch.load(weights_only=True)`):
+
+    format, name, model_hash, model (state_dict), optimizer, scheduler, scaler,
+    epoch (next epoch to run), batch (batches of that epoch already done),
+    partial (running train sums of that epoch), rng, metrics (rows so far),
+    best_acc, settings (the run's resolved options)
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+from .source import SnncError
+
+FORMAT = "snnc-checkpoint-1"
+LAST, BEST = "last.pt", "best.pt"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes):
+    """Write `data` to `path` via a temp file in the same folder, fsync and os.replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save(state: dict, path: str | os.PathLike):
+    """Atomically save a checkpoint dict."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise SnncError(f"cannot write checkpoint {path}: {exc.strerror or exc}",
+                        hint="check free disk space and permissions of the output folder") from None
+
+
+def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
+    """Load a checkpoint (weights only) and check it belongs to the model `model_hash`."""
+    path = resolve(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SnncError(f"checkpoint {path} does not exist", hint="pass the path of a last.pt/best.pt written by training") from None
+    except Exception as exc:  # unpickling/zip/IO errors come in many types
+        raise SnncError(
+            f"checkpoint {path} is corrupt or not an snnc checkpoint ({type(exc).__name__}: {str(exc)[:200]})",
+            hint="use another checkpoint (best.pt or last.pt of the run) or start a new run without --resume",
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise SnncError(f"{path} is not an snnc checkpoint", hint="pass a last.pt/best.pt written by snnc training")
+    if model_hash is not None and state.get("model_hash") != model_hash:
+        raise SnncError(
+            f"checkpoint {path} was trained for a different model "
+            f"('{state.get('name')}', hash {str(state.get('model_hash'))[:12]}), not this one (hash {model_hash[:12]})",
+            hint="the network definition changed since this checkpoint was written; "
+            "use the matching .snn file, or start a new run without --resume",
+        )
+    return state
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint path; a folder means its last.pt."""
+    path = Path(path).expanduser()
+    return path / LAST if path.is_dir() else path
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create `folder` if needed and prove a file can be written there."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise SnncError(f"output folder {folder} is not writable: {exc.strerror or exc}",
+                        hint="choose another --out-dir or fix its permissions") from None
+    return folder
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict):
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class InterruptGuard:
+    """Turns SIGINT/SIGTERM into a flag while training, so the loop can finish the
+    batch and save. A second signal restores the default behaviour and re-raises."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._old: dict = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def __enter__(self) -> "InterruptGuard":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
+        return False
+
+    def _handle(self, sig, frame):
+        if self.signal is not None:
+            self.__exit__()
+            signal.raise_signal(sig)
+            return
+        self.signal = sig
+
+
+def _fsync_dir(folder: Path):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,684 @@
+"""Training and evaluation of a compiled network on MNIST / Fashion-MNIST.
+
+Mirrors SpikingJelly's lif_fc_mnist example (encode -> net over T steps -> mean
+over T -> MSE against one-hot, Adam, reset after every batch) with a fast hot
+path: datasets held in memory as uint8, a fused C++ Poisson encoder writing the
+network's float input into a reused buffer, and no DataLoader.
+
+Determinism: the weights come from torch's RNG seeded by `seed`; epoch e visits
+the training set in the order of a torch.Generator seeded by (seed, e); each
+sample's Poisson spikes depend only on (seed, sample id, epoch). Test spikes are
+the same every epoch (stream 1, epoch 0), so test accuracy changes only with
+the weights. Same seed on the same CPU => same metrics, also across a resume.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt
+from . import data as datasets
+from .encode import ENCODERS, encode
+from .source import SnncError, did_you_mean
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "train_images_per_s", "seconds")
+DEFAULTS = {
+    "epochs": 10, "batch_size": 64, "lr": 1e-3, "opt": "adam", "momentum": 0.9, "lr_schedule": "none",
+    "loss": "mse", "dataset": "mnist", "seed": 0, "amp": False, "weight_decay": 0.0,
+}
+CHOICES = {"opt": ("adam", "sgd"), "lr_schedule": ("none", "cosine"), "loss": ("mse", "ce"),
+           "dataset": tuple(datasets.DATASETS)}
+# Settings that shape the training trajectory: fixed for the life of a run.
+RUN_KEYS = ("T", *DEFAULTS, "subset", "test_subset")
+TRAIN_STREAM, TEST_STREAM = 0, 1
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What the compiler hands the runner for one network."""
+
+    name: str
+    make_net: Callable[[], torch.nn.Module]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    T: int
+    encoder: str
+    readout: str
+    recipe: dict
+    model_hash: str
+    reset: Callable[[torch.nn.Module], None]
+    set_backend: Callable[[torch.nn.Module, str], None]
+
+
+@dataclass
+class TrainOptions:
+    """Command-line options; None means: from the checkpoint (resume), else the model's recipe, else DEFAULTS."""
+
+    T: int | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    opt: str | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    lr_schedule: str | None = None
+    loss: str | None = None
+    dataset: str | None = None
+    seed: int | None = None
+    amp: bool | None = None
+    subset: int | None = None
+    test_subset: int | None = None
+    device: str = "auto"
+    backend: str | None = None
+    data_dir: str | None = None
+    out_dir: str | None = None
+    resume: str | None = None
+    workers: int | None = None
+    nproc: int = 1
+    download: bool = False
+    quiet: bool = False
+    overwrite: bool = False
+    plots: bool = True
+
+
+@dataclass
+class _Run:
+    """Everything one process needs while training."""
+
+    exp: Experiment
+    settings: dict
+    options: TrainOptions
+    device: torch.device
+    net: torch.nn.Module
+    model: torch.nn.Module  # net, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    scaler: object | None
+    data: datasets.Dataset
+    out_dir: Path
+    rank: int = 0
+    world: int = 1
+    start_epoch: int = 0
+    start_batch: int = 0
+    partial: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)
+    best_acc: float = -1.0
+    buffers: dict = field(default_factory=dict)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+# ----------------------------------------------------------------------------- public API
+
+def train(exp: Experiment, options: TrainOptions | None = None) -> dict:
+    """Train `exp`; returns {"metrics", "best_test_acc", "out_dir", "last", "best", "settings"}.
+
+    Runs distributed when launched by torchrun (WORLD_SIZE > 1) or when
+    options.nproc > 1 (spawns that many processes). Batch size is per process.
+    """
+    options = options or TrainOptions()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        return _train_torchrun(exp, options, world)
+    if options.nproc > 1:
+        return _spawn_train(exp, options)
+    return _train_process(exp, options, 0, 1)
+
+
+def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptions | None = None) -> dict:
+    """Test loss and accuracy of a checkpoint: {"test_loss", "test_acc", "samples", "epoch"}."""
+    options = options or TrainOptions()
+    state = ckpt.load(checkpoint, exp.model_hash)
+    settings = _resolve(exp, TrainOptions(), state["settings"])
+    settings.update({k: getattr(options, k) for k in ("T", "batch_size", "test_subset") if getattr(options, k)})
+    device = _device(options.device)
+    _threads(options.workers, 1, device)
+    net = _build_net(exp, options.backend, device, settings["seed"])
+    net.load_state_dict(state["model"])
+    data = datasets.load(settings["dataset"], options.data_dir, options.download)
+    _check_shape(exp, data)
+    loss, acc, n = _evaluate(exp, net, data.test.head(settings["test_subset"]), settings, device, {})
+    return {"test_loss": loss, "test_acc": acc, "samples": n, "epoch": state["epoch"]}
+
+
+# ----------------------------------------------------------------------------- processes
+
+def _spawn_train(exp: Experiment, options: TrainOptions) -> dict:
+    """Train in options.nproc spawned processes (gloo on CPU, nccl on CUDA) and return rank 0's result."""
+    import pickle
+    import signal
+
+    import torch.multiprocessing as mp
+
+    try:
+        pickle.dumps(exp)
+    except Exception as exc:
+        raise SnncError(f"--nproc needs a picklable experiment; {exp.name}'s is not ({exc})",
+                        hint="launch with torchrun --nproc-per-node N instead") from None
+    _check_out_dir(_out_dir(exp, options), options)
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    port = _free_port()
+    old = signal.signal(signal.SIGINT, lambda *a: None)  # the workers see Ctrl-C too and stop cleanly
+    try:
+        mp.start_processes(_spawn_worker, args=(exp, options, port, queue), nprocs=options.nproc,
+                           join=True, start_method="spawn")
+    finally:
+        signal.signal(signal.SIGINT, old)
+    replies = []
+    while not queue.empty():
+        replies.append(queue.get())
+    errors = [payload for kind, payload in replies if kind == "error"]
+    if errors:
+        raise SnncError(diagnostics=errors[0])
+    return next(payload for kind, payload in replies if kind == "result")
+
+
+def _spawn_worker(rank: int, exp: Experiment, options: TrainOptions, port: int, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(options.nproc))
+    try:
+        result = _train_torchrun(exp, replace(options, nproc=1), options.nproc)
+    except SnncError as exc:
+        queue.put(("error", exc.diagnostics))
+        return
+    queue.put(("result", result) if rank == 0 else ("done", None))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- setup
+
+def _train_torchrun(exp: Experiment, options: TrainOptions, world: int) -> dict:
+    import torch.distributed as dist
+
+    rank = int(os.environ.get("RANK", "0"))
+    device = _device(options.device, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train_process(exp, replace(options, device=str(device)), rank, world)
+    finally:
+        _leave_group(owned)
+
+
+def _leave_group(owned: bool):
+    """Wait for all ranks (rank 0 may still be writing; errors are raised by all ranks together), then leave."""
+    import torch.distributed as dist
+
+    try:
+        dist.barrier()
+    except Exception:  # a peer is gone; nothing left to wait for
+        pass
+    if owned:
+        dist.destroy_process_group()
+
+
+def _train_process(exp: Experiment, options: TrainOptions, rank: int, world: int) -> dict:
+    run = _setup(exp, options, rank, world)
+    with ckpt.InterruptGuard() as guard, _Logger(run) as log:
+        for epoch in range(run.start_epoch, run.settings["epochs"]):
+            row = _run_epoch(run, epoch, guard, log)
+            log.epoch(row)
+        if run.start_epoch >= run.settings["epochs"] and run.main and not options.quiet:
+            print(f"{run.out_dir}: all {run.settings['epochs']} epochs already done", file=sys.stderr)
+    return _result(run)
+
+
+def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Run:
+    state = ckpt.load(options.resume, exp.model_hash) if options.resume else None
+    settings = _resolve(exp, options, state["settings"] if state else None)
+    out_dir = _out_dir(exp, options)
+    _check_out_dir(out_dir, options)  # on every rank, so that all ranks stop together
+    device = _device(options.device)
+    _threads(options.workers, world, device)
+    data = datasets.load(settings["dataset"], options.data_dir, options.download)
+    _check_shape(exp, data)
+    net = _build_net(exp, options.backend, device, settings["seed"])
+    optimizer = _optimizer(net, settings)
+    scheduler = _scheduler(optimizer, settings)
+    scaler = torch.amp.GradScaler("cuda") if settings["amp"] and device.type == "cuda" else None
+    model = _wrap_ddp(net, device) if world > 1 else net
+    run = _Run(exp, settings, options, device, net, model, optimizer, scheduler, scaler, data, out_dir, rank, world)
+    if state is not None:
+        _restore(run, state)
+    return run
+
+
+def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict: bool = True) -> dict:
+    """Concrete run settings: option > checkpoint > recipe > default (a resumed run keeps its settings)."""
+    unknown = set(exp.recipe) - set(DEFAULTS)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise SnncError(f"unknown train setting '{key}' in {exp.name}'s recipe",
+                        hint=did_you_mean(key, DEFAULTS) or f"known settings: {', '.join(DEFAULTS)}")
+    base = {"T": exp.T, "subset": None, "test_subset": None, **DEFAULTS, **exp.recipe}
+    settings = {}
+    for key in RUN_KEYS:
+        given = getattr(options, key)
+        if saved is not None and key in saved:
+            if strict and given is not None and given != saved[key] and key != "epochs":
+                raise SnncError(
+                    f"--{key.replace('_', '-')} {given} differs from the resumed run's {saved[key]}",
+                    hint="a resumed run keeps its settings (only --epochs may grow); start a new run to change them",
+                )
+            settings[key] = saved[key] if given is None or key != "epochs" else given
+        else:
+            settings[key] = base[key] if given is None else given
+    _validate(exp, settings)
+    return settings
+
+
+def _validate(exp: Experiment, s: dict):
+    for key, allowed in CHOICES.items():
+        if s[key] not in allowed:
+            raise SnncError(f"{key} '{s[key]}' is not supported", hint=f"use one of: {', '.join(allowed)}")
+    for key in ("T", "batch_size", "epochs"):
+        if not isinstance(s[key], int) or s[key] < 1:
+            raise SnncError(f"{key} must be a positive integer, got {s[key]!r}")
+    if not s["lr"] > 0:
+        raise SnncError(f"learning rate must be positive, got {s['lr']}")
+    for key in ("subset", "test_subset"):
+        if s[key] is not None and (not isinstance(s[key], int) or s[key] < 1):
+            raise SnncError(f"{key} must be a positive number of images, got {s[key]!r}")
+    if exp.encoder not in ENCODERS:
+        raise SnncError(f"unknown encoder '{exp.encoder}'", hint=f"use one of: {', '.join(ENCODERS)}")
+    if exp.readout not in ("rate", "membrane"):
+        raise SnncError(f"unknown readout '{exp.readout}'", hint="use 'rate' or 'membrane'")
+
+
+def _out_dir(exp: Experiment, options: TrainOptions) -> Path:
+    if options.out_dir is not None:
+        return Path(options.out_dir).expanduser()
+    if options.resume:
+        return ckpt.resolve(options.resume).parent
+    return Path("runs") / exp.name
+
+
+def _check_out_dir(out_dir: Path, options: TrainOptions):
+    ckpt.check_writable(out_dir)
+    taken = [n for n in (ckpt.LAST, "metrics.csv") if (out_dir / n).exists()]
+    if taken and not options.resume and not options.overwrite:
+        raise SnncError(f"{out_dir} already holds a training run ({', '.join(taken)})",
+                        hint="resume it with --resume, choose another --out-dir, or allow overwriting")
+
+
+def _device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SnncError(f"unknown device '{name}'", hint="use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SnncError(f"device {name} requested but CUDA is not available", hint="use --device cpu")
+    return device
+
+
+def _threads(workers: int | None, world: int, device: torch.device):
+    if workers is None:
+        workers = max(1, (os.cpu_count() or 1) // world) if device.type == "cpu" else min(4, os.cpu_count() or 1)
+    if workers < 1:
+        raise SnncError(f"workers must be at least 1, got {workers}")
+    if torch.get_num_threads() != workers:
+        torch.set_num_threads(workers)
+
+
+def _check_shape(exp: Experiment, data: datasets.Dataset):
+    if tuple(exp.input_shape) != data.input_shape or exp.num_classes != data.num_classes:
+        raise SnncError(
+            f"{exp.name} takes input {tuple(exp.input_shape)} with {exp.num_classes} classes, "
+            f"but {data.name} has {data.input_shape} with {data.num_classes}",
+            hint="change the model's input shape / class count or the dataset",
+        )
+
+
+def _build_net(exp: Experiment, backend: str | None, device: torch.device, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = exp.make_net().to(device)
+    if backend is not None:
+        exp.set_backend(net, backend)
+    exp.reset(net)
+    return net
+
+
+def _optimizer(net: torch.nn.Module, s: dict) -> torch.optim.Optimizer:
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not params:
+        raise SnncError("the network has no trainable parameters")
+    if s["opt"] == "sgd":
+        return torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
+    return torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"])
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, s: dict):
+    if s["lr_schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s["epochs"])
+    return None
+
+
+def _wrap_ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False)  # neuron state is per rank
+
+
+def _restore(run: _Run, state: dict):
+    run.net.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scheduler is not None and state.get("scheduler"):
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.scheduler.T_max = run.settings["epochs"]
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    ckpt.set_rng_state(state["rng"])
+    run.start_epoch, run.start_batch = state["epoch"], state["batch"]
+    run.partial = dict(state.get("partial") or {})
+    run.metrics = list(state["metrics"])
+    run.best_acc = state["best_acc"]
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "_Logger") -> dict:
+    train = run.data.train.head(run.settings["subset"])
+    order = _epoch_order(len(train), run.settings["seed"], epoch, run.rank, run.world)
+    batches = order.split(run.settings["batch_size"])
+    first = run.start_batch if epoch == run.start_epoch else 0
+    sums = run.partial if epoch == run.start_epoch and run.partial else {"loss": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
+    run.model.train()
+    start = time.perf_counter()
+    bar = log.bar(epoch, len(batches), first)
+    for b in range(first, len(batches)):
+        loss, correct = _train_step(run, train, batches[b], epoch)
+        n = len(batches[b])
+        sums["loss"] += loss * n
+        sums["correct"] += correct
+        sums["count"] += n
+        log.batch(bar, sums, time.perf_counter() - start + sums["seconds"])
+        stop = _consensus(run, interrupted=guard.requested, bad_loss=not math.isfinite(loss))
+        if stop:
+            bar.close()
+            sums["seconds"] += time.perf_counter() - start
+            _stop(run, epoch, b, sums, stop, loss, guard)
+    bar.close()
+    train_seconds = sums["seconds"] + time.perf_counter() - start
+    totals = _all_sum(run, [sums["loss"], sums["correct"], sums["count"]])
+    test_loss, test_acc, _ = _evaluate(run.exp, run.net, run.data.test.head(run.settings["test_subset"]),
+                                       run.settings, run.device, run.buffers, run.rank, run.world)
+    if run.scheduler is not None:
+        run.scheduler.step()
+    return {
+        "epoch": epoch + 1,
+        "train_loss": totals[0] / totals[2],
+        "train_acc": totals[1] / totals[2],
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "train_images_per_s": totals[2] / max(train_seconds, 1e-9),
+        "seconds": sums["seconds"] + time.perf_counter() - start,
+    }
+
+
+def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: int) -> tuple[float, int]:
+    x, y = split.batch(index, run.device)
+    s = run.settings
+    spikes = _encode(run.exp, x, s, index, epoch, TRAIN_STREAM, run.buffers)
+    with _autocast(run.device, s["amp"]):
+        rate = run.model(spikes).float().mean(0)
+        loss = _loss(rate, y, s["loss"], run.exp.num_classes)
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    run.exp.reset(run.net)
+    return loss.item(), int((rate.argmax(1) == y).sum())
+
+
+@torch.no_grad()
+def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: dict, device: torch.device,
+              buffers: dict, rank: int = 0, world: int = 1) -> tuple[float, float, int]:
+    """Mean test loss and accuracy over this rank's shard (summed over ranks)."""
+    was_training = net.training
+    net.eval()
+    loss_sum, correct = 0.0, 0
+    ids = torch.arange(len(split))[rank::world]
+    for index in ids.split(s["batch_size"]):
+        x, y = split.batch(index, device)
+        spikes = _encode(exp, x, s, index, 0, TEST_STREAM, buffers)
+        with _autocast(device, s["amp"]):
+            rate = net(spikes).float().mean(0)
+            loss_sum += _loss(rate, y, s["loss"], exp.num_classes).item() * len(index)
+        correct += int((rate.argmax(1) == y).sum())
+        exp.reset(net)
+    net.train(was_training)
+    loss_sum, correct, count = _all_sum_world(world, [loss_sum, correct, len(ids)], device)
+    if count == 0:
+        raise SnncError("the test set is empty", hint="check the data files or --test-subset")
+    return loss_sum / count, correct / count, int(count)
+
+
+def _encode(exp: Experiment, x: torch.Tensor, s: dict, index: torch.Tensor, epoch: int, stream: int,
+            buffers: dict) -> torch.Tensor:
+    out = None
+    if exp.encoder == "poisson" and x.device.type == "cpu":
+        shape = (s["T"], *x.shape)
+        out = buffers.get(shape)
+        if out is None:
+            out = buffers[shape] = torch.empty(shape, dtype=torch.float32)
+    return encode(exp.encoder, x, s["T"], seed=s["seed"], index=index, epoch=epoch, stream=stream,
+                  dtype=torch.float32, out=out)
+
+
+def _loss(rate: torch.Tensor, y: torch.Tensor, kind: str, num_classes: int) -> torch.Tensor:
+    if rate.dim() != 2 or rate.shape[1] != num_classes:
+        raise SnncError(f"the network's output has shape [T, {', '.join(map(str, rate.shape))}], "
+                        f"expected [T, N, {num_classes}]", hint="the last layer must have one neuron per class")
+    if kind == "ce":
+        return F.cross_entropy(rate, y)
+    return F.mse_loss(rate, F.one_hot(y, num_classes).to(rate.dtype))
+
+
+def _autocast(device: torch.device, amp: bool):
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=bool(amp))
+
+
+def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.Tensor:
+    """This rank's sample ids for the epoch: a seeded permutation, padded to a multiple of world and strided."""
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
+    order = torch.randperm(n, generator=generator)
+    if world > 1 and n % world:
+        order = torch.cat([order, order[: world - n % world]])
+    return order[rank::world]
+
+
+def _consensus(run: _Run, interrupted: bool, bad_loss: bool) -> str | None:
+    flags = [float(interrupted), float(bad_loss)]
+    if run.world > 1:
+        flags = _all_max(run, flags)
+    if flags[1]:
+        return "nan"
+    return "interrupt" if flags[0] else None
+
+
+def _stop(run: _Run, epoch: int, batch: int, sums: dict, why: str, loss: float, guard):
+    last = run.out_dir / ckpt.LAST
+    if why == "nan":
+        kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written"
+        raise SnncError(
+            f"training loss became {loss} at epoch {epoch + 1}, batch {batch + 1}; training stopped ({kept})",
+            hint=f"the learning rate is probably too high: start a new run with a lower one "
+            f"(e.g. --lr {run.settings['lr'] / 10:g})",
+        )
+    if run.main:
+        ckpt.save(_state(run, epoch, batch + 1, sums), last)
+    raise SnncError(f"interrupted at epoch {epoch + 1}, batch {batch + 1}; checkpoint saved to {last}",
+                    hint=f"resume with --resume {last}")
+
+
+def _all_sum(run: _Run, values: list) -> list:
+    return _all_sum_world(run.world, values, run.device)
+
+
+def _all_sum_world(world: int, values: list, device: torch.device) -> list:
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _all_max(run: _Run, values: list) -> list:
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=run.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def _state(run: _Run, epoch: int, batch: int, sums: dict | None) -> dict:
+    return {
+        "name": run.exp.name,
+        "model_hash": run.exp.model_hash,
+        "model": run.net.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "epoch": epoch,
+        "batch": batch,
+        "partial": dict(sums) if sums else None,
+        "rng": ckpt.rng_state(),
+        "metrics": [dict(r) for r in run.metrics],
+        "best_acc": run.best_acc,
+        "settings": dict(run.settings),
+        "options": {k: v for k, v in asdict(run.options).items() if isinstance(v, (str, int, float, bool, type(None)))},
+    }
+
+
+def _result(run: _Run) -> dict:
+    best = max(run.metrics, key=lambda r: r["test_acc"], default=None)
+    return {
+        "metrics": [dict(r) for r in run.metrics],
+        "best_test_acc": best["test_acc"] if best else None,
+        "best_epoch": best["epoch"] if best else None,
+        "out_dir": str(run.out_dir),
+        "last": str(run.out_dir / ckpt.LAST),
+        "best": str(run.out_dir / ckpt.BEST),
+        "settings": dict(run.settings),
+    }
+
+
+def write_metrics(rows: list[dict], path: str | os.PathLike):
+    """Atomically (re)write metrics.csv with METRIC_COLUMNS, one row per epoch."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    ckpt.atomic_write_text(path, text.getvalue())
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class _Logger:
+    """Rank 0's outputs: progress bar, summary lines, checkpoints, metrics.csv, TensorBoard, plots."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.writer = None
+        self.show = run.main and not run.options.quiet
+
+    def __enter__(self) -> "_Logger":
+        if self.run.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run.out_dir), purge_step=self.run.start_epoch + 1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.writer is not None:
+            self.writer.close()
+        return False
+
+    def bar(self, epoch: int, total: int, initial: int):
+        from tqdm import tqdm
+
+        enabled = self.show and sys.stderr.isatty()
+        return tqdm(total=total, initial=initial, disable=not enabled, leave=False, unit="batch",
+                    desc=f"epoch {epoch + 1}/{self.run.settings['epochs']}", mininterval=0.5)
+
+    def batch(self, bar, sums: dict, seconds: float):
+        if bar.disable:
+            return
+        bar.update(1)
+        if bar.n % 20 == 0:
+            world = self.run.world
+            bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.4f}", acc=f"{sums['correct'] / sums['count']:.3f}",
+                            img_s=f"{sums['count'] * world / max(seconds, 1e-9):,.0f}", refresh=False)
+
+    def epoch(self, row: dict):
+        run = self.run
+        run.metrics.append(row)
+        improved = row["test_acc"] > run.best_acc
+        run.best_acc = max(run.best_acc, row["test_acc"])
+        run.start_batch, run.partial = 0, {}
+        if not run.main:
+            return
+        state = _state(run, row["epoch"], 0, None)
+        ckpt.save(state, run.out_dir / ckpt.LAST)
+        if improved:
+            ckpt.save(state, run.out_dir / ckpt.BEST)
+        write_metrics(run.metrics, run.out_dir / "metrics.csv")
+        self._tensorboard(row)
+        if run.options.plots:
+            from .plots import plot_curves
+
+            plot_curves(run.metrics, run.out_dir)
+        if self.show:
+            print(_summary(row, run.settings["epochs"], run.best_acc), flush=True)
+
+    def _tensorboard(self, row: dict):
+        for key in METRIC_COLUMNS[1:]:
+            self.writer.add_scalar(key, row[key], row["epoch"])
+        self.writer.add_scalar("lr", self.run.optimizer.param_groups[0]["lr"], row["epoch"])
+        self.writer.flush()
+
+
+def _summary(row: dict, epochs: int, best: float) -> str:
+    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
+            f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%} (best {best:.2%}) | "
+            f"{row['train_images_per_s']:,.0f} images/s | {row['seconds']:.1f} s")
