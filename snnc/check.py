@@ -23,6 +23,20 @@ C_KEYWORDS = {
     "blockIdx", "blockDim", "gridDim", "warpSize", "asm", "typename", "explicit", "mutable", "export",
 }
 RESERVED_NAMES = {"x", "t", "self", "torch", "math", "spike", "N", "T", "main"} | set(ir.FUNCTIONS)
+# Names the generated Python itself uses: module aliases, builtins it calls, and the attributes and
+# constructor arguments of a generated neuron module (a parameter named 'rt' or 'super' would shadow them).
+GENERATED_NAMES = {
+    "rt", "nn", "neurons", "networks", "super", "float", "bool", "int", "len", "range", "abs", "min", "max",
+    "tuple", "dict", "list", "str", "type", "object", "print", "getattr", "setattr", "isinstance", "eval", "exec",
+    "NEURONS", "NETWORKS", "detach_net", "reset_net", "set_backend", "set_step_mode",
+}
+MODULE_ATTRIBUTES = {
+    "surrogate_function", "step_mode", "backend", "store_v_seq", "training", "forward", "reset", "detach",
+    "single_step", "multi_step", "initial_states", "v_seq", "parameters", "state_dict", "load_state_dict", "to",
+    "cuda", "cpu", "train", "eval", "apply", "modules", "children", "buffers", "double", "half", "zero_grad",
+    "extra_repr", "snnc_neuron", "snnc_config", "scalar_values", "snnc_stateful", "register_buffer",
+    "register_parameter", "named_parameters", "requires_grad_", "STATES", "FLOAT_PARAMS", "BOOL_PARAMS", "SPEC_JSON",
+}
 
 
 def reserved_reason(name: str) -> str | None:
@@ -34,6 +48,19 @@ def reserved_reason(name: str) -> str | None:
         return "it is a C++/CUDA keyword"
     if name in RESERVED_NAMES:
         return "it is reserved ('x' is the input, 't' the time step; function names cannot be redefined)"
+    if name in GENERATED_NAMES or name.startswith("SURROGATE_"):
+        return "the generated Python code uses this name itself"
+    if name in MODULE_ATTRIBUTES:
+        return "it is an attribute or argument of every generated neuron module"
+    return None
+
+
+def _reserved_type_name(name: str) -> str | None:
+    """Neuron and network names become class names in generated modules."""
+    if name.startswith("_") or keyword.iskeyword(name) or name in ("None", "True", "False"):
+        return reserved_reason(name)
+    if name in GENERATED_NAMES or name in ("torch", "math") or name.startswith("SURROGATE_"):
+        return "the generated Python code uses this name itself"
     return None
 
 
@@ -60,8 +87,12 @@ def check_module(module: ir.Module, sources: dict[str, Source]) -> list["LayerIn
 
 # ------------------------------------------------------------------ pass 1: declarations
 def _declarations(module: ir.Module, p: _Pass) -> None:
+    for net in module.networks:
+        reason = _reserved_type_name(net.name)
+        if reason:
+            p.error(f"network name '{net.name}' is reserved: {reason}", net, "rename the network")
     for n in module.neurons:
-        reason = reserved_reason(n.name) if n.name.startswith("_") or keyword.iskeyword(n.name) else None
+        reason = _reserved_type_name(n.name)
         if reason:
             p.error(f"neuron name '{n.name}' is reserved: {reason}", n, "rename the neuron")
         seen: dict[str, ir.Node] = {}
