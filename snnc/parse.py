@@ -106,7 +106,10 @@ class _Build(Transformer):
     # ----- expressions
     @v_args(meta=True)
     def num(self, meta, children):
-        return ir.Num(value=float(children[0]), span=_span(self.source, meta))
+        value = float(children[0])
+        if value == float("inf"):
+            raise self._err(f"number {children[0]} is too large", meta, "numbers must fit a 64-bit float (about 1.8e308)")
+        return ir.Num(value=value, span=_span(self.source, meta))
 
     @v_args(meta=True)
     def true(self, meta, _):
