@@ -1,0 +1,84 @@
+"""The command line: check, --json, build (a package that needs only torch), simulate, and clean errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from snnc import cli, ir
+
+from conftest import MODELS, ROOT
+
+MODEL_FILES = sorted(p.relative_to(ROOT).as_posix() for p in MODELS.glob("*.snn"))
+
+
+@pytest.mark.parametrize("model", MODEL_FILES)
+def test_check_ok(model, in_repo_root, capsys):
+    assert cli.main(["check", model]) == 0
+    out = capsys.readouterr().out
+    assert f"{model}: ok" in out
+    if "mnist" in model:
+        assert "->" in out and "[10]" in out and "parameters" in out
+
+
+@pytest.mark.parametrize("model", MODEL_FILES)
+def test_check_json_round_trips(model, in_repo_root, capsys):
+    assert cli.main(["check", model, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    module = ir.Module.model_validate(data)
+    assert module.model_dump(mode="json") == data
+
+
+_KERNELS_INCOMPLETE = (ROOT / "snnc" / "kernels.py").exists() and not (ROOT / "templates" / "forward.cu.j2").exists()
+
+
+@pytest.mark.xfail(_KERNELS_INCOMPLETE, strict=True,
+                   reason="snnc/kernels.py renders templates/forward.cu.j2, which does not exist yet: build fails")
+def test_build_imports_with_only_torch(tmp_path, in_repo_root, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["build", "models/lif_fc_mnist.snn", "-o", str(out)]) == 0
+    assert (out / "lif_fc_mnist" / "__init__.py").is_file()
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(out)!r})\n"
+        "import torch, lif_fc_mnist\n"
+        "net = lif_fc_mnist.LifFcMnist()\n"
+        "y = net(torch.rand(3, 2, 1, 28, 28))\n"
+        "assert tuple(y.shape) == (3, 2, 10), y.shape\n"
+        "assert not any(m == 'snnc' or m.startswith('snnc.') for m in sys.modules), 'snnc was imported'\n"
+        "print('ok')\n"
+    )
+    # run outside the repository so the source tree's snnc is not importable by accident
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_simulate_writes_png(tmp_path, in_repo_root, capsys):
+    png = tmp_path / "v.png"
+    assert cli.main(["simulate", "models/neurons.snn", "--neuron", "LIF", "--input", "0.6", "-T", "50",
+                     "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "spikes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "no/such/file.snn"],
+    ["check", "models"],
+    ["build", "no_such.snn", "-o", "x"],
+    ["simulate", "models/neurons.snn", "--neuron", "NoSuch"],
+    ["simulate", "models/neurons.snn", "--neuron", "LIF", "--param", "tau=0.5"],
+])
+def test_bad_input_exits_1_without_traceback(argv, in_repo_root, capsys):
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error" in err
+
+
+def test_non_utf8_file(tmp_path, capsys):
+    f = tmp_path / "bin.snn"
+    f.write_bytes(b"\xff\xfe\x00neuron")
+    assert cli.main(["check", str(f)]) == 1
+    assert "UTF-8" in capsys.readouterr().err
