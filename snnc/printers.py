@@ -136,6 +136,10 @@ class PythonPrinter(Printer):
         texts = [self.expr(a) for a in args]
         tensor = [self.is_tensor(a) for a in args]
         if f == "where" and not tensor[0]:
+            if tensor[1] != tensor[2]:  # a tensor either way, so enclosing torch calls get a tensor
+                t = texts[1] if tensor[1] else texts[2]
+                i = 2 if tensor[1] else 1
+                texts[i] = f"torch.full_like({t}, {texts[i]})"
             return self.SCALAR_CALLS["where"].format(*texts)
         if not any(tensor):
             return self.SCALAR_CALLS[f].format(*texts)
