@@ -19,9 +19,10 @@ from .source import SnncError
 def _check(args) -> int:
     from .check import infer_shapes
     from .codegen import module_json
-    from .derive import plan
+    from .derive import jacobian, plan
     from .printers import SnnPrinter
     from .runtime.loader import compile_file
+    from .surrogates import grad_expr
 
     module, _ = compile_file(args.model)
     if args.json:
@@ -41,11 +42,13 @@ def _check(args) -> int:
         print(f"  states:     {', '.join(f'{s.name} = {snn(s.init)}' for s in n.states)}")
         for target, e in p.charge:
             print(f"  charge:     {target} = {snn(e)}")
-        print(f"  surrogate:  {n.surrogate.name}{dict(n.surrogate.args) if n.surrogate.args else ''}"
-              f"   dS/dH = {snn(p.surrogate_grad)}")
-        print(f"  derivatives (default config {p.config.key()}):")
-        for name, e in p.backward:
-            print(f"    {name} = {snn(e)}")
+        for a in n.on_spike:
+            print(f"  on spike:   {a.target} {a.op} {snn(a.value)}")
+        args = ", ".join(f"{k}={v!r}" for k, v in n.surrogate.args)
+        print(f"  surrogate:  {n.surrogate.name}({args}): dS/dx = {snn(grad_expr(n.surrogate))}, x = H_v - v_threshold")
+        print("  derivatives of the charge (V: state at t-1):")
+        for h, z, e in jacobian(p):
+            print(f"    d{h}/d{z} = {snn(e)}")
     for net in module.networks:
         print(f"\nnetwork {net.name}  T={net.T}  encoder={net.encoder}  readout={net.readout}  input={list(net.input_shape)}")
         total = 0

@@ -136,14 +136,30 @@ def used_in(assigns, skip_targets: bool = False) -> set[str]:
     return names - {t for t, _ in assigns} if skip_targets else names
 
 
-def _backward(states, learnables, charge, reset, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
-    """Reverse-mode step: from dL/dS[t] (_g_spike) and dL/dV[t] (_g_<k>) to dL/dV[t-1], dL/dX[t], dL/dθ."""
-    sym = symbol
-    # F: the composed charge, state[t-1], x -> H[t]
+def _composed(states, charge) -> dict[str, sp.Expr]:
+    """The charge as one map (state[t-1], x) -> H[t], statements substituted in order."""
     env: dict[str, sp.Expr] = {}
     for target, e in charge:
         env[target] = to_sympy(e, env)
-    F = {s: env.get(s, sym(s)) for s in states}
+    return {s: env.get(s, symbol(s)) for s in states}
+
+
+def jacobian(p: Plan) -> list[tuple[str, str, ir.Expr]]:
+    """Nonzero partial derivatives dH_j/dz of the charge, z over the previous states, x and the learnables."""
+    F = _composed(p.states, p.charge)
+    out = []
+    for j in p.states:
+        for z in (*p.states, "x", *p.learnables):
+            d = diff(F[j], symbol(z))
+            if d != 0:
+                out.append((f"H_{j}", "x" if z == "x" else (z if z in p.learnables else f"V_{z}"), from_sympy(d)))
+    return out
+
+
+def _backward(states, learnables, charge, reset, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
+    """Reverse-mode step: from dL/dS[t] (_g_spike) and dL/dV[t] (_g_<k>) to dL/dV[t-1], dL/dX[t], dL/dθ."""
+    sym = symbol
+    F = _composed(states, charge)
     R = {s: to_sympy(e) for s, e in reset}
     S, S_r, sg = sym("_spike"), sym("_spike_r"), sym("_sg")
     g = {s: sym(f"_g_{s}") for s in states}
