@@ -44,8 +44,8 @@ def _check(args) -> int:
             print(f"  charge:     {target} = {snn(e)}")
         for a in n.on_spike:
             print(f"  on spike:   {a.target} {a.op} {snn(a.value)}")
-        args = ", ".join(f"{k}={v!r}" for k, v in n.surrogate.args)
-        print(f"  surrogate:  {n.surrogate.name}({args}): dS/dx = {snn(grad_expr(n.surrogate))}, x = H_v - v_threshold")
+        sg_args = ", ".join(f"{k}={v!r}" for k, v in n.surrogate.args)
+        print(f"  surrogate:  {n.surrogate.name}({sg_args}): dS/dx = {snn(grad_expr(n.surrogate))}, x = H_v - v_threshold")
         print("  derivatives of the charge (V: state at t-1):")
         for h, z, e in jacobian(p):
             print(f"    d{h}/d{z} = {snn(e)}")
