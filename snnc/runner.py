@@ -163,7 +163,7 @@ def _spawn_train(exp: Experiment, options: TrainOptions) -> dict:
     import torch.multiprocessing as mp
 
     try:
-        pickle.dumps(exp)
+        payload = pickle.dumps(exp)
     except Exception as exc:
         raise SnncError(f"--nproc needs a picklable experiment; {exp.name}'s is not ({exc})",
                         hint="launch with torchrun --nproc-per-node N instead") from None
@@ -173,8 +173,14 @@ def _spawn_train(exp: Experiment, options: TrainOptions) -> dict:
     port = _free_port()
     old = signal.signal(signal.SIGINT, lambda *a: None)  # the workers see Ctrl-C too and stop cleanly
     try:
-        mp.start_processes(_spawn_worker, args=(exp, options, port, queue), nprocs=options.nproc,
+        mp.start_processes(_spawn_worker, args=(payload, _loaded_packages(), options, port, queue), nprocs=options.nproc,
                            join=True, start_method="spawn")
+    except mp.ProcessExitedException as exc:
+        raise SnncError(
+            f"training process {exc.error_index} died ({exc}); its output is above",
+            hint="spawned processes re-import the main script: guard its top level with "
+            "`if __name__ == '__main__':`, or launch with torchrun --nproc-per-node N",
+        ) from None
     finally:
         signal.signal(signal.SIGINT, old)
     replies = []
@@ -186,15 +192,57 @@ def _spawn_train(exp: Experiment, options: TrainOptions) -> dict:
     return next(payload for kind, payload in replies if kind == "result")
 
 
-def _spawn_worker(rank: int, exp: Experiment, options: TrainOptions, port: int, queue):
+def _spawn_worker(rank: int, payload: bytes, packages: list, options: TrainOptions, port: int, queue):
+    import pickle
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(options.nproc))
+    for name, folder in packages:
+        _import_package(name, folder)
+    _install_fused_backends()
+    exp = pickle.loads(payload)
     try:
         result = _train_torchrun(exp, replace(options, nproc=1), options.nproc)
     except SnncError as exc:
         queue.put(("error", exc.diagnostics))
         return
     queue.put(("result", result) if rank == 0 else ("done", None))
+
+
+def _loaded_packages() -> list[tuple[str, str]]:
+    """Top-level packages imported from outside sys.path (such as compiled .snn models): a spawned
+    process must import them the same way before it can unpickle the experiment."""
+    on_path = {os.path.realpath(p or os.getcwd()) for p in sys.path}
+    found = []
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        if "." in name or spec is None or not spec.submodule_search_locations or not spec.origin:
+            continue
+        folder = os.path.dirname(spec.origin)
+        if os.path.isfile(spec.origin) and os.path.realpath(os.path.dirname(folder)) not in on_path:
+            found.append((name, folder))
+    return found
+
+
+def _install_fused_backends():
+    """snnc.load() registers the compiled backends (cpp, cupy) in the parent; do the same here."""
+    try:
+        from .runtime import fused_registry
+    except ImportError:
+        return
+    fused_registry.install()
+
+
+def _import_package(name: str, folder: str):
+    import importlib.util
+
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
+                                                  submodule_search_locations=[folder])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
 
 
 def _free_port() -> int:

@@ -317,3 +317,28 @@ def test_real_mnist_subset_accuracy_floor(tmp_path):
     result = train(experiment(T=20), TrainOptions(epochs=1, subset=6000, test_subset=2000, data_dir=str(REAL),
                                                   out_dir=str(tmp_path), quiet=True, device="cpu"))
     assert result["metrics"][0]["test_acc"] >= 0.75, result["metrics"]
+
+
+def test_amp_on_cpu_trains(tmp_path, data_dir):
+    rows = train(experiment(), options(data_dir, tmp_path, amp=True))["metrics"]
+    assert math.isfinite(rows[0]["train_loss"]) and 0 <= rows[0]["test_acc"] <= 1
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_runner import experiment, options\n"
+        "from snnc.runner import train\n"
+        f"train(experiment(), options({data_dir!r}, {str(tmp_path / 'out')!r}, subset=96))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(read_metrics(tmp_path / "out/metrics.csv")) == 1
