@@ -1,0 +1,78 @@
+"""CUDA fused kernels (CuPy + NVRTC) against eager autograd on the GPU, fp32 and fp16. Skipped without CUDA."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from snnc.assemble import load_module
+from snnc.derive import default_config, plan
+from snnc.source import SnncError
+from snnc.verify import compare, default_values, learnable_defaults, random_input, reference_multi_step
+
+from conftest import MODELS
+
+LIB = load_module(MODELS / "neurons.snn")[0]
+HAS_CUDA = torch.cuda.is_available()
+SHAPES = ((1, 7), (6, 3, 37), (5, 4099))
+
+
+def _cases():
+    for n in LIB.neurons:
+        base = default_config(n)
+        for soft in (False, True):
+            for detach in (False, True):
+                yield n.name, dataclasses.replace(base, soft_reset=soft, detach_reset=detach)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("name, cfg", list(_cases()), ids=lambda v: v if isinstance(v, str) else v.key())
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_cupy_matches_eager(name, cfg, dtype):
+    n = LIB.neuron(name)
+    p = plan(n, cfg)
+    scalars = default_values(n, cfg)
+    learn = learnable_defaults(n, scalars)
+    for i, shape in enumerate(SHAPES):
+        x, inits = random_input(p, shape, scalars, learn, seed=i)
+        if dtype == "float16":
+            x = x.half().float()  # the reference sees the same rounded input
+        res = compare("cupy", p, x, inits, scalars, learn, dtype=dtype, device="cuda", seed=i)
+        assert res.status == "ok", f"{name} {cfg.key()} {dtype} {shape}: {res.reason}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_runs_on_the_current_stream_and_under_autocast():
+    from snnc.runtime import cuda
+
+    n = LIB.neuron("PLIF")
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    x = torch.rand(8, 64, 100, device="cuda") * 2
+    w = torch.tensor(learnable_defaults(n, scalars)["w"], device="cuda", requires_grad=True)
+    ref_s, (ref_v,), _ = reference_multi_step(p, x, (torch.zeros(64, 100, device="cuda"),), scalars, (w,))
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        s, (v,) = cuda.multi_step(p, x, (torch.zeros(64, 100, device="cuda"),), scalars, (w,))
+        s.sum().backward()
+    torch.cuda.synchronize()
+    assert torch.equal(s, ref_s) and torch.equal(v, ref_v) and w.grad is not None
+    lin = torch.nn.Linear(100, 100).cuda()
+    with torch.autocast("cuda", dtype=torch.float16):
+        h = lin(x)
+        assert h.dtype == torch.float16
+        s16, _ = cuda.multi_step(p, h, (torch.zeros(64, 100, device="cuda"),), scalars, (w,))
+    assert s16.dtype == torch.float16
+    s16.float().sum().backward()
+    assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
+
+
+def test_cpu_tensors_are_an_snnc_error():
+    from snnc.runtime import cuda
+
+    p = plan(LIB.neuron("LIF"))
+    with pytest.raises(SnncError):
+        cuda.multi_step(p, torch.zeros(2, 3), (torch.zeros(3),), default_values(p.neuron, p.config))

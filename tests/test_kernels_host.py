@@ -1,0 +1,209 @@
+"""Host fused kernels (generated C++, OpenMP + SIMD) against eager autograd built from the same plan.
+
+Every neuron of models/neurons.snn and of the test neurons below, hard/soft reset x detach_reset x several
+surrogates, on shapes whose N is not a multiple of the SIMD width or of the host block, and T = 1:
+spikes identical, final states and gradients (x, initial states, learnables) within 1e-5 relative.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from snnc import ir, kernels
+from snnc.assemble import load_module
+from snnc.derive import default_config, plan
+from snnc.runtime import host
+from snnc.runtime.cc import find_compiler
+from snnc.source import SnncError, Span
+from snnc.verify import compare, default_values, learnable_defaults, random_input, reference_multi_step
+
+from conftest import MODELS
+
+try:
+    find_compiler()
+except SnncError as exc:  # pragma: no cover - depends on the environment
+    pytest.skip(f"no C++ compiler: {exc}", allow_module_level=True)
+
+# Names that would break C if printed raw, scalar / tensor division, powers, scalar-only where(), a
+# learnable inside a loop-invariant subexpression, a custom surrogate.
+TEST_NEURONS = """
+neuron Awkward {
+    param int = 2.0
+    param expf = 0.5
+    param flip = false
+    learnable double = 0.3
+    state v = v_reset
+    state float = 0.1
+    charge {
+        v = v + (x - v) / int + expf / (1.0 + float * float) + where(flip, 0.0, 0.1 * double)
+        float = float * 0.5 + 0.25 * x ^ 3 - where(int > 1.0, 0.1, 0.2) * v / (2.0 + abs(v)) ^ 2
+    }
+    on_spike float = float - 0.3
+    surrogate grad = 1.0 / (1.0 + abs(x) * int) where int = 3.0
+}
+neuron Sqrt {
+    param gain = 0.7
+    state v = v_reset
+    charge v = v * 0.9 + gain * sqrt(abs(x)) + 0.01 * (abs(v) + 1.0) ^ 0.5 + 0.01 * tanh(v) + 0.01 * atan(x) + 0.01 * erf(x)
+    surrogate piecewise_quadratic(alpha = 1.0)
+}
+"""
+
+LIB = load_module(MODELS / "neurons.snn")[0]
+SURROGATES = (None, "sigmoid", "atan", "erf", "piecewise_leaky_relu")
+SHAPES = ((1, 7), (5, 3, 37), (4, 1029), (3, 2, 2053))  # T = 1; N off the SIMD width; past one host block
+
+
+@pytest.fixture(scope="module")
+def test_neurons(tmp_path_factory):
+    path = tmp_path_factory.mktemp("snn") / "kernel_test_neurons.snn"
+    path.write_text(TEST_NEURONS)
+    return load_module(path)[0]
+
+
+def _cases(neurons):
+    for n in neurons:
+        base = default_config(n)
+        for (soft, detach), sg in itertools.product(itertools.product((False, True), (False, True)), SURROGATES):
+            surrogate = None if sg is None else ir.Surrogate(name=sg)
+            yield n, dataclasses.replace(base, soft_reset=soft, detach_reset=detach, surrogate=surrogate)
+
+
+def _check(neuron, cfg, seed=0):
+    p = plan(neuron, cfg)
+    scalars = default_values(neuron, cfg)
+    learn = learnable_defaults(neuron, scalars)
+    for i, shape in enumerate(SHAPES):
+        x, inits = random_input(p, shape, scalars, learn, seed + i)
+        res = compare("cpp", p, x, inits, scalars, learn, seed=seed + i)
+        assert res.status == "ok", f"{neuron.name} {cfg.key()} {shape}: {res.reason}"
+        assert res.spike_mismatches == 0
+
+
+@pytest.mark.parametrize("neuron, cfg", list(_cases(LIB.neurons)),
+                         ids=lambda v: v.name if isinstance(v, ir.Neuron) else v.key())
+def test_library_neuron_matches_eager(neuron, cfg):
+    _check(neuron, cfg)
+
+
+def test_test_neurons_match_eager(test_neurons):
+    for neuron, cfg in _cases(test_neurons.neurons):
+        _check(neuron, cfg)
+
+
+@pytest.mark.parametrize("name", ["IF", "LIF", "QIF", "Izhikevich", "SquareIF", "CUBALIF", "AdaptiveLIF"])
+def test_forward_is_bit_identical(name):
+    """Arithmetic-only neurons: the fused forward is bit for bit eager PyTorch (no FMA contraction, IEEE order)."""
+    n = LIB.neuron(name)
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    x, inits = random_input(p, (20, 4, 257), scalars, {}, seed=3)
+    ref_s, ref_f, _ = reference_multi_step(p, x, inits, scalars)
+    got_s, got_f = host.multi_step(p, x, inits, scalars)
+    assert torch.equal(ref_s, got_s)
+    for a, b in zip(ref_f, got_f):
+        assert torch.equal(a, b)
+
+
+def test_learnable_gradient_is_deterministic_across_thread_counts():
+    n = LIB.neuron("PLIF")
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    learn = learnable_defaults(n, scalars)
+    x, inits = random_input(p, (6, 5000), scalars, learn, seed=1)
+    grads = []
+    old = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            w = torch.tensor(learn["w"], requires_grad=True)
+            s, _ = host.multi_step(p, x, inits, scalars, (w,))
+            s.sum().backward()
+            grads.append(w.grad.clone())
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_final_state_gradient_and_broadcast_initial_state():
+    """Gradient through the final state only, from a scalar initial state broadcast to the batch."""
+    n = LIB.neuron("LIF")
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    x = torch.rand(7, 4, 9) * 2
+    results = []
+    for run in (lambda xx, v0: reference_multi_step(p, xx, (v0.expand(4, 9),), scalars)[:2],
+                lambda xx, v0: host.multi_step(p, xx, (v0,), scalars)):
+        xx = x.clone().requires_grad_(True)
+        v0 = torch.tensor(0.2, requires_grad=True)
+        _, (v,) = run(xx, v0)
+        (v * torch.arange(36.0).reshape(4, 9)).sum().backward()
+        results.append((v.detach(), xx.grad, v0.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_empty_time_dimension():
+    p = plan(LIB.neuron("LIF"))
+    v0 = torch.zeros(3)
+    s, (v,) = host.multi_step(p, torch.zeros(0, 3), (v0,), default_values(p.neuron, p.config))
+    assert s.shape == (0, 3) and torch.equal(v, v0)
+
+
+def test_other_float_dtypes_are_computed_in_fp32():
+    n = LIB.neuron("LIF")
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    x = torch.rand(4, 10, dtype=torch.float64) * 2
+    s, (v,) = host.multi_step(p, x, (torch.zeros(10),), scalars)
+    ref_s, (ref_v,), _ = reference_multi_step(p, x.float(), (torch.zeros(10),), scalars)
+    assert s.dtype == torch.float64 and torch.equal(s.float(), ref_s) and torch.equal(v, ref_v)
+
+
+def test_errors_are_snnc_errors():
+    p = plan(LIB.neuron("LIF"))
+    scalars = default_values(p.neuron, p.config)
+    with pytest.raises(SnncError, match="runs on the CPU"):
+        host.multi_step(p, torch.zeros(2, 3, device="meta"), (torch.zeros(3),), scalars)
+    with pytest.raises(SnncError, match="floating-point"):
+        host.multi_step(p, torch.zeros(2, 3, dtype=torch.int64), (torch.zeros(3),), scalars)
+    with pytest.raises(SnncError, match="tau"):
+        host.multi_step(p, torch.zeros(2, 3), (torch.zeros(3),), {"v_threshold": 1.0, "v_reset": 0.0})
+
+
+def test_missing_compiler_is_an_snnc_error(monkeypatch, tmp_path):
+    from snnc.runtime import cc
+
+    def no_compiler():
+        raise SnncError("no C++ compiler found for the 'cpp' backend")
+
+    monkeypatch.setattr(cc, "find_compiler", no_compiler)
+    monkeypatch.setattr(host, "load_library", lambda src, name, flags: cc.compile_library(src, name, flags))
+    n = LIB.neuron("IF")
+    cfg = dataclasses.replace(default_config(n), surrogate=ir.Surrogate(name="soft_sign"))
+    with pytest.raises(SnncError, match="no C\\+\\+ compiler"):
+        host.HostKernels(plan(n, cfg))
+
+
+def test_file_names_cannot_break_out_of_comments():
+    n = LIB.neuron("IF")
+    evil = n.model_copy(update={"span": Span("dir/evil\n*/ int x; /*.snn", 3, 1, 3, 2)})
+    text = kernels.render_host(plan(evil))
+    first = text.splitlines()[0]
+    assert first.startswith("// generated by snnc from ") and "do not edit" in first
+    assert "*/" not in first and "\n int x" not in text
+    for src in kernels.render_cuda(plan(evil)).values():
+        assert src.splitlines()[0] == first
+
+
+def test_signature_and_call_come_from_one_parameter_list():
+    p = plan(LIB.neuron("PLIF"))
+    k = host.host_kernels(p)
+    text = k.source
+    for params, fn in ((k.spec.forward_params, "snnc_forward"), (k.spec.backward_params, "snnc_backward")):
+        decl = ", ".join(q.decl("host") for q in params)
+        assert f'extern "C" void {fn}({decl})' in text
+        assert len(getattr(k, fn.split("_")[1]).argtypes) == len(params)
