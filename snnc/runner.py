@@ -472,7 +472,7 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "_Logger"
         if stop:
             bar.close()
             sums["seconds"] += time.perf_counter() - start
-            _stop(run, epoch, b, sums, stop, loss, guard)
+            _stop(run, epoch, b, sums, stop)
     bar.close()
     train_seconds = sums["seconds"] + time.perf_counter() - start
     totals = _all_sum(run, [sums["loss"], sums["correct"], sums["count"]])
@@ -577,12 +577,12 @@ def _consensus(run: _Run, interrupted: bool, bad_loss: bool) -> str | None:
     return "interrupt" if flags[0] else None
 
 
-def _stop(run: _Run, epoch: int, batch: int, sums: dict, why: str, loss: float, guard):
+def _stop(run: _Run, epoch: int, batch: int, sums: dict, why: str):
     last = run.out_dir / ckpt.LAST
     if why == "nan":
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written"
         raise SnncError(
-            f"training loss became {loss} at epoch {epoch + 1}, batch {batch + 1}; training stopped ({kept})",
+            f"training loss became NaN or infinite at epoch {epoch + 1}, batch {batch + 1}; training stopped ({kept})",
             hint=f"the learning rate is probably too high: start a new run with a lower one "
             f"(e.g. --lr {run.settings['lr'] / 10:g})",
         )

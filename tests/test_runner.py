@@ -250,7 +250,7 @@ def test_existing_run_is_not_overwritten(tmp_path, data_dir):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
     train(experiment(), options(data_dir, tmp_path))
     before = (tmp_path / "metrics.csv").read_text()
-    with pytest.raises(SnncError, match="loss became nan at epoch 2, batch 3") as info:
+    with pytest.raises(SnncError, match="loss became NaN or infinite at epoch 2, batch 3") as info:
         train(experiment(make_net=NaNAfter), options(data_dir, tmp_path, epochs=2, resume=str(tmp_path)))
     assert "learning rate" in str(info.value) and "--lr 0.002" in str(info.value)
     assert ckpt.load(tmp_path / "last.pt")["epoch"] == 1
@@ -342,3 +342,23 @@ def test_torchrun_two_processes(tmp_path, data_dir):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(read_metrics(tmp_path / "out/metrics.csv")) == 1
+
+
+def test_interrupt_guard_sigterm_and_second_signal():
+    before = signal.getsignal(signal.SIGTERM)
+    with ckpt.InterruptGuard() as guard:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert guard.requested and guard.signal == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
+    with pytest.raises(KeyboardInterrupt):
+        with ckpt.InterruptGuard() as guard:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert guard.requested
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C does not wait for the batch
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    ckpt.atomic_write_text(tmp_path / "a.txt", "one")
+    ckpt.atomic_write_text(tmp_path / "a.txt", "two")
+    assert (tmp_path / "a.txt").read_text() == "two" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
