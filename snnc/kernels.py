@@ -45,7 +45,7 @@ __all__ = ["KernelParam", "KernelSpec", "spec", "render_host", "render_cuda", "r
 # exception flags) and -fno-thread-jumps let GCC if-convert the step body so `omp simd` vectorises it.
 HOST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-thread-jumps",
               "-ffp-contract=off", "-shared", "-fPIC", "-std=c++17")
-HOST_BLOCK = 1024  # neurons per OpenMP work item: a few KiB per state array, stays in L1/L2
+HOST_BLOCK = 16384  # at most this many neurons per OpenMP work item: 64 KiB per state array, stays in L2
 COMPARISONS = {"<", "<=", ">", ">=", "==", "!="}
 
 
@@ -83,13 +83,16 @@ class KernelPrinter(CPrinter):
 
     `scalars`: names whose value is a Python float in eager PyTorch (scalar
     parameters, hoisted double constants); used to print `scalar / tensor` the
-    way PyTorch evaluates it. `fast_exp`: print exp as SNNC_EXPF (backward).
+    way PyTorch evaluates it. `fast` (the backward, where about 1 ulp is fine): print exp as SNNC_EXPF and
+    divide by a loop invariant (`invariants`: names that do not change per element) as a multiplication by
+    its reciprocal, which the compiler hoists out of the loop.
     """
 
-    def __init__(self, scalars=frozenset(), fast_exp: bool = False):
+    def __init__(self, scalars=frozenset(), fast: bool = False, invariants=frozenset()):
         self.scalars = scalars  # may be a live set (the hoister adds its constants)
-        self.fast_exp = fast_exp
-        if fast_exp:
+        self.fast = fast
+        self.invariants = frozenset(invariants)
+        if fast:
             self.CALLS = {**CPrinter.CALLS, "exp": "SNNC_EXPF({0})",
                           "sigmoid": "(1.0f / (1.0f + SNNC_EXPF(-({0}))))"}
 
@@ -104,6 +107,8 @@ class KernelPrinter(CPrinter):
             isinstance(e, ir.Unary) and isinstance(e.operand, ir.Num))
 
     def binop(self, op: str, a: ir.Expr, b: ir.Expr) -> str:
+        if self.fast and op == "/" and free_names(b) <= self.invariants and not self._is_python_scalar(a):
+            return f"{self.wrap(a, PRECEDENCE['*'])} * (1.0f / {self.wrap(b, PRECEDENCE['/'] + 1)})"
         if op == "/" and self._is_python_scalar(a) and not self._is_python_scalar(b):
             # Tensor.__rtruediv__: reciprocal(b) * a
             if isinstance(a, ir.Num) and a.value == 1.0:
@@ -354,7 +359,8 @@ def _render(template: str, k: KernelSpec, **extra) -> str:
     python_scalars = frozenset(k.scalars) | {c.name for c in k.constants if c.python}
     # the printers are per plan (they know which names are Python scalars): an overlay environment carries them
     env = _env().overlay()
-    env.filters.update(c=KernelPrinter(python_scalars), cb=KernelPrinter(python_scalars, fast_exp=True))
+    invariants = python_scalars | frozenset(k.learnables) | {c.name for c in k.constants}
+    env.filters.update(c=KernelPrinter(python_scalars), cb=KernelPrinter(python_scalars, True, invariants))
     return env.get_template(template).render(k=k, **extra)
 
 

@@ -7,6 +7,7 @@ H[t] of `plan.saved` (fp32); spikes are recomputed from H in the backward.
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 
 import torch
@@ -62,6 +63,40 @@ class HostKernels:
 
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
+_HUGE = 1 << 21  # transparent huge page size on x86-64 and aarch64 (4 KiB base pages)
+
+
+def _find_madvise():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.madvise
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_madvise = _find_madvise()
+
+
+def _empty(shape, like: torch.Tensor | None = None) -> torch.Tensor:
+    """torch.empty (fp32, CPU), asking Linux for transparent huge pages on large buffers.
+
+    A fresh large allocation is mmap'ed and first-touched by the kernel: with 4 KiB pages that is one page
+    fault per 4 KiB (tens of ms for 100 MB); MADV_HUGEPAGE makes it one per 2 MiB. Advisory only: without THP
+    (or with THP 'never') nothing changes.
+    """
+    t = torch.empty(shape, dtype=torch.float32)
+    nbytes = t.numel() * 4
+    if _madvise is not None and nbytes >= 4 * _HUGE:
+        start = (t.data_ptr() + _HUGE - 1) & ~(_HUGE - 1)
+        end = (t.data_ptr() + nbytes) & ~(_HUGE - 1)
+        if end > start:
+            _madvise(start, end - start, 14)  # MADV_HUGEPAGE
+    return t
 
 
 def host_kernels(p: Plan) -> HostKernels:
@@ -79,29 +114,34 @@ def host_kernels(p: Plan) -> HostKernels:
         return k
 
 
-class _HostFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, k: HostKernels, scalars: dict, x, *rest):
-        p = k.plan
-        S = len(p.states)
-        inits, learn = rest[:S], rest[S:]
-        T, N = x.shape[0], x[0].numel() if x.shape[0] else x.numel()
-        spike = torch.empty_like(x)
-        finals = tuple(torch.empty_like(s) for s in inits)
-        saved = {s: torch.empty_like(x) for s in p.saved}
-        tensors = {("x", None): x, ("spike", None): spike,
-                   **{("init", s): t for s, t in zip(p.states, inits)},
-                   **{("final", s): t for s, t in zip(p.states, finals)},
-                   **{("saved", s): t for s, t in saved.items()},
-                   **{("learnable", l): t for l, t in zip(p.learnables, learn)}}
-        if T > 0 and N > 0:
-            k.forward(*HostKernels.arguments(k.spec.forward_params, tensors, scalars, T, N))
-        else:
-            finals = tuple(s.clone() for s in inits)
+def _forward(ctx, k: HostKernels, scalars: dict, x, rest, need_grad: bool):
+    p = k.plan
+    S = len(p.states)
+    inits, learn = rest[:S], rest[S:]
+    T, N = x.shape[0], x[0].numel() if x.shape[0] else x.numel()
+    spike = _empty(x.shape)
+    finals = tuple(torch.empty_like(s) for s in inits)
+    saved = {s: _empty(x.shape) for s in p.saved} if need_grad else {}
+    tensors = {("x", None): x, ("spike", None): spike,
+               **{("init", s): t for s, t in zip(p.states, inits)},
+               **{("final", s): t for s, t in zip(p.states, finals)},
+               **{("saved", s): t for s, t in saved.items()},
+               **{("learnable", l): t for l, t in zip(p.learnables, learn)}}
+    if T > 0 and N > 0:
+        k.forward(*HostKernels.arguments(k.spec.forward_params, tensors, scalars, T, N))
+    else:
+        finals = tuple(s.clone() for s in inits)
+    if ctx is not None:
         ctx.k, ctx.scalars, ctx.T, ctx.N = k, scalars, T, N
         ctx.save_for_backward(*saved.values(), x if p.needs_x else None,
                               *(t if s in k.spec.prev_states else None for s, t in zip(p.states, inits)), *learn)
-        return (spike, *finals)
+    return (spike, *finals)
+
+
+class _HostFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, k: HostKernels, scalars: dict, x, *rest):
+        return _forward(ctx, k, scalars, x, rest, True)
 
     @staticmethod
     def backward(ctx, gspike, *gfinals):
@@ -117,7 +157,7 @@ class _HostFunction(torch.autograd.Function):
         like = next(iter(saved.values()))
         gspike = torch.zeros_like(like) if gspike is None else gspike.to(torch.float32).contiguous()
         gfinals = [None if g is None else g.to(torch.float32).contiguous() for g in gfinals]
-        gx = torch.empty_like(like)
+        gx = _empty(like.shape)
         shape = like.shape[1:]
         ginits = tuple(torch.empty(shape, dtype=torch.float32) for _ in p.states)
         glearn = tuple(torch.zeros((), dtype=torch.float32) for _ in p.learnables)
@@ -167,5 +207,8 @@ def multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: dict, learn
     shape = x.shape[1:]
     inits = tuple(s.to(torch.float32).expand(shape).contiguous() for s in states)
     learn = tuple(t.to(torch.float32).reshape(()).contiguous() for t in learnables)
-    spike, *finals = _HostFunction.apply(k, values, x, *inits, *learn)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *inits, *learn)):
+        spike, *finals = _HostFunction.apply(k, values, x, *inits, *learn)
+    else:  # inference: nothing to save
+        spike, *finals = _forward(None, k, values, x, inits + learn, False)
     return spike.to(dtype), tuple(finals)

@@ -29,9 +29,9 @@ extern "C" __global__ void snnc_backward(const scalar_t* __restrict__ _gspike, c
                 const float _sg = 4.0f * (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))) * (1.0f - (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))));
                 const float _g_h_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_) + _g_w * b_);
                 const float _g_h_w = _g_w;
-                const float _gp_v = _g_h_v * _c0 + _g_h_w * a_ * _c0 / tau_w_;
-                const float _gp_w = -(_g_h_v / tau_) + _g_h_w * _c1;
-                const float _g_x = _g_h_v / tau_ + _g_h_w * a_ / tau_ / tau_w_;
+                const float _gp_v = _g_h_v * _c0 + _g_h_w * a_ * _c0 * (1.0f / tau_w_);
+                const float _gp_w = -(_g_h_v * (1.0f / tau_)) + _g_h_w * _c1;
+                const float _g_x = _g_h_v * (1.0f / tau_) + _g_h_w * a_ * (1.0f / tau_) * (1.0f / tau_w_);
                 _gx[idx] = SNNC_STORE(_g_x);
                 _carry_v = _gp_v;
                 _carry_w = _gp_w;
@@ -47,9 +47,9 @@ extern "C" __global__ void snnc_backward(const scalar_t* __restrict__ _gspike, c
                 const float _sg = 4.0f * (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))) * (1.0f - (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))));
                 const float _g_h_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_) + _g_w * b_);
                 const float _g_h_w = _g_w;
-                const float _gp_v = _g_h_v * _c0 + _g_h_w * a_ * _c0 / tau_w_;
-                const float _gp_w = -(_g_h_v / tau_) + _g_h_w * _c1;
-                const float _g_x = _g_h_v / tau_ + _g_h_w * a_ / tau_ / tau_w_;
+                const float _gp_v = _g_h_v * _c0 + _g_h_w * a_ * _c0 * (1.0f / tau_w_);
+                const float _gp_w = -(_g_h_v * (1.0f / tau_)) + _g_h_w * _c1;
+                const float _g_x = _g_h_v * (1.0f / tau_) + _g_h_w * a_ * (1.0f / tau_) * (1.0f / tau_w_);
                 _gx[idx] = SNNC_STORE(_g_x);
                 _carry_v = _gp_v;
                 _carry_w = _gp_w;
