@@ -73,26 +73,37 @@ def contenders(T: int, shape: tuple):
     v0 = torch.zeros(shape)
     out = {}
 
+    def leaf():  # one input leaf per contender; its .grad is dropped before each step, as zero_grad() does
+        x = x0.clone().requires_grad_(True)
+
+        def fresh():
+            x.grad = None
+            return x
+        return fresh
+
     # eager snnc: the generated torch module when the compiler can load the library, else the plan's reference
     try:
         import snnc
 
         cell = snnc.load(ROOT / "models" / "neurons.snn").neurons["LIF"](step_mode="m", backend="torch")
 
+        x_eager = leaf()
+
         def eager():
             cell.reset()
-            x = x0.clone().requires_grad_(True)
-            cell(x).backward(grad)
+            cell(x_eager()).backward(grad)
         out["snnc eager (generated torch module)"] = eager
     except Exception:
+        x_ref = leaf()
+
         def eager():
-            x = x0.clone().requires_grad_(True)
-            reference_multi_step(p, x, (v0,), scalars)[0].backward(grad)
+            reference_multi_step(p, x_ref(), (v0,), scalars)[0].backward(grad)
         out["snnc eager (plan reference)"] = eager
 
+    x_fused = leaf()
+
     def fused():
-        x = x0.clone().requires_grad_(True)
-        host.multi_step(p, x, (v0,), scalars)[0].backward(grad)
+        host.multi_step(p, x_fused(), (v0,), scalars)[0].backward(grad)
     out["snnc host-fused (cpp)"] = fused
 
     try:
@@ -100,15 +111,14 @@ def contenders(T: int, shape: tuple):
 
         node = neuron.LIFNode(tau=2.0, step_mode="m")
 
+        x_sj = leaf()
+
         def sj():
             functional.reset_net(node)
-            x = x0.clone().requires_grad_(True)
-            node(x).backward(grad)
+            node(x_sj()).backward(grad)
         out["SpikingJelly 2.0.0 LIFNode (m)"] = sj
     except Exception as exc:  # pragma: no cover - depends on the environment
         print(f"  (SpikingJelly skipped: {exc})")
-
-    # the clone of x every contender makes, timed alone so it can be subtracted from nothing: reported
     return p, x0, out
 
 

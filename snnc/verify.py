@@ -5,7 +5,9 @@ printed with `PythonPrinter` and differentiated by autograd (spike: Heaviside
 forward, the plan's surrogate backward; `detach_reset` detaches the spike in
 the reset). Every neuron of a file runs in its default configuration and in
 the four hard/soft reset x detach_reset variants, on random inputs scaled so
-that the neurons fire, on every requested backend that is available here.
+that the neurons fire, on every requested backend that is available here, and
+(backend "torch") the generated PyTorch modules are checked against the same
+reference when `snnc.load` can build them.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from .printers import PythonPrinter
 from .source import SnncError
 
 __all__ = ["VerifyResult", "verify", "reference_multi_step", "default_values", "learnable_defaults", "configs",
-           "backend_available", "compare", "random_input", "DEFAULT_SHAPES"]
+           "backend_available", "compare", "random_input", "generated_neurons", "generated_runner", "DEFAULT_SHAPES"]
 
 DEFAULT_SHAPES = ((8, 3, 37), (1, 5), (16, 1030))  # [T, ...]: odd sizes, T = 1, N past one host block
 TOLERANCE = {"float32": 1e-5, "float16": 2e-3}
@@ -209,10 +211,14 @@ def _rel(a: torch.Tensor | None, b: torch.Tensor | None) -> float:
     return float((a - b).abs().max()) / scale
 
 
-def compare(backend: str, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict, learn_values: dict,
-            dtype: str = "float32", device: str = "cpu", seed: int = 0) -> VerifyResult:
-    """One backend vs the eager reference on one input; gradients from a random linear loss on spikes and states."""
-    res = VerifyResult(p.neuron.name, p.config.key(), backend, dtype, tuple(x.shape))
+def compare(backend, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict, learn_values: dict,
+            dtype: str = "float32", device: str = "cpu", seed: int = 0, name: str | None = None) -> VerifyResult:
+    """One backend vs the eager reference on one input; gradients from a random linear loss on spikes and states.
+
+    `backend`: "cpp", "cupy", or a callable (x, inits, learnables) -> (spikes, final_states) to check instead.
+    """
+    label = name or (backend if isinstance(backend, str) else getattr(backend, "__name__", "custom"))
+    res = VerifyResult(p.neuron.name, p.config.key(), label, dtype, tuple(x.shape))
     tdtype = {"float32": torch.float32, "float16": torch.float16}[dtype]
     g = torch.Generator().manual_seed(seed + 1)
     w_spike = torch.randn(x.shape, generator=g)
@@ -232,7 +238,8 @@ def compare(backend: str, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict,
 
     ref_s, ref_f, ref_g = run(lambda xr, ir_, lr: reference_multi_step(
         p, xr.float(), ir_, scalars, lr), x)
-    got_s, got_f, got_g = run(lambda xr, ir_, lr: _run_backend(backend, p, xr, ir_, scalars, lr), x)
+    runner = backend if callable(backend) else (lambda xr, ir_, lr: _run_backend(backend, p, xr, ir_, scalars, lr))
+    got_s, got_f, got_g = run(runner, x)
     S = len(p.states)
     res.spike_mismatches = int((ref_s != got_s).sum())
     res.spike_rate = float(ref_s.mean()) if ref_s.numel() else 0.0
@@ -257,10 +264,45 @@ def compare(backend: str, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict,
     return res
 
 
+def generated_neurons(path) -> tuple[dict, str]:
+    """The generated torch neuron classes of a .snn file (`snnc.load(path).neurons`), or ({}, why not)."""
+    try:
+        from . import load
+
+        return dict(load(path).neurons), ""
+    except Exception as exc:  # the generated modules are optional for verification
+        return {}, f"generated modules unavailable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+
+def generated_runner(cls, p: Plan, scalars: dict, learn_values: dict):
+    """Run the generated module (torch backend) for plan `p`'s configuration, from given initial states."""
+    neuron = p.neuron
+    kwargs = {"detach_reset": p.config.detach_reset, **dict(p.config.bools)}
+    if neuron.param("v_reset") is not None:
+        kwargs["v_reset"] = None if p.config.soft_reset else float(scalars.get("v_reset", 0.0))
+
+    def run(x, inits, learnables):
+        cell = cls(**kwargs, step_mode="m", backend="torch").to(x.device)
+        for name, value in zip(p.learnables, learnables):
+            cell._parameters.pop(name, None)  # read the caller's leaf, so its gradient is the module's
+            setattr(cell, name, value)
+        cell._state = tuple(inits)  # start from the given states (NeuronBase keeps them here between calls)
+        spikes = cell(x)
+        return spikes, tuple(cell._state)
+
+    run.__name__ = "torch"
+    return run
+
+
 def verify(module: ir.Module, backends=("cpp", "cupy"), shapes=DEFAULT_SHAPES, seed: int = 0,
-           dtypes=("float32",)) -> list[VerifyResult]:
-    """Every neuron of `module` x configurations x shapes x available backends, against eager autograd."""
+           dtypes=("float32",), generated: bool = True) -> list[VerifyResult]:
+    """Every neuron of `module` x configurations x shapes x available backends, against eager autograd.
+
+    With `generated`, the generated torch modules (`snnc.load(module.file)`) are checked against the same
+    reference too, as backend "torch".
+    """
     results: list[VerifyResult] = []
+    classes, why = generated_neurons(module.file) if generated else ({}, "")
     for neuron in module.neurons:
         for cfg in configs(neuron):
             try:
@@ -270,6 +312,21 @@ def verify(module: ir.Module, backends=("cpp", "cupy"), shapes=DEFAULT_SHAPES, s
                 continue
             scalars = default_values(neuron, cfg)
             learn = learnable_defaults(neuron, scalars)
+            if generated:
+                cls = classes.get(neuron.name)
+                if cls is None:
+                    results.append(VerifyResult(neuron.name, cfg.key(), "torch", status="skipped",
+                                                reason=why or "no generated module for this neuron"))
+                else:
+                    for i, shape in enumerate(shapes):
+                        x, inits = random_input(p, tuple(shape), scalars, learn, seed + i)
+                        try:
+                            res = compare(generated_runner(cls, p, scalars, learn), p, x, inits, scalars, learn,
+                                          seed=seed + i, name="torch")
+                        except Exception as exc:  # a broken generated module is a finding, not a crash
+                            res = VerifyResult(neuron.name, cfg.key(), "torch", "float32", tuple(shape), "error",
+                                               f"{type(exc).__name__}: {exc}")
+                        results.append(res)
             for backend in backends:
                 ok, why = backend_available(backend)
                 if not ok:

@@ -222,3 +222,34 @@ def test_signature_and_call_come_from_one_parameter_list():
         decl = ", ".join(q.decl("host") for q in params)
         assert f'extern "C" void {fn}({decl})' in text
         assert len(getattr(k, fn.split("_")[1]).argtypes) == len(params)
+
+
+def test_verify_reports_every_neuron_config_and_backend(test_neurons):
+    from snnc.verify import verify
+
+    results = verify(test_neurons, backends=("cpp", "cupy"), shapes=((3, 17),))
+    by_backend = {r.backend for r in results}
+    assert {"cpp", "cupy"} <= by_backend
+    for r in results:
+        assert r.ok, f"{r.neuron} {r.config} {r.backend}: {r.status} {r.reason}"
+        if r.backend == "cupy" and not torch.cuda.is_available():
+            assert r.status == "skipped" and "CUDA" in r.reason
+    cpp = [r for r in results if r.backend == "cpp"]
+    assert len(cpp) == 2 * 4 and all(r.spike_rate > 0 for r in cpp)  # 2 neurons x hard/soft x detach
+
+
+def test_verify_catches_a_wrong_kernel():
+    from snnc.verify import compare
+
+    n = LIB.neuron("LIF")
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    x, inits = random_input(p, (6, 50), scalars, {}, seed=0)
+
+    def off_by_a_bit(xr, ir_, lr):  # a kernel with a slightly wrong threshold
+        return host.multi_step(p, xr, ir_, {**scalars, "v_threshold": scalars["v_threshold"] * (1 + 1e-3)}, lr)
+
+    assert compare(off_by_a_bit, p, x, inits, scalars, {}).status == "fail"
+    bad = compare(lambda xr, ir_, lr: (lambda s, f: (s * 1.0001, f))(*host.multi_step(p, xr, ir_, scalars, lr)),
+                  p, x, inits, scalars, {})
+    assert bad.status == "fail" and bad.spike_mismatches > 0
