@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -174,9 +175,19 @@ class CudaKernels:
                 args.append(np.uint64(0 if t is None else t.data_ptr()))
         blocks = (N + THREADS - 1) // THREADS
         with cupy.cuda.Device(self.device.index):
-            stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.device).cuda_stream, self.device.index)
-            with stream:
+            with _cupy_stream(torch.cuda.current_stream(self.device), self.device.index):
                 fn((blocks,), (THREADS,), tuple(args))
+
+
+def _cupy_stream(stream: torch.cuda.Stream, device_index: int):
+    """PyTorch's stream as a CuPy stream (the CUDA stream protocol; ExternalStream on older CuPy)."""
+    import cupy
+
+    if hasattr(cupy.cuda.Stream, "from_external") and hasattr(stream, "__cuda_stream__"):
+        return cupy.cuda.Stream.from_external(stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cupy.cuda.ExternalStream(stream.cuda_stream, device_index)
 
 
 _KERNELS: dict = {}
