@@ -14,7 +14,10 @@ as IR expressions, printed here:
   as PyTorch does on the 0-dim parameter.
 * The forward keeps the IEEE order of the printed expression (compiled without
   contraction or fast-math); `python_scalar / tensor` is printed as
-  `(1 / tensor) * scalar`, which is what `Tensor.__rtruediv__` computes.
+  `(1 / tensor) * scalar`, which is what `Tensor.__rtruediv__` computes. Where
+  eager PyTorch differs between CPU and CUDA the body prints a macro each
+  template defines: SNNC_DIVS(a, b) for tensor / Python scalar (CPU: a / b;
+  CUDA: a * (1 / b), ATen's div_true) and SNNC_RSQRT for x^-0.5.
   The backward prints `exp` as `SNNC_EXPF`, which the host target maps to a
   vectorisable polynomial (about 1 ulp) and CUDA to `expf`.
 
@@ -109,6 +112,9 @@ class KernelPrinter(CPrinter):
     def binop(self, op: str, a: ir.Expr, b: ir.Expr) -> str:
         if self.fast and op == "/" and free_names(b) <= self.invariants and not self._is_python_scalar(a):
             return f"{self.wrap(a, PRECEDENCE['*'])} * (1.0f / {self.wrap(b, PRECEDENCE['/'] + 1)})"
+        if op == "/" and self._is_python_scalar(b) and not self._is_python_scalar(a) and not self.fast:
+            # tensor / Python scalar: a true division on the CPU, a * (1 / b) on CUDA (ATen's div_true)
+            return f"SNNC_DIVS({self.expr(a)}, {self.expr(b)})"
         if op == "/" and self._is_python_scalar(a) and not self._is_python_scalar(b):
             # Tensor.__rtruediv__: reciprocal(b) * a
             if isinstance(a, ir.Num) and a.value == 1.0:
@@ -124,7 +130,7 @@ class KernelPrinter(CPrinter):
             base = self.wrap(a, 10)
             special = {2.0: f"({base} * {base})", 3.0: f"({base} * {base} * {base})",
                        -2.0: f"(1.0f / ({base} * {base}))", -1.0: f"(1.0f / {base})",
-                       0.5: f"sqrtf({self.expr(a)})", -0.5: f"(1.0f / sqrtf({self.expr(a)}))", 1.0: f"({base})"}
+                       0.5: f"sqrtf({self.expr(a)})", -0.5: f"SNNC_RSQRT({self.expr(a)})", 1.0: f"({base})"}
             if value in special:
                 return special[value]
         return f"powf({self.expr(a)}, {self.expr(b)})"

@@ -5,6 +5,10 @@ typedef float scalar_t;
 #define SNNC_LOAD(p) (p)
 #define SNNC_STORE(v) (v)
 #define SNNC_EXPF expf
+// How eager PyTorch computes these on CUDA: tensor / Python scalar multiplies by the reciprocal (ATen's
+// div_true with a CPU scalar); x^-0.5 is rsqrtf.
+#define SNNC_DIVS(a, b) ((a) * (1.0f / (b)))
+#define SNNC_RSQRT(a) rsqrtf(a)
 
 extern "C" __global__ void snnc_backward(const scalar_t* __restrict__ _gspike, const float* __restrict__ _gfinal_v, const float* __restrict__ _gfinal_w, const float* __restrict__ _H_v, const double _p_v_threshold, const double _p_v_reset, const double _p_tau, const double _p_tau_w, const double _p_a, const double _p_b, scalar_t* __restrict__ _gx, float* __restrict__ _ginit_v, float* __restrict__ _ginit_w, const long long _T, const long long _N) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;

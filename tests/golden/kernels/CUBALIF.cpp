@@ -44,6 +44,9 @@ static inline float snnc_fast_expf(float x) {
     return x != x ? x : out;
 }
 #define SNNC_EXPF snnc_fast_expf
+// How eager PyTorch computes these on the CPU: tensor / Python scalar divides; x^-0.5 is 1 / sqrt(x).
+#define SNNC_DIVS(a, b) ((a) / (b))
+#define SNNC_RSQRT(a) (1.0f / sqrtf(a))
 
 // Blocks as long as possible (each time step streams `len` contiguous floats per array, and long rows keep
 // the hardware prefetchers going) but at most SNNC_MAX_BLOCK, and a multiple of the thread count in number.

@@ -5,6 +5,10 @@ typedef float scalar_t;
 #define SNNC_LOAD(p) (p)
 #define SNNC_STORE(v) (v)
 #define SNNC_EXPF expf
+// How eager PyTorch computes these on CUDA: tensor / Python scalar multiplies by the reciprocal (ATen's
+// div_true with a CPU scalar); x^-0.5 is rsqrtf.
+#define SNNC_DIVS(a, b) ((a) * (1.0f / (b)))
+#define SNNC_RSQRT(a) rsqrtf(a)
 
 extern "C" __global__ void snnc_forward(const scalar_t* __restrict__ _x, const float* __restrict__ _init_v, const float* __restrict__ _init_c, const double _p_v_threshold, const double _p_v_reset, const double _p_c_decay, const double _p_v_decay, scalar_t* __restrict__ _spike_out, float* __restrict__ _final_v, float* __restrict__ _final_c, float* __restrict__ _H_v, const long long _T, const long long _N) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;

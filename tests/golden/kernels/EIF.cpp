@@ -44,6 +44,9 @@ static inline float snnc_fast_expf(float x) {
     return x != x ? x : out;
 }
 #define SNNC_EXPF snnc_fast_expf
+// How eager PyTorch computes these on the CPU: tensor / Python scalar divides; x^-0.5 is 1 / sqrt(x).
+#define SNNC_DIVS(a, b) ((a) / (b))
+#define SNNC_RSQRT(a) (1.0f / sqrtf(a))
 
 // Blocks as long as possible (each time step streams `len` contiguous floats per array, and long rows keep
 // the hardware prefetchers going) but at most SNNC_MAX_BLOCK, and a multiple of the thread count in number.
@@ -95,7 +98,7 @@ extern "C" void snnc_forward(const float* __restrict _x, const float* __restrict
             for (long long i = 0; i < len; ++i) {
                 const float x_ = xt[i];
                 float v_ = _st_v[i];
-                v_ = v_ + (x_ + v_rest_ - v_ + delta_T_ * expf((v_ - theta_rh_) / delta_T_)) / tau_;
+                v_ = v_ + SNNC_DIVS(x_ + v_rest_ - v_ + delta_T_ * expf(SNNC_DIVS(v_ - theta_rh_, delta_T_)), tau_);
                 const float _h_v = v_;
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _spike_r = _spike;

@@ -5,6 +5,10 @@ typedef float scalar_t;
 #define SNNC_LOAD(p) (p)
 #define SNNC_STORE(v) (v)
 #define SNNC_EXPF expf
+// How eager PyTorch computes these on CUDA: tensor / Python scalar multiplies by the reciprocal (ATen's
+// div_true with a CPU scalar); x^-0.5 is rsqrtf.
+#define SNNC_DIVS(a, b) ((a) * (1.0f / (b)))
+#define SNNC_RSQRT(a) rsqrtf(a)
 
 extern "C" __global__ void snnc_forward(const scalar_t* __restrict__ _x, const float* __restrict__ _init_v, const double _p_v_threshold, const double _p_v_reset, const double _p_tau, scalar_t* __restrict__ _spike_out, float* __restrict__ _final_v, float* __restrict__ _H_v, const long long _T, const long long _N) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -17,7 +21,7 @@ extern "C" __global__ void snnc_forward(const scalar_t* __restrict__ _x, const f
     for (long long t = 0; t < _T; ++t) {
         const long long idx = t * _N + i;
         const float x_ = SNNC_LOAD(_x[idx]);
-        v_ = v_ + (x_ - (v_ - v_reset_)) / tau_;
+        v_ = v_ + SNNC_DIVS(x_ - (v_ - v_reset_), tau_);
         const float _h_v = v_;
         const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
         const float _spike_r = _spike;
