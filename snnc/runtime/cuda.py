@@ -208,32 +208,37 @@ def cuda_kernels(p: Plan, dtype: str, device: torch.device) -> CudaKernels:
         return k
 
 
-class _CudaFunction(torch.autograd.Function):
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")
-    def forward(ctx, k: CudaKernels, scalars: dict, x, *rest):
-        p = k.plan
-        S = len(p.states)
-        inits, learn = rest[:S], rest[S:]
-        T = x.shape[0]
-        N = x[0].numel() if T else 0
-        spike = torch.empty_like(x)
-        finals = tuple(torch.empty_like(s) for s in inits)
-        saved = {s: torch.empty(x.shape, dtype=torch.float32, device=x.device) for s in p.saved}
-        tensors = {("x", None): x, ("spike", None): spike,
-                   **{("init", s): t for s, t in zip(p.states, inits)},
-                   **{("final", s): t for s, t in zip(p.states, finals)},
-                   **{("saved", s): t for s, t in saved.items()},
-                   **{("learnable", l): t for l, t in zip(p.learnables, learn)}}
-        if T > 0 and N > 0:
-            k.launch(k.forward, k.spec.forward_params, tensors, scalars, T, N)
-        else:
-            finals = tuple(s.clone() for s in inits)
+def _forward(ctx, k: CudaKernels, scalars: dict, x, rest, need_grad: bool):
+    p = k.plan
+    S = len(p.states)
+    inits, learn = rest[:S], rest[S:]
+    T = x.shape[0]
+    N = x[0].numel() if T else 0
+    spike = torch.empty_like(x)
+    finals = tuple(torch.empty_like(s) for s in inits)
+    saved = {s: torch.empty(x.shape, dtype=torch.float32, device=x.device) for s in p.saved} if need_grad else {}
+    tensors = {("x", None): x, ("spike", None): spike,
+               **{("init", s): t for s, t in zip(p.states, inits)},
+               **{("final", s): t for s, t in zip(p.states, finals)},
+               **{("saved", s): t for s, t in saved.items()},
+               **{("learnable", l): t for l, t in zip(p.learnables, learn)}}
+    if T > 0 and N > 0:
+        k.launch(k.forward, k.spec.forward_params, tensors, scalars, T, N)
+    else:
+        finals = tuple(s.clone() for s in inits)
+    if ctx is not None:
         ctx.k, ctx.scalars, ctx.T, ctx.N = k, scalars, T, N
         ctx.save_for_backward(*saved.values(), x if p.needs_x else None,
                               *(t if s in k.spec.prev_states else None for s, t in zip(p.states, inits)), *learn)
         ctx.x_dtype = x.dtype
-        return (spike, *finals)
+    return (spike, *finals)
+
+
+class _CudaFunction(torch.autograd.Function):
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx, k: CudaKernels, scalars: dict, x, *rest):
+        return _forward(ctx, k, scalars, x, rest, True)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
@@ -312,5 +317,8 @@ def multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: dict, learn
     shape = x.shape[1:]
     inits = tuple(s.to(torch.float32).expand(shape).contiguous() for s in states)
     learn = tuple(t.to(torch.float32).reshape(()).contiguous() for t in learnables)
-    spike, *finals = _CudaFunction.apply(k, values, x, *inits, *learn)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *inits, *learn)):
+        spike, *finals = _CudaFunction.apply(k, values, x, *inits, *learn)
+    else:  # inference: nothing to save
+        spike, *finals = _forward(None, k, values, x, inits + learn, False)
     return spike.to(x_seq.dtype), tuple(finals)

@@ -32,7 +32,7 @@ extern "C" __global__ void snnc_forward(const scalar_t* __restrict__ _x, const f
         v_ = _spike_r * v_reset_ + (1.0f - _spike_r) * _h_v;
         c_ = _h_c;
         _spike_out[idx] = SNNC_STORE(_spike);
-        _H_v[idx] = _h_v;
+        if (_H_v) _H_v[idx] = _h_v;  // null when no gradient is wanted (uniform branch)
     }
     _final_v[i] = v_;
     _final_c[i] = c_;
