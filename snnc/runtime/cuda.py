@@ -29,8 +29,8 @@ from ..derive import Plan
 from ..source import SnncError
 from .cc import cache_dir
 
-__all__ = ["CudaKernels", "cuda_kernels", "multi_step", "nvrtc_compile", "compile_to_file", "cuda_include_dirs", "nvrtc_version",
-           "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS"]
+__all__ = ["CudaKernels", "cuda_kernels", "multi_step", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
+           "nvrtc_version", "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS"]
 
 THREADS = 256
 FORWARD_OPTIONS = ("--fmad=false", "--std=c++17")
@@ -135,8 +135,9 @@ def _device_arch(device: torch.device) -> str:
     except Exception:
         supported = [wanted]
     if wanted in supported:
-        return f"sm_{wanted}"
-    return f"compute_{max(a for a in supported if a <= wanted) if any(a <= wanted for a in supported) else wanted}"
+        return f"sm_{wanted}"  # a cubin: no JIT at load
+    older = [a for a in supported if a <= wanted]
+    return f"compute_{max(older) if older else wanted}"  # PTX, which the driver JIT-compiles for the device
 
 
 # ------------------------------------------------------------------ kernels
