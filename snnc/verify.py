@@ -23,7 +23,8 @@ from .printers import PythonPrinter
 from .source import SnncError
 
 __all__ = ["VerifyResult", "verify", "reference_multi_step", "default_values", "learnable_defaults", "configs",
-           "backend_available", "compare", "random_input", "generated_neurons", "generated_runner", "DEFAULT_SHAPES"]
+           "backend_available", "compare", "random_input", "generated_neurons", "generated_runner", "format_table",
+           "DEFAULT_SHAPES"]
 
 DEFAULT_SHAPES = ((8, 3, 37), (1, 5), (16, 1030))  # [T, ...]: odd sizes, T = 1, N past one host block
 TOLERANCE = {"float32": 1e-5, "float16": 2e-3}
@@ -49,6 +50,35 @@ class VerifyResult:
     @property
     def ok(self) -> bool:
         return self.status in ("ok", "skipped")
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("fail", "error")
+
+    def row(self) -> tuple[str, ...]:
+        if self.status in ("skipped", "error") and not self.shape:
+            return (self.neuron, self.config, self.backend, self.dtype, "-", self.status, "", "", "", "", "",
+                    self.reason)
+        return (self.neuron, self.config, self.backend, self.dtype, "x".join(map(str, self.shape)), self.status,
+                str(self.spike_mismatches), f"{self.max_dv:.1e}", f"{self.grad_x:.1e}", f"{self.grad_init:.1e}",
+                f"{self.grad_learnables:.1e}" if self.details.get("learnables", 1) else "-",
+                self.reason)
+
+    def __str__(self) -> str:
+        return "  ".join(x for x in self.row() if x)
+
+
+HEADER = ("neuron", "config", "backend", "dtype", "shape", "status", "spikes≠", "max|Δv|", "grad x", "grad init",
+          "grad θ", "note")
+
+
+def format_table(results: list[VerifyResult]) -> str:
+    """The results as an aligned text table (gradient columns: max |Δ| / max |reference|)."""
+    rows = [HEADER, *(r.row() for r in results)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + ("  " + r[-1] if r[-1] else "")
+             for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # ------------------------------------------------------------------ values
@@ -248,7 +278,7 @@ def compare(backend, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict, lear
     res.grad_x = _rel(got_g[0], ref_g[0])
     res.grad_init = max((_rel(a, b) for a, b in zip(got_g[1:1 + S], ref_g[1:1 + S])), default=0.0)
     res.grad_learnables = max((_rel(a, b) for a, b in zip(got_g[1 + S:], ref_g[1 + S:])), default=0.0)
-    res.details = {"dv_rel": dv_rel}
+    res.details = {"dv_rel": dv_rel, "learnables": len(p.learnables)}
     tol = TOLERANCE[dtype]
     problems = []
     allowed = 0 if dtype == "float32" else max(1, int(1e-3 * ref_s.numel()))
