@@ -187,16 +187,25 @@ def _network_context(net: ir.Network, module: ir.Module, surrogates: _Surrogates
     }
 
 
+def emitted_neurons(module: ir.Module) -> list[ir.Neuron]:
+    """The file's own neurons, and the imported ones its networks use."""
+    used = {l.neuron for net in module.networks for l in net.layers if isinstance(l, ir.NeuronLayer)}
+    return [n for n in module.neurons if n.file == module.file or n.name in used]
+
+
 def render(module: ir.Module) -> dict[str, str]:
-    """All Python artifacts of a module: the package files, by file name."""
+    """All Python artifacts of a module: the package files, by file name.
+
+    Neurons defined in the file itself are emitted, and imported ones only where a network uses them.
+    """
     env = environment()
     neuron_surrogates, net_surrogates = _Surrogates(), _Surrogates()
-    neurons = [_neuron_context(n, neuron_surrogates) for n in module.neurons]
+    neurons = [_neuron_context(n, neuron_surrogates) for n in emitted_neurons(module)]
     networks = [_network_context(net, module, net_surrogates) for net in module.networks]
     common = {"origin": module.file}
     return {
         "__init__.py": env.get_template("__init__.py.j2").render(
-            neuron_names=[n.name for n in module.neurons], network_names=[n.name for n in module.networks], **common),
+            neuron_names=[n["name"] for n in neurons], network_names=[n.name for n in module.networks], **common),
         "neurons.py": env.get_template("neurons.py.j2").render(
             neurons=neurons, surrogates=list(neuron_surrogates.items.values()), **common),
         "networks.py": env.get_template("networks.py.j2").render(

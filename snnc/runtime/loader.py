@@ -19,7 +19,7 @@ from types import ModuleType
 from .. import __version__, ir
 from ..assemble import load_module
 from ..check import check_module
-from ..codegen import RUNTIME_FILE, package_name, render
+from ..codegen import RUNTIME_FILE, emitted_neurons, package_name, render
 from ..resources import resource_dir
 from ..source import SnncError
 from .cc import cache_dir
@@ -133,7 +133,7 @@ def build(path: str | Path, out_dir: str | Path) -> Path:
     try:
         from ..kernels import render_all
 
-        for neuron in module.neurons:
+        for neuron in emitted_neurons(module):
             for fname, text in render_all(neuron).items():
                 files[f"kernels/{fname}"] = text
     except ImportError:
