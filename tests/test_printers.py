@@ -96,11 +96,15 @@ def _eval_py(text: str, env: dict):
 def test_python_printers_agree_with_snn_reparse(e):
     scalar = _eval_py(py(e), ENV)
     tensors = {k: torch.tensor(v, dtype=torch.float64) for k, v in ENV.items()}
-    tensor = _eval_py(PythonPrinter(set(NAMES))(e), tensors)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # torch.where over two Python scalars takes the default dtype
+    try:
+        tensor = _eval_py(PythonPrinter(set(NAMES))(e), tensors)
+    finally:
+        torch.set_default_dtype(default)
     again = _eval_py(py(parse_expr(snn(e))), ENV)
     if math.isfinite(scalar):
-        # torch.where over two Python scalars yields float32, so allow single precision here
-        assert float(tensor) == pytest.approx(scalar, rel=1e-5, abs=1e-6)
+        assert float(tensor) == pytest.approx(scalar, rel=1e-9, abs=1e-9)
         assert again == pytest.approx(scalar, rel=1e-12, abs=1e-12)
 
 
