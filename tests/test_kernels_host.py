@@ -44,6 +44,19 @@ neuron Awkward {
     on_spike float = float - 0.3
     surrogate grad = 1.0 / (1.0 + abs(x) * int) where int = 3.0
 }
+neuron TwoLearnables {
+    param v_threshold = 0.8
+    learnable g = 0.5
+    learnable k = 0.2
+    state v = v_reset
+    state a = 0.0
+    charge {
+        a = a * sigmoid(k) + x * g
+        v = v + (a - v) * sigmoid(g) - k * a * v
+    }
+    on_spike a += k
+    surrogate erf(alpha = 3.0)
+}
 neuron Sqrt {
     param gain = 0.7
     state v = v_reset
@@ -235,7 +248,7 @@ def test_verify_reports_every_neuron_config_and_backend(test_neurons):
         if r.backend == "cupy" and not torch.cuda.is_available():
             assert r.status == "skipped" and "CUDA" in r.reason
     cpp = [r for r in results if r.backend == "cpp"]
-    assert len(cpp) == 2 * 4 and all(r.spike_rate > 0 for r in cpp)  # 2 neurons x hard/soft x detach
+    assert len(cpp) == 3 * 4 and all(r.spike_rate > 0 for r in cpp)  # 3 neurons x hard/soft x detach
 
 
 def test_verify_catches_a_wrong_kernel():
