@@ -188,6 +188,8 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--nproc", type=int, help="processes for data-parallel training")
         t.add_argument("--download", action="store_true", default=None, help="allow downloading the dataset")
         t.add_argument("--quiet", action="store_true", default=None)
+        t.add_argument("--overwrite", action="store_true", default=None,
+                       help="start afresh in an --out-dir that already holds a run")
         if name == "eval":
             t.add_argument("--checkpoint", required=True)
         t.set_defaults(run=fn)
