@@ -7,8 +7,10 @@ H[t] of `plan.saved` (fp32); spikes are recomputed from H in the backward.
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 import threading
+import weakref
 
 import torch
 
@@ -17,7 +19,7 @@ from ..derive import Plan
 from ..source import SnncError
 from .cc import load_library
 
-__all__ = ["HostKernels", "host_kernels", "multi_step"]
+__all__ = ["HostKernels", "host_kernels", "multi_step", "clear_buffer_pool"]
 
 _CTYPES = {"double": ctypes.c_double, "int64": ctypes.c_longlong, "int": ctypes.c_int}
 
@@ -99,6 +101,52 @@ def _empty(shape, like: torch.Tensor | None = None) -> torch.Tensor:
     return t
 
 
+class _BufferPool:
+    """Recycles the buffers that hold H[t] for the backward.
+
+    A fresh 100 MB buffer costs a page fault per page (and the OS zeroes it); a recycled one costs nothing.
+    A buffer comes back when the autograd node that saved it is freed - after the backward and once the
+    graph's outputs are gone - so it is never handed out while a backward could still read it. At most
+    MAX_PER_SIZE idle buffers per size are kept (`clear_buffer_pool()` drops them); small ones are not pooled.
+    """
+
+    MAX_PER_SIZE = 2
+    MIN_BYTES = 4 << 20
+
+    def __init__(self):
+        self._free: dict[int, list[torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, shape) -> torch.Tensor:
+        n = math.prod(shape)
+        if n * 4 >= self.MIN_BYTES:
+            with self._lock:
+                idle = self._free.get(n)
+                if idle:
+                    return idle.pop().view(shape)
+        return _empty(shape)
+
+    def give(self, t: torch.Tensor) -> None:
+        if t.numel() * 4 < self.MIN_BYTES:
+            return
+        with self._lock:
+            idle = self._free.setdefault(t.numel(), [])
+            if len(idle) < self.MAX_PER_SIZE:
+                idle.append(t.view(-1))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+
+_POOL = _BufferPool()
+
+
+def clear_buffer_pool() -> None:
+    """Release the idle saved-state buffers the host backend keeps for reuse."""
+    _POOL.clear()
+
+
 def host_kernels(p: Plan) -> HostKernels:
     """Compiled kernels for a plan, cached per (neuron, config) for the process (and on disk by source hash)."""
     key = (id(p.neuron), p.config)
@@ -121,7 +169,7 @@ def _forward(ctx, k: HostKernels, scalars: dict, x, rest, need_grad: bool):
     T, N = x.shape[0], x[0].numel() if x.shape[0] else x.numel()
     spike = _empty(x.shape)
     finals = tuple(torch.empty_like(s) for s in inits)
-    saved = {s: _empty(x.shape) for s in p.saved} if need_grad else {}
+    saved = {s: _POOL.take(x.shape) for s in p.saved} if need_grad else {}
     tensors = {("x", None): x, ("spike", None): spike,
                **{("init", s): t for s, t in zip(p.states, inits)},
                **{("final", s): t for s, t in zip(p.states, finals)},
@@ -132,6 +180,8 @@ def _forward(ctx, k: HostKernels, scalars: dict, x, rest, need_grad: bool):
     else:
         finals = tuple(s.clone() for s in inits)
     if ctx is not None:
+        for t in saved.values():  # back to the pool when this autograd node is freed
+            weakref.finalize(ctx, _POOL.give, t)
         ctx.k, ctx.scalars, ctx.T, ctx.N = k, scalars, T, N
         ctx.save_for_backward(*saved.values(), x if p.needs_x else None,
                               *(t if s in k.spec.prev_states else None for s, t in zip(p.states, inits)), *learn)
