@@ -24,8 +24,10 @@ from conftest import MODELS
 
 try:
     find_compiler()
+    _NO_CXX = ""
 except SnncError as exc:  # pragma: no cover - depends on the environment
-    pytest.skip(f"no C++ compiler: {exc}", allow_module_level=True)
+    _NO_CXX = f"no C++ compiler: {exc}"
+pytestmark = pytest.mark.skipif(bool(_NO_CXX), reason=_NO_CXX or "no C++ compiler")
 
 # Names that would break C if printed raw, scalar / tensor division, powers, scalar-only where(), a
 # learnable inside a loop-invariant subexpression, a custom surrogate.
