@@ -6,9 +6,7 @@ network reset after every batch.
 
 Both sides read the same in-memory MNIST tensors (SpikingJelly is spared its
 DataLoader, so its number here is if anything optimistic). The snnc side trains
-`models/lif_fc_mnist.snn` when the compiler can load it, else a stand-in network
-whose LIF layer is one fused C++ kernel (forward and surrogate backward) - what
-the compiler's cpp backend generates.
+`models/lif_fc_mnist.snn` through `snnc.runner.train` on the fused host backend.
 
     python benchmarks/train_speed.py --data-dir ../shared/data/mnist            # one epoch each
     python benchmarks/train_speed.py --batches 300 --repeat 3 --profile          # quick, with a breakdown
@@ -16,7 +14,6 @@ the compiler's cpp backend generates.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import sys
 import tempfile
 import time
@@ -31,128 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 from snnc import data as datasets  # noqa: E402
 from snnc.encode import poisson  # noqa: E402
-from snnc.runner import Experiment, TrainOptions, train  # noqa: E402
+from snnc.runner import TrainOptions, train  # noqa: E402
 
-LIF_CPP = r"""
-#include <cstdint>
-#include <cmath>
-#include <vector>
-// Multi-step LIF, tau, v_th = 1, hard reset to 0, decay_input: h = v + (x - v) / tau.
-// x, h, s: [T, M]; v: [M] state in/out.
-extern "C" void lif_forward(const float* x, float* h, float* s, float* v, int64_t T, int64_t M, float tau) {
-    const float k = 1.0f / tau;
-    for (int64_t t = 0; t < T; ++t) {
-        const float* xt = x + t * M; float* ht = h + t * M; float* st = s + t * M;
-        for (int64_t i = 0; i < M; ++i) {
-            float hv = v[i] + (xt[i] - v[i]) * k;
-            float sv = hv >= 1.0f ? 1.0f : 0.0f;
-            ht[i] = hv; st[i] = sv; v[i] = hv * (1.0f - sv);
-        }
-    }
-}
-// ATan surrogate (alpha = 2): dS/dH = 1 / (1 + (pi (h - 1))^2); reset not detached.
-extern "C" void lif_backward(const float* gs, const float* h, const float* s, float* gx, int64_t T, int64_t M, float tau) {
-    const float k = 1.0f / tau, pi = 3.14159265358979f;
-    std::vector<float> gv(M, 0.0f);  // dL/dv_t, flowing backwards in time
-    for (int64_t t = T - 1; t >= 0; --t) {
-        const float* gst = gs + t * M; const float* ht = h + t * M; const float* st = s + t * M; float* gxt = gx + t * M;
-        for (int64_t i = 0; i < M; ++i) {
-            float u = pi * (ht[i] - 1.0f);
-            float sg = 1.0f / (1.0f + u * u);
-            float gh = gst[i] * sg + gv[i] * ((1.0f - st[i]) - ht[i] * sg);
-            gxt[i] = gh * k;
-            gv[i] = gh * (1.0f - k);
-        }
-    }
-}
-"""
+def snnc_experiment(model: str, backend: str):
+    import snnc
 
-
-def _lif_lib():
-    from snnc.runtime.cc import load_library
-
-    lib = load_library(LIF_CPP, "bench_lif")
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.lif_forward.argtypes = [p, p, p, p, i64, i64, ctypes.c_float]
-    lib.lif_backward.argtypes = [p, p, p, p, i64, i64, ctypes.c_float]
-    return lib
-
-
-class FusedLIF(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, v, tau):
-        x = x.contiguous()
-        h, s = torch.empty_like(x), torch.empty_like(x)
-        T, M = x.shape[0], x[0].numel()
-        _lif_lib().lif_forward(x.data_ptr(), h.data_ptr(), s.data_ptr(), v.data_ptr(), T, M, tau)
-        ctx.save_for_backward(h, s)
-        ctx.tau = tau
-        return s
-
-    @staticmethod
-    def backward(ctx, gs):
-        h, s = ctx.saved_tensors
-        gs = gs.contiguous()
-        gx = torch.empty_like(gs)
-        _lif_lib().lif_backward(gs.data_ptr(), h.data_ptr(), s.data_ptr(), gx.data_ptr(), h.shape[0], h[0].numel(), ctx.tau)
-        return gx, None, None
-
-
-class LIF(nn.Module):
-    """Multi-step LIF on CPU; the state is not differentiated (reset between batches)."""
-
-    def __init__(self, tau: float = 2.0):
-        super().__init__()
-        self.tau = tau
-        self.v = None
-
-    def forward(self, x):
-        if self.v is None:
-            self.v = torch.zeros(x.shape[1:], dtype=torch.float32)
-        return FusedLIF.apply(x, self.v, self.tau)
-
-    def reset(self):
-        self.v = None
-
-
-class StandIn(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(784, 10, bias=False)
-        self.lif = LIF()
-
-    def forward(self, x):
-        T, N = x.shape[:2]
-        return self.lif(self.fc(x.reshape(T * N, -1)).reshape(T, N, -1))
-
-
-def _reset(net):
-    net.lif.reset()
-
-
-def _no_backend(net, backend):
-    pass
-
-
-def standin_experiment(T: int = 100) -> Experiment:
-    return Experiment("lif_fc_mnist_standin", StandIn, (1, 28, 28), 10, T, "poisson", "rate",
-                      {"batch_size": 64, "lr": 1e-3, "opt": "adam", "loss": "mse"}, "bench-standin", _reset, _no_backend)
-
-
-def snnc_experiment(T: int, which: str = "auto"):
-    """The compiled model when the compiler can load it (which="auto"|"compiled"), else the stand-in."""
-    if which == "standin":
-        return standin_experiment(T), "stand-in (Linear + fused C++ LIF)", None
-    try:
-        import snnc
-
-        exp = snnc.load(str(ROOT / "models" / "lif_fc_mnist.snn")).experiment()
-        return exp, "models/lif_fc_mnist.snn (backend cpp)", "cpp"
-    except Exception as exc:  # compiler not there yet, or the model file missing
-        if which == "compiled":
-            raise
-        print(f"note: compiled model unavailable ({type(exc).__name__}: {str(exc)[:120]}); using the stand-in")
-        return standin_experiment(T), "stand-in (Linear + fused C++ LIF)", None
+    return snnc.load(model).experiment(), f"{Path(model).name} (backend {backend})"
 
 
 def run_spikingjelly(ds, T: int, batches: int | None, test: bool, seed: int = 0) -> dict:
@@ -235,15 +116,16 @@ def main(argv=None):
     parser.add_argument("--test-subset", type=int, default=None, help="test images for snnc's accuracy")
     parser.add_argument("--sj-test", action="store_true", help="also measure SpikingJelly's test accuracy")
     parser.add_argument("--profile", action="store_true", help="print where snnc's step spends its time")
-    parser.add_argument("--model", choices=("auto", "compiled", "standin"), default="auto",
-                        help="snnc side: models/lif_fc_mnist.snn (auto: if it loads) or the stand-in")
+    parser.add_argument("--model", default=str(ROOT / "models" / "lif_fc_mnist.snn"))
+    parser.add_argument("--backend", choices=("cpp", "torch"), default="cpp")
     parser.add_argument("--repeat", type=int, default=1, help="run each side R times, report the fastest")
     parser.add_argument("--skip-sj", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     ds = datasets.load("mnist", args.data_dir)
-    exp, label, backend = snnc_experiment(args.T, args.model)
+    exp, label = snnc_experiment(args.model, args.backend)
+    backend = args.backend
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, T={args.T}, batch 64, "
           f"{args.batches * 64 if args.batches else len(ds.train)} training images each")
     if args.profile:
@@ -275,6 +157,7 @@ def best_of(repeat: int, runs: dict) -> dict:
             if name not in best or result["images_per_s"] > best[name]["images_per_s"]:
                 best[name] = result
     return best
+
 
 if __name__ == "__main__":
     main()
