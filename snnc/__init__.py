@@ -2,7 +2,7 @@
 from .source import SnncError
 
 __version__ = "0.1.0"
-__all__ = ["SnncError", "load", "functional", "__version__"]
+__all__ = ["SnncError", "load", "functional", "surrogate", "__version__"]
 
 
 def load(path, **kwargs):
@@ -12,9 +12,16 @@ def load(path, **kwargs):
     return _load(path, **kwargs)
 
 
-def __getattr__(name):
-    if name == "functional":
-        from . import functional
+def surrogate(name: str, **args):
+    """A surrogate spike function usable as `surrogate_function=` of any generated neuron (and in fused kernels)."""
+    from .runtime.surrogate import make
 
-        return functional
-    raise AttributeError(name)
+    return make(name, **args)
+
+
+def __getattr__(name):  # `snnc.functional` without importing torch for `snnc check`
+    if name == "functional":
+        import importlib
+
+        return importlib.import_module(".functional", __name__)
+    raise AttributeError(f"module 'snnc' has no attribute {name!r}")

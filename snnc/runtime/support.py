@@ -83,6 +83,7 @@ class NeuronBase(nn.Module):
     BOOL_PARAMS: tuple[str, ...] = ()
     SPEC_JSON = "{}"
     snnc_stateful = True
+    output = "spike"  # "v": emit the membrane potential instead (a network's membrane readout)
 
     def __init__(self, surrogate_function, step_mode="s", backend="torch", store_v_seq=False):
         super().__init__()
@@ -139,12 +140,12 @@ class NeuronBase(nn.Module):
             if self.store_v_seq:
                 v = states[0].detach().unsqueeze(0)
                 self.v_seq = v if self.v_seq is None else torch.cat((self.v_seq, v))
-            return spike
+            return states[0] if self.output == "v" else spike
         return self.multi_step(x)
 
     def multi_step(self, x_seq):
         states = self._states_for(x_seq[0])
-        if self.backend != "torch":
+        if self.backend != "torch" and self.output == "spike":
             if self.backend not in FUSED:
                 raise RuntimeError(f"backend {self.backend!r} is not available here; it needs snnc installed "
                                    "(import snnc) and, for 'cupy', a CUDA device")
@@ -154,7 +155,7 @@ class NeuronBase(nn.Module):
         spikes, vs = [], []
         for t in range(x_seq.shape[0]):
             spike, states = self.single_step(x_seq[t], *states)
-            spikes.append(spike)
+            spikes.append(states[0] if self.output == "v" else spike)
             if self.store_v_seq:
                 vs.append(states[0].detach())
         spike_seq = torch.stack(spikes)
@@ -295,6 +296,15 @@ def set_backend(net: nn.Module, backend: str):
     for m in net.modules():
         if isinstance(m, NeuronBase):
             m.backend = backend
+
+
+def set_readout(net: nn.Module, readout: str):
+    """'rate': the network emits the last neuron layer's spikes; 'membrane': its membrane potential."""
+    if readout not in ("rate", "membrane"):
+        raise ValueError(f"readout must be 'rate' or 'membrane', not {readout!r}")
+    neurons = [m for m in net.modules() if isinstance(m, NeuronBase)]
+    if neurons:
+        neurons[-1].output = "v" if readout == "membrane" else "spike"
 
 
 class Network(nn.Module):

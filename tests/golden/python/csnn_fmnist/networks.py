@@ -56,3 +56,4 @@ class CsnnFmnist(rt.Network):
         )
         rt.set_step_mode(self, step_mode)
         rt.set_backend(self, backend)
+        rt.set_readout(self, self.READOUT)

@@ -40,3 +40,4 @@ class Fc2Mnist(rt.Network):
         )
         rt.set_step_mode(self, step_mode)
         rt.set_backend(self, backend)
+        rt.set_readout(self, self.READOUT)
