@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .source import SnncError
@@ -219,12 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snnc: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, RuntimeError, OSError) as exc:
-        # model parameter errors from generated code, state misuse, I/O: report without a traceback
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked to
+        if os.environ.get("SNNC_DEBUG"):
+            raise
         if type(exc).__name__ in ("ParameterError", "StateError") or isinstance(exc, OSError):
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        raise
+        print(f"snnc: internal error: {type(exc).__name__}: {exc}\n"
+              "  = hint: this is a bug in snnc; rerun with SNNC_DEBUG=1 for the traceback and report it", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

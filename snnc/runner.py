@@ -549,6 +549,31 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: d
     return loss_sum / count, correct / count, int(count)
 
 
+@torch.no_grad()
+def _plot_output(run) -> None:
+    """`output.png`: the output layer's voltages and spikes over time for the first test image."""
+    from .plots import plot_output
+
+    readout = getattr(run.net, "readout_layer", lambda: None)()
+    if readout is None or not hasattr(readout, "store_v_seq"):
+        return
+    was_training, backend = run.net.training, readout.backend
+    run.net.eval()
+    readout.store_v_seq, readout.backend = True, "torch"
+    try:
+        index = torch.arange(1)
+        x, y = run.data.test.batch(index, run.device)
+        spikes = _encode(run.exp, x, run.settings, index, 0, TEST_STREAM, {})
+        out = run.net(spikes)[:, 0].float()
+        s = out if readout.output == "spike" else (out >= readout.v_threshold).float()
+        plot_output(readout.v_seq[:, 0], s, run.out_dir / "output.png",
+                    title=f"{run.exp.name}: output layer, test image 0 (label {int(y[0])})")
+    finally:
+        readout.store_v_seq, readout.backend = False, backend
+        run.exp.reset(run.net)
+        run.net.train(was_training)
+
+
 def _encode(exp: Experiment, x: torch.Tensor, s: dict, index: torch.Tensor, epoch: int, stream: int,
             buffers: dict) -> torch.Tensor:
     out = None
@@ -732,6 +757,7 @@ class _Logger:
             from .plots import plot_curves
 
             plot_curves(run.metrics, run.out_dir)
+            _plot_output(run)
         if self.show:
             print(_summary(row, run.settings["epochs"], run.best_acc), flush=True)
 
