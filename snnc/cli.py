@@ -189,6 +189,8 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--nproc", type=int, help="processes for data-parallel training")
         t.add_argument("--download", action="store_true", default=None, help="allow downloading the dataset")
         t.add_argument("--quiet", action="store_true", default=None)
+        t.add_argument("--no-fuse-input", dest="fuse_input", action="store_false", default=None,
+                       help="encode to a spike tensor and run the first layer separately (slower; for comparison)")
         t.add_argument("--overwrite", action="store_true", default=None,
                        help="start afresh in an --out-dir that already holds a run")
         if name == "eval":

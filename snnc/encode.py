@@ -35,7 +35,8 @@ _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
 _SEED_SALT = 0x5EED5EED5EED5EED
 
-_CPP = r"""
+# The counter-based RNG, shared with the Poisson-fused first layer (snnc/fused_input.py).
+RNG_CPP = r"""
 #include <cstdint>
 #include <cstring>
 #include <cmath>
@@ -57,6 +58,19 @@ static inline uint64_t sample_key(uint64_t seed, uint64_t stream, uint64_t epoch
     return mix64(k + index);
 }
 
+// Spike threshold of a pixel: P(spike) = threshold / 2^24. -1 marks a value outside [0, 1] (or NaN).
+static inline int64_t threshold(float v) {
+    if (!(v >= 0.0f && v <= 1.0f)) return -1;
+    return (int64_t)std::ceil(v * 16777216.0f);
+}
+
+// Whether pixel j of the sample with RNG key k fires at step t (D pixels per step).
+static inline bool fires(uint64_t k, int64_t t, int64_t D, int64_t j, uint32_t th) {
+    return (uint32_t)(mix64(k + ((uint64_t)(t * D) + 1 + (uint64_t)j) * GAMMA) >> 40) < th;
+}
+"""
+
+_CPP = RNG_CPP + r"""
 extern "C" uint64_t snnc_key(uint64_t seed, uint64_t stream, uint64_t epoch, uint64_t index) {
     return sample_key(seed, stream, epoch, index);
 }
@@ -76,13 +90,13 @@ static int64_t encode(const float* x, int64_t N, int64_t D, int64_t T, const int
         int64_t c = 0;
         for (int64_t j = 0; j < D; ++j) {
             int64_t i = n * D + j;
-            float v = x[i];
-            if (!(v >= 0.0f && v <= 1.0f)) {
+            int64_t t_or_bad = threshold(x[i]);
+            if (t_or_bad < 0) {
                 #pragma omp critical
                 { if (bad < 0 || i < bad) bad = i; }
-                v = 0.0f;
+                t_or_bad = 0;
             }
-            uint32_t th = (uint32_t)std::ceil(v * 16777216.0f);
+            uint32_t th = (uint32_t)t_or_bad;
             thr[i] = th;
             base[i] = (Out)(th == ONE ? 1 : 0);
             if (th != 0 && th != ONE) inner[n * D + c++] = (int32_t)j;
@@ -98,11 +112,10 @@ static int64_t encode(const float* x, int64_t N, int64_t D, int64_t T, const int
             std::memcpy(row, &base[n * D], D * sizeof(Out));
             const int32_t* js = &inner[n * D];
             const uint32_t* th = &thr[n * D];
-            const uint64_t k = key[n], c0 = (uint64_t)(t * D) + 1;
+            const uint64_t k = key[n];
             for (int64_t m = 0; m < count[n]; ++m) {
                 int32_t j = js[m];
-                uint64_t h = mix64(k + (c0 + (uint64_t)j) * GAMMA);
-                row[j] = (Out)((uint32_t)(h >> 40) < th[j] ? 1 : 0);
+                row[j] = (Out)(fires(k, t, D, j, th[j]) ? 1 : 0);
             }
         }
     }

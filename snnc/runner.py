@@ -89,6 +89,7 @@ class TrainOptions:
     quiet: bool = False
     overwrite: bool = False
     plots: bool = True
+    fuse_input: bool = True  # Poisson encoder + first linear layer as one kernel (CPU, fused neuron backends)
 
 
 @dataclass
@@ -149,7 +150,8 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     net.load_state_dict(state["model"])
     data = datasets.load(settings["dataset"], options.data_dir, options.download)
     _check_shape(exp, data)
-    loss, acc, n = _evaluate(exp, net, data.test.head(settings["test_subset"]), settings, device, {})
+    loss, acc, n = _evaluate(exp, net, data.test.head(settings["test_subset"]), settings, device, {},
+                             fuse=options.fuse_input)
     return {"test_loss": loss, "test_acc": acc, "samples": n, "epoch": state["epoch"]}
 
 
@@ -493,7 +495,8 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "_Logger"
     train_seconds = sums["seconds"] + time.perf_counter() - start
     totals = _all_sum(run, [sums["loss"], sums["correct"], sums["count"]])
     test_loss, test_acc, _ = _evaluate(run.exp, run.net, run.data.test.head(run.settings["test_subset"]),
-                                       run.settings, run.device, run.buffers, run.rank, run.world)
+                                       run.settings, run.device, run.buffers, run.rank, run.world,
+                                       run.options.fuse_input)
     if run.scheduler is not None:
         run.scheduler.step()
     return {
@@ -510,9 +513,9 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "_Logger"
 def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: int) -> tuple[float, int]:
     x, y = split.batch(index, run.device)
     s = run.settings
-    spikes = _encode(run.exp, x, s, index, epoch, TRAIN_STREAM, run.buffers)
     with _autocast(run.device, s["amp"]):
-        rate = run.model(spikes).float().mean(0)
+        rate = _run_net(run.exp, run.model, x, s, index, epoch, TRAIN_STREAM, run.buffers,
+                        run.options.fuse_input).float().mean(0)
         loss = _loss(rate, y, s["loss"], run.exp.num_classes)
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is not None:
@@ -528,7 +531,7 @@ def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: in
 
 @torch.no_grad()
 def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: dict, device: torch.device,
-              buffers: dict, rank: int = 0, world: int = 1) -> tuple[float, float, int]:
+              buffers: dict, rank: int = 0, world: int = 1, fuse: bool = True) -> tuple[float, float, int]:
     """Mean test loss and accuracy over this rank's shard (summed over ranks)."""
     was_training = net.training
     net.eval()
@@ -536,9 +539,8 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: d
     ids = torch.arange(len(split))[rank::world]
     for index in ids.split(s["batch_size"]):
         x, y = split.batch(index, device)
-        spikes = _encode(exp, x, s, index, 0, TEST_STREAM, buffers)
         with _autocast(device, s["amp"]):
-            rate = net(spikes).float().mean(0)
+            rate = _run_net(exp, net, x, s, index, 0, TEST_STREAM, buffers, fuse).float().mean(0)
             loss_sum += _loss(rate, y, s["loss"], exp.num_classes).item() * len(index)
         correct += int((rate.argmax(1) == y).sum())
         exp.reset(net)
@@ -572,6 +574,34 @@ def _plot_output(run) -> None:
         readout.store_v_seq, readout.backend = False, backend
         run.exp.reset(run.net)
         run.net.train(was_training)
+
+
+def _run_net(exp: Experiment, model: torch.nn.Module, x: torch.Tensor, s: dict, index: torch.Tensor, epoch: int,
+             stream: int, buffers: dict, fuse: bool) -> torch.Tensor:
+    """The network's output [T, N, classes] for a batch of images, encoded as the model says.
+
+    Where the encoder is Poisson and the network starts with flatten -> linear, on the CPU with a fused
+    neuron backend, encoding and that layer run as one kernel (`fused_input`): the same spikes, never stored.
+    """
+    head = _fusable_head(exp, model, x, s) if fuse else None
+    if head is None:
+        return model(_encode(exp, x, s, index, epoch, stream, buffers))
+    from .fused_input import poisson_linear
+
+    linear, rest = head
+    exp.reset(model)
+    return rest(poisson_linear(x, linear, s["T"], s["seed"], index, epoch, stream))
+
+
+def _fusable_head(exp: Experiment, model: torch.nn.Module, x: torch.Tensor, s: dict):
+    from .fused_input import split_head
+
+    if exp.encoder != "poisson" or x.device.type != "cpu" or s["amp"] or getattr(model, "step_mode", "m") != "m":
+        return None
+    backends = {m.backend for m in model.modules() if hasattr(m, "backend") and hasattr(m, "single_step")}
+    if not backends or "torch" in backends:  # the torch backend stays plain eager PyTorch
+        return None
+    return split_head(model)
 
 
 def _encode(exp: Experiment, x: torch.Tensor, s: dict, index: torch.Tensor, epoch: int, stream: int,

@@ -50,11 +50,26 @@ def test_torch_and_cpp_backends_train_identically(tmp_path):
         out = tmp_path / backend
         assert main(["train", str(ROOT / "models" / "lif_fc_mnist.snn"), "--data-dir", str(MNIST), "--out-dir",
                      str(out), "--subset", "640", "--test-subset", "500", "-T", "10", "--quiet",
-                     "--backend", backend]) == 0
+                     "--backend", backend, "--no-fuse-input"]) == 0
         with open(out / "metrics.csv") as f:
             row = next(csv.DictReader(f))
         accs.append((row["train_loss"], row["train_acc"], row["test_acc"]))
     assert accs[0] == accs[1]
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_fused_input_layer_trains_like_the_unfused_one(tmp_path):
+    rows = []
+    for flag in ((), ("--no-fuse-input",)):
+        out = tmp_path / ("fused" if not flag else "unfused")
+        assert _train(out, "--epochs", "1", *flag) == 0
+        with open(out / "metrics.csv") as f:
+            rows.append(next(csv.DictReader(f)))
+    # same spikes, float sums in another order: training follows the same path within rounding
+    for key in ("train_loss", "test_loss"):
+        assert float(rows[0][key]) == pytest.approx(float(rows[1][key]), rel=2e-3)
+    assert abs(float(rows[0]["test_acc"]) - float(rows[1]["test_acc"])) <= 0.01
 
 
 def test_bad_data_dir_is_a_clean_error(tmp_path, capsys):
