@@ -135,15 +135,15 @@ def _simulate(args) -> int:
 
 def _verify(args) -> int:
     from .runtime.loader import compile_file
-    from .verify import verify
+    from .verify import format_table, verify
 
     module, _ = compile_file(args.model)
     results = verify(module)
-    bad = 0
-    for r in results:
-        print(r)
-        bad += int(getattr(r, "failed", False))
-    return 1 if bad else 0
+    print(format_table(results))
+    failed = [r for r in results if r.failed]
+    if failed:
+        print(f"\n{len(failed)} of {len(results)} checks FAILED", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def parser() -> argparse.ArgumentParser:

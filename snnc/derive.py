@@ -42,7 +42,7 @@ class Plan:
     charge: tuple[tuple[str, ir.Expr], ...]  # sequential, in place: state = expr
     reset: tuple[tuple[str, ir.Expr], ...]  # post-reset state from _h_<k>, _spike, _spike_r
     surrogate_grad: ir.Expr  # of _h_v and v_threshold
-    backward: tuple[tuple[str, ir.Expr], ...]  # _sg, _g_h_<k>, then _gp_<k>, _g_x, _gl_<θ>
+    backward: tuple[tuple[str, ir.Expr], ...]  # _sg, _gh_<k>, then _gp_<k>, _g_x, _gl_<θ>
     saved: tuple[str, ...]  # states whose charged value H[t] the backward reads
     prev: tuple[tuple[str, ir.Expr], ...]  # previous state from _hp_<k>, _sp (step t-1)
     needs_x: bool
@@ -163,7 +163,7 @@ def _backward(states, learnables, charge, reset, cfg: Config) -> tuple[tuple[str
     R = {s: to_sympy(e) for s, e in reset}
     S, S_r, sg = sym("_spike"), sym("_spike_r"), sym("_sg")
     g = {s: sym(f"_g_{s}") for s in states}
-    g_h = {s: sym(f"_g_h_{s}") for s in states}
+    g_h = {s: sym(f"_gh_{s}") for s in states}
     g_spike = sum((g[k] * diff(R[k], S) for k in states), sym("_g_spike"))
     if not cfg.detach_reset:
         g_spike += sum((g[k] * diff(R[k], S_r) for k in states), sp.Integer(0))
@@ -172,7 +172,7 @@ def _backward(states, learnables, charge, reset, cfg: Config) -> tuple[tuple[str
         e = sum((g[k] * diff(R[k], sym(f"_h_{j}")) for k in states), sp.Integer(0))
         if j == MEMBRANE:
             e += g_spike * sg
-        out.append((f"_g_h_{j}", e.subs(S_r, S)))
+        out.append((f"_gh_{j}", e.subs(S_r, S)))
     for i in states:
         out.append((f"_gp_{i}", sum((g_h[j] * diff(F[j], sym(i)) for j in states), sp.Integer(0))))
     out.append(("_g_x", sum((g_h[j] * diff(F[j], sym("x")) for j in states), sp.Integer(0))))

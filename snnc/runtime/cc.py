@@ -30,6 +30,21 @@ def cache_dir() -> Path:
 
 
 @lru_cache(maxsize=None)
+def cpu_identity() -> str:
+    """What -march=native compiles for: a library cache shared between machines must not mix CPUs."""
+    import platform
+
+    ident = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [l for l in f.read().split("\n\n")[0].splitlines() if l.startswith(("model name", "flags"))]
+        ident += "\n".join(lines)
+    except OSError:
+        ident += platform.processor()
+    return hashlib.sha256(ident.encode()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=None)
 def find_compiler() -> str:
     for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
         if name and shutil.which(name):
@@ -43,7 +58,7 @@ def find_compiler() -> str:
 def compile_library(source: str, name: str, flags: tuple[str, ...] = DEFAULT_FLAGS) -> Path:
     """Compile `source` to a shared library (cached by content) and return its path."""
     compiler = find_compiler()
-    key = hashlib.sha256("\0".join((compiler, *flags, source)).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join((compiler, cpu_identity(), *flags, source)).encode()).hexdigest()[:16]
     target = cache_dir() / "cpp" / f"{name}-{key}.so"
     if target.exists():
         return target

@@ -161,11 +161,11 @@ extern "C" void snnc_backward(const float* __restrict _gspike, const float* __re
                 const float _h_v = ht_v[i];
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _sg = (fabsf(_h_v - v_threshold_) < _c0 ? 1.0f : 0.0f);
-                const float _g_h_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
-                const float _g_h_c = _g_c;
-                const float _gp_v = _g_h_v * v_decay_;
-                const float _gp_c = _g_h_c * c_decay_ + _g_h_v * c_decay_;
-                const float _g_x = _g_h_c + _g_h_v;
+                const float _gh_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
+                const float _gh_c = _g_c;
+                const float _gp_v = _gh_v * v_decay_;
+                const float _gp_c = _gh_c * c_decay_ + _gh_v * c_decay_;
+                const float _g_x = _gh_c + _gh_v;
                 gxt[i] = _g_x;
                 _carry_v[i] = _gp_v;
                 _carry_c[i] = _gp_c;

@@ -31,9 +31,9 @@ extern "C" __global__ void snnc_backward(const scalar_t* __restrict__ _gspike, c
                 const float v_ = _sp * v_reset_ + (1.0f - _sp) * _hp_v;
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _sg = 4.0f * (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))) * (1.0f - (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))));
-                const float _g_h_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
-                const float _gp_v = _g_h_v * (1.0f + (SNNC_EXPF((_c0 + v_) * (1.0f / delta_T_)) - 1.0f) * (1.0f / tau_));
-                const float _g_x = _g_h_v * (1.0f / tau_);
+                const float _gh_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
+                const float _gp_v = _gh_v * (1.0f + (SNNC_EXPF((_c0 + v_) * (1.0f / delta_T_)) - 1.0f) * (1.0f / tau_));
+                const float _g_x = _gh_v * (1.0f / tau_);
                 _gx[idx] = SNNC_STORE(_g_x);
                 _carry_v = _gp_v;
         }
@@ -46,9 +46,9 @@ extern "C" __global__ void snnc_backward(const scalar_t* __restrict__ _gspike, c
                 const float v_ = _init_v[i];
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _sg = 4.0f * (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))) * (1.0f - (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))));
-                const float _g_h_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
-                const float _gp_v = _g_h_v * (1.0f + (SNNC_EXPF((_c0 + v_) * (1.0f / delta_T_)) - 1.0f) * (1.0f / tau_));
-                const float _g_x = _g_h_v * (1.0f / tau_);
+                const float _gh_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
+                const float _gp_v = _gh_v * (1.0f + (SNNC_EXPF((_c0 + v_) * (1.0f / delta_T_)) - 1.0f) * (1.0f / tau_));
+                const float _g_x = _gh_v * (1.0f / tau_);
                 _gx[idx] = SNNC_STORE(_g_x);
                 _carry_v = _gp_v;
         }

@@ -142,9 +142,9 @@ extern "C" void snnc_backward(const float* __restrict _gspike, const float* __re
                 const float _h_v = ht_v[i];
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _sg = 4.0f * (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))) * (1.0f - (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))));
-                const float _g_h_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
-                const float _gp_v = _g_h_v * _c0;
-                const float _g_x = _g_h_v * (1.0f / tau_);
+                const float _gh_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
+                const float _gp_v = _gh_v * _c0;
+                const float _g_x = _gh_v * (1.0f / tau_);
                 gxt[i] = _g_x;
                 _carry_v[i] = _gp_v;
             }

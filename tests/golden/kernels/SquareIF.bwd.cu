@@ -24,9 +24,9 @@ extern "C" __global__ void snnc_backward(const scalar_t* __restrict__ _gspike, c
                 const float x_ = SNNC_LOAD(_x[idx]);
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _sg = 4.0f * (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))) * (1.0f - (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))));
-                const float _g_h_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
-                const float _gp_v = _g_h_v;
-                const float _g_x = 2.0f * _g_h_v * x_;
+                const float _gh_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
+                const float _gp_v = _gh_v;
+                const float _g_x = 2.0f * _gh_v * x_;
                 _gx[idx] = SNNC_STORE(_g_x);
                 _carry_v = _gp_v;
         }
@@ -39,9 +39,9 @@ extern "C" __global__ void snnc_backward(const scalar_t* __restrict__ _gspike, c
                 const float x_ = SNNC_LOAD(_x[idx]);
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _sg = 4.0f * (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))) * (1.0f - (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))));
-                const float _g_h_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
-                const float _gp_v = _g_h_v;
-                const float _g_x = 2.0f * _g_h_v * x_;
+                const float _gh_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));
+                const float _gp_v = _gh_v;
+                const float _g_x = 2.0f * _gh_v * x_;
                 _gx[idx] = SNNC_STORE(_g_x);
                 _carry_v = _gp_v;
         }
