@@ -22,6 +22,7 @@ _CPP = RNG_CPP + r"""
 struct Prepared {
     std::vector<uint32_t> thr;     // [N, D] thresholds
     std::vector<int32_t> inner;    // [N, D] per sample: pixels strictly inside (0, 1), ascending
+    std::vector<uint32_t> inner_thr;  // [N, D] their thresholds, in the same order
     std::vector<int64_t> count;    // [N]
     std::vector<uint64_t> key;     // [N]
     int64_t bad = -1;
@@ -29,7 +30,8 @@ struct Prepared {
 
 static void prepare(Prepared& p, const float* x, int64_t N, int64_t D, const int64_t* index,
                     uint64_t seed, uint64_t stream, uint64_t epoch, int threads) {
-    p.thr.assign(N * D, 0); p.inner.assign(N * D, 0); p.count.assign(N, 0); p.key.assign(N, 0);
+    p.thr.assign(N * D, 0); p.inner.assign(N * D, 0); p.inner_thr.assign(N * D, 0);
+    p.count.assign(N, 0); p.key.assign(N, 0);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; ++n) {
         int64_t c = 0;
@@ -41,7 +43,10 @@ static void prepare(Prepared& p, const float* x, int64_t N, int64_t D, const int
                 th = 0;
             }
             p.thr[n * D + j] = (uint32_t)th;
-            if (th != 0 && th != ONE) p.inner[n * D + c++] = (int32_t)j;
+            if (th != 0 && th != ONE) {
+                p.inner[n * D + c] = (int32_t)j;
+                p.inner_thr[n * D + c++] = (uint32_t)th;
+            }
         }
         p.count[n] = c;
         p.key[n] = sample_key(seed, stream, epoch, (uint64_t)index[n]);
@@ -66,20 +71,29 @@ extern "C" int64_t snnc_poisson_linear_fwd(const float* x, int64_t N, int64_t D,
             for (int64_t o = 0; o < O; ++o) b[o] += w[o];
         }
     }
-    #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
-        for (int64_t n = 0; n < N; ++n) {
-            float* acc = y + (t * N + n) * O;
-            std::memcpy(acc, &base[n * O], O * sizeof(float));
-            const uint64_t k = p.key[n];
-            const int32_t* js = &p.inner[n * D];
-            const uint32_t* th = &p.thr[n * D];
-            for (int64_t m = 0; m < p.count[n]; ++m) {
-                const int32_t j = js[m];
-                if (!fires(k, t, D, j, th[j])) continue;
-                const float* w = wt + j * O;
+    #pragma omp parallel num_threads(threads)
+    {
+        std::vector<uint8_t> bits(D);
+        std::vector<int32_t> fired(D);
+        #pragma omp for collapse(2) schedule(static)
+        for (int64_t t = 0; t < T; ++t) {
+            for (int64_t n = 0; n < N; ++n) {
+                float* acc = y + (t * N + n) * O;
+                std::memcpy(acc, &base[n * O], O * sizeof(float));
+                const uint64_t k = p.key[n];
+                const int32_t* js = &p.inner[n * D];
+                const uint32_t* th = &p.inner_thr[n * D];
+                const int64_t c = p.count[n];
+                // draw (vectorised), compact without branches, then add the rows that fired in ascending j
                 #pragma omp simd
-                for (int64_t o = 0; o < O; ++o) acc[o] += w[o];
+                for (int64_t m = 0; m < c; ++m) bits[m] = fires(k, t, D, js[m], th[m]);
+                int64_t nf = 0;
+                for (int64_t m = 0; m < c; ++m) { fired[nf] = js[m]; nf += bits[m]; }
+                for (int64_t f = 0; f < nf; ++f) {
+                    const float* w = wt + (int64_t)fired[f] * O;
+                    #pragma omp simd
+                    for (int64_t o = 0; o < O; ++o) acc[o] += w[o];
+                }
             }
         }
     }
@@ -101,23 +115,31 @@ extern "C" int64_t snnc_poisson_linear_bwd(const float* x, int64_t N, int64_t D,
             #pragma omp simd
             for (int64_t o = 0; o < O; ++o) gsum[n * O + o] += gt[o];
         }
-    #pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
-    for (int64_t j = 0; j < D; ++j) {
-        float* d = dwt + j * O;
-        for (int64_t n = 0; n < N; ++n) {
-            const uint32_t th = p.thr[n * D + j];
-            if (th == 0) continue;
-            if (th == ONE) {
+    #pragma omp parallel num_threads(threads)
+    {
+        std::vector<uint8_t> bits(T);
+        std::vector<int32_t> fired(T);
+        #pragma omp for schedule(dynamic, 8)
+        for (int64_t j = 0; j < D; ++j) {
+            float* d = dwt + j * O;
+            for (int64_t n = 0; n < N; ++n) {
+                const uint32_t th = p.thr[n * D + j];
+                if (th == 0) continue;
+                if (th == ONE) {
+                    #pragma omp simd
+                    for (int64_t o = 0; o < O; ++o) d[o] += gsum[n * O + o];
+                    continue;
+                }
+                const uint64_t k = p.key[n];
                 #pragma omp simd
-                for (int64_t o = 0; o < O; ++o) d[o] += gsum[n * O + o];
-                continue;
-            }
-            const uint64_t k = p.key[n];
-            for (int64_t t = 0; t < T; ++t) {
-                if (!fires(k, t, D, j, th)) continue;
-                const float* gt = g + (t * N + n) * O;
-                #pragma omp simd
-                for (int64_t o = 0; o < O; ++o) d[o] += gt[o];
+                for (int64_t t = 0; t < T; ++t) bits[t] = fires(k, t, D, j, th);
+                int64_t nf = 0;
+                for (int64_t t = 0; t < T; ++t) { fired[nf] = (int32_t)t; nf += bits[t]; }
+                for (int64_t f = 0; f < nf; ++f) {
+                    const float* gt = g + ((int64_t)fired[f] * N + n) * O;
+                    #pragma omp simd
+                    for (int64_t o = 0; o < O; ++o) d[o] += gt[o];
+                }
             }
         }
     }
