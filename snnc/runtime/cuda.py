@@ -28,6 +28,7 @@ from .. import kernels
 from ..derive import Plan
 from ..source import SnncError
 from .cc import cache_dir
+from .fused import unpack_saved
 
 __all__ = ["CudaKernels", "cuda_kernels", "multi_step", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
            "nvrtc_version", "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS"]
@@ -246,12 +247,7 @@ class _CudaFunction(torch.autograd.Function):
     def backward(ctx, gspike, *gfinals):
         k: CudaKernels = ctx.k
         p = k.plan
-        stored = ctx.saved_tensors
-        n_saved, S = len(p.saved), len(p.states)
-        saved = dict(zip(p.saved, stored[:n_saved]))
-        x = stored[n_saved]
-        inits = stored[n_saved + 1:n_saved + 1 + S]
-        learn = stored[n_saved + 1 + S:]
+        saved, x, inits, learn = unpack_saved(p, ctx.saved_tensors)
         T, N = ctx.T, ctx.N
         like = next(iter(saved.values()))
         dev = like.device

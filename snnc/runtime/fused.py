@@ -57,6 +57,13 @@ def initial_states(p: Plan, values: dict, like: torch.Tensor) -> tuple[torch.Ten
     return tuple(out)
 
 
+def unpack_saved(p: Plan, stored: tuple) -> tuple[dict, object, tuple, tuple]:
+    """What a fused forward saved, in its order: H per saved state, x, initial states, learnables."""
+    n_saved, S = len(p.saved), len(p.states)
+    return (dict(zip(p.saved, stored[:n_saved])), stored[n_saved], stored[n_saved + 1:n_saved + 1 + S],
+            stored[n_saved + 1 + S:])
+
+
 def multi_step(module, x_seq: torch.Tensor, states: tuple) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Run `module` over x_seq [T, ...] from `states` (one tensor, or None for a fresh state, per neuron state)."""
     backend = getattr(module, "backend", None)

@@ -18,6 +18,7 @@ from .. import kernels
 from ..derive import Plan
 from ..source import SnncError
 from .cc import load_library
+from .fused import unpack_saved
 
 __all__ = ["HostKernels", "host_kernels", "multi_step", "clear_buffer_pool"]
 
@@ -197,12 +198,7 @@ class _HostFunction(torch.autograd.Function):
     def backward(ctx, gspike, *gfinals):
         k: HostKernels = ctx.k
         p = k.plan
-        stored = ctx.saved_tensors
-        n_saved, S = len(p.saved), len(p.states)
-        saved = dict(zip(p.saved, stored[:n_saved]))
-        x = stored[n_saved]
-        inits = stored[n_saved + 1:n_saved + 1 + S]
-        learn = stored[n_saved + 1 + S:]
+        saved, x, inits, learn = unpack_saved(p, ctx.saved_tensors)
         T, N = ctx.T, ctx.N
         like = next(iter(saved.values()))
         gspike = torch.zeros_like(like) if gspike is None else gspike.to(torch.float32).contiguous()
