@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from . import ir
 from .source import Diagnostic, SnncError, Source, did_you_mean
-from .symbolic import free_names
 
 C_KEYWORDS = {
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",

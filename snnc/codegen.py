@@ -15,7 +15,7 @@ import jinja2
 
 from . import __version__, ir
 from .check import infer_shapes
-from .derive import Config, _charge, _reset
+from .derive import Config, _reset
 from .printers import PythonPrinter, SnnPrinter
 from .resources import resource_dir
 from .surrogates import canonical, grad_expr

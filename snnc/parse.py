@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ir
 from .resources import resource_dir
-from .source import Diagnostic, SnncError, Source, Span
+from .source import SnncError, Source, Span
 
 # Friendly names for terminals in "expected ..." messages.
 _TERMINAL_NAMES = {

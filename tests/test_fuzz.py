@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from snnc import assemble, check, cli

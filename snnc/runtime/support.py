@@ -11,8 +11,6 @@ neuron state lives on the module between calls until `reset()`.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
