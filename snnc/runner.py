@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from . import data as datasets
+from . import distributed
 from .encode import ENCODERS, encode
 from .source import SnncError, did_you_mean
 
@@ -132,9 +133,9 @@ def train(exp: Experiment, options: TrainOptions | None = None) -> dict:
     options = options or TrainOptions()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        return _train_torchrun(exp, options, world)
+        return distributed.train_torchrun(exp, options, world)
     if options.nproc > 1:
-        return _spawn_train(exp, options)
+        return distributed.spawn_train(exp, options)
     return _train_process(exp, options, 0, 1)
 
 
@@ -155,135 +156,7 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     return {"test_loss": loss, "test_acc": acc, "samples": n, "epoch": state["epoch"]}
 
 
-# ----------------------------------------------------------------------------- processes
-
-def _spawn_train(exp: Experiment, options: TrainOptions) -> dict:
-    """Train in options.nproc spawned processes (gloo on CPU, nccl on CUDA) and return rank 0's result."""
-    import pickle
-    import signal
-
-    import torch.multiprocessing as mp
-
-    try:
-        payload = pickle.dumps(exp)
-    except Exception as exc:
-        raise SnncError(f"--nproc needs a picklable experiment; {exp.name}'s is not ({exc})",
-                        hint="launch with torchrun --nproc-per-node N instead") from None
-    _check_out_dir(_out_dir(exp, options), options)
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    port = _free_port()
-    old = signal.signal(signal.SIGINT, lambda *a: None)  # the workers see Ctrl-C too and stop cleanly
-    try:
-        mp.start_processes(_spawn_worker, args=(payload, _loaded_packages(), options, port, queue), nprocs=options.nproc,
-                           join=True, start_method="spawn")
-    except mp.ProcessExitedException as exc:
-        raise SnncError(
-            f"training process {exc.error_index} died ({exc}); its output is above",
-            hint="spawned processes re-import the main script: guard its top level with "
-            "`if __name__ == '__main__':`, or launch with torchrun --nproc-per-node N",
-        ) from None
-    finally:
-        signal.signal(signal.SIGINT, old)
-    replies = []
-    while not queue.empty():
-        replies.append(queue.get())
-    errors = [payload for kind, payload in replies if kind == "error"]
-    if errors:
-        raise SnncError(diagnostics=errors[0])
-    return next(payload for kind, payload in replies if kind == "result")
-
-
-def _spawn_worker(rank: int, payload: bytes, packages: list, options: TrainOptions, port: int, queue):
-    import pickle
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(options.nproc))
-    for name, folder in packages:
-        _import_package(name, folder)
-    _install_fused_backends()
-    exp = pickle.loads(payload)
-    try:
-        result = _train_torchrun(exp, replace(options, nproc=1), options.nproc)
-    except SnncError as exc:
-        queue.put(("error", exc.diagnostics))
-        return
-    queue.put(("result", result) if rank == 0 else ("done", None))
-
-
-def _loaded_packages() -> list[tuple[str, str]]:
-    """Top-level packages imported from outside sys.path (such as compiled .snn models): a spawned
-    process must import them the same way before it can unpickle the experiment."""
-    on_path = {os.path.realpath(p or os.getcwd()) for p in sys.path}
-    found = []
-    for name, module in list(sys.modules.items()):
-        spec = getattr(module, "__spec__", None)
-        if "." in name or spec is None or not spec.submodule_search_locations or not spec.origin:
-            continue
-        folder = os.path.dirname(spec.origin)
-        if os.path.isfile(spec.origin) and os.path.realpath(os.path.dirname(folder)) not in on_path:
-            found.append((name, folder))
-    return found
-
-
-def _install_fused_backends():
-    """snnc.load() registers the compiled backends (cpp, cupy) in the parent; do the same here."""
-    try:
-        from .runtime import fused_registry
-    except ImportError:
-        return
-    fused_registry.install()
-
-
-def _import_package(name: str, folder: str):
-    import importlib.util
-
-    if name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
-                                                  submodule_search_locations=[folder])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ----------------------------------------------------------------------------- setup
-
-def _train_torchrun(exp: Experiment, options: TrainOptions, world: int) -> dict:
-    import torch.distributed as dist
-
-    rank = int(os.environ.get("RANK", "0"))
-    device = _device(options.device, int(os.environ.get("LOCAL_RANK", "0")))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    owned = not dist.is_initialized()
-    if owned:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        return _train_process(exp, replace(options, device=str(device)), rank, world)
-    finally:
-        _leave_group(owned)
-
-
-def _leave_group(owned: bool):
-    """Wait for all ranks (rank 0 may still be writing; errors are raised by all ranks together), then leave."""
-    import torch.distributed as dist
-
-    try:
-        dist.barrier()
-    except Exception:  # a peer is gone; nothing left to wait for
-        pass
-    if owned:
-        dist.destroy_process_group()
-
 
 def _train_process(exp: Experiment, options: TrainOptions, rank: int, world: int) -> dict:
     run = _setup(exp, options, rank, world)
@@ -309,7 +182,7 @@ def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Ru
     optimizer = _optimizer(net, settings)
     scheduler = _scheduler(optimizer, settings)
     scaler = torch.amp.GradScaler("cuda") if settings["amp"] and device.type == "cuda" else None
-    model = _wrap_ddp(net, device) if world > 1 else net
+    model = distributed.wrap_ddp(net, device) if world > 1 else net
     run = _Run(exp, settings, options, device, net, model, optimizer, scheduler, scaler, data, out_dir, rank, world)
     if state is not None:
         _restore(run, state)
@@ -446,13 +319,6 @@ def _scheduler(optimizer: torch.optim.Optimizer, s: dict):
     return None
 
 
-def _wrap_ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False)  # neuron state is per rank
-
-
 def _restore(run: _Run, state: dict):
     run.net.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -493,7 +359,7 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "_Logger"
             _stop(run, epoch, b, sums, stop)
     bar.close()
     train_seconds = sums["seconds"] + time.perf_counter() - start
-    totals = _all_sum(run, [sums["loss"], sums["correct"], sums["count"]])
+    totals = distributed.all_sum(run.world, [sums["loss"], sums["correct"], sums["count"]], run.device)
     test_loss, test_acc, _ = _evaluate(run.exp, run.net, run.data.test.head(run.settings["test_subset"]),
                                        run.settings, run.device, run.buffers, run.rank, run.world,
                                        run.options.fuse_input)
@@ -545,7 +411,7 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: d
         correct += int((rate.argmax(1) == y).sum())
         exp.reset(net)
     net.train(was_training)
-    loss_sum, correct, count = _all_sum_world(world, [loss_sum, correct, len(ids)], device)
+    loss_sum, correct, count = distributed.all_sum(world, [loss_sum, correct, len(ids)], device)
     if count == 0:
         raise SnncError("the test set is empty", hint="check the data files or --test-subset")
     return loss_sum / count, correct / count, int(count)
@@ -642,7 +508,7 @@ def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.
 def _consensus(run: _Run, interrupted: bool, bad_loss: bool) -> str | None:
     flags = [float(interrupted), float(bad_loss)]
     if run.world > 1:
-        flags = _all_max(run, flags)
+        flags = distributed.all_max(flags, run.device)
     if flags[1]:
         return "nan"
     return "interrupt" if flags[0] else None
@@ -661,28 +527,6 @@ def _stop(run: _Run, epoch: int, batch: int, sums: dict, why: str):
         ckpt.save(_state(run, epoch, batch + 1, sums), last)
     raise SnncError(f"interrupted at epoch {epoch + 1}, batch {batch + 1}; checkpoint saved to {last}",
                     hint=f"resume with --resume {last}")
-
-
-def _all_sum(run: _Run, values: list) -> list:
-    return _all_sum_world(run.world, values, run.device)
-
-
-def _all_sum_world(world: int, values: list, device: torch.device) -> list:
-    if world == 1:
-        return values
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def _all_max(run: _Run, values: list) -> list:
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64, device=run.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.tolist()
 
 
 # ----------------------------------------------------------------------------- outputs
