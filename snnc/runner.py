@@ -13,13 +13,11 @@ the weights. Same seed on the same CPU => same metrics, also across a resume.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,11 +26,11 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from . import data as datasets
-from . import distributed
+from . import distributed, logs
 from .encode import ENCODERS, encode
+from .logs import METRIC_COLUMNS, read_metrics, write_metrics  # noqa: F401 (public API)
 from .source import SnncError, did_you_mean
 
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "train_images_per_s", "seconds")
 DEFAULTS = {
     "epochs": 10, "batch_size": 64, "lr": 1e-3, "opt": "adam", "momentum": 0.9, "lr_schedule": "none",
     "loss": "mse", "dataset": "mnist", "seed": 0, "amp": False, "weight_decay": 0.0,
@@ -160,13 +158,13 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
 
 def _train_process(exp: Experiment, options: TrainOptions, rank: int, world: int) -> dict:
     run = _setup(exp, options, rank, world)
-    with ckpt.InterruptGuard() as guard, _Logger(run) as log:
+    with ckpt.InterruptGuard() as guard, logs.Logger(run) as log:
         for epoch in range(run.start_epoch, run.settings["epochs"]):
             row = _run_epoch(run, epoch, guard, log)
             log.epoch(row)
         if run.start_epoch >= run.settings["epochs"] and run.main and not options.quiet:
             print(f"{run.out_dir}: all {run.settings['epochs']} epochs already done", file=sys.stderr)
-    return _result(run)
+    return logs.result(run)
 
 
 def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Run:
@@ -336,7 +334,7 @@ def _restore(run: _Run, state: dict):
 
 # ----------------------------------------------------------------------------- the loop
 
-def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "_Logger") -> dict:
+def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Logger") -> dict:
     train = run.data.train.head(run.settings["subset"])
     order = _epoch_order(len(train), run.settings["seed"], epoch, run.rank, run.world)
     batches = order.split(run.settings["batch_size"])
@@ -415,31 +413,6 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: d
     if count == 0:
         raise SnncError("the test set is empty", hint="check the data files or --test-subset")
     return loss_sum / count, correct / count, int(count)
-
-
-@torch.no_grad()
-def _plot_output(run) -> None:
-    """`output.png`: the output layer's voltages and spikes over time for the first test image."""
-    from .plots import plot_output
-
-    readout = getattr(run.net, "readout_layer", lambda: None)()
-    if readout is None or not hasattr(readout, "store_v_seq"):
-        return
-    was_training, backend = run.net.training, readout.backend
-    run.net.eval()
-    readout.store_v_seq, readout.backend = True, "torch"
-    try:
-        index = torch.arange(1)
-        x, y = run.data.test.batch(index, run.device)
-        spikes = _encode(run.exp, x, run.settings, index, 0, TEST_STREAM, {})
-        out = run.net(spikes)[:, 0].float()
-        s = out if readout.output == "spike" else (out >= readout.v_threshold).float()
-        plot_output(readout.v_seq[:, 0], s, run.out_dir / "output.png",
-                    title=f"{run.exp.name}: output layer, test image 0 (label {int(y[0])})")
-    finally:
-        readout.store_v_seq, readout.backend = False, backend
-        run.exp.reset(run.net)
-        run.net.train(was_training)
 
 
 def _run_net(exp: Experiment, model: torch.nn.Module, x: torch.Tensor, s: dict, index: torch.Tensor, epoch: int,
@@ -524,125 +497,8 @@ def _stop(run: _Run, epoch: int, batch: int, sums: dict, why: str):
             f"(e.g. --lr {run.settings['lr'] / 10:g})",
         )
     if run.main:
-        ckpt.save(_state(run, epoch, batch + 1, sums), last)
+        ckpt.save(logs.checkpoint_state(run, epoch, batch + 1, sums), last)
     raise SnncError(f"interrupted at epoch {epoch + 1}, batch {batch + 1}; checkpoint saved to {last}",
                     hint=f"resume with --resume {last}")
 
 
-# ----------------------------------------------------------------------------- outputs
-
-def _state(run: _Run, epoch: int, batch: int, sums: dict | None) -> dict:
-    return {
-        "name": run.exp.name,
-        "model_hash": run.exp.model_hash,
-        "model": run.net.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
-        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-        "epoch": epoch,
-        "batch": batch,
-        "partial": dict(sums) if sums else None,
-        "rng": ckpt.rng_state(),
-        "metrics": [dict(r) for r in run.metrics],
-        "best_acc": run.best_acc,
-        "settings": dict(run.settings),
-        "options": {k: v for k, v in asdict(run.options).items() if isinstance(v, (str, int, float, bool, type(None)))},
-    }
-
-
-def _result(run: _Run) -> dict:
-    best = max(run.metrics, key=lambda r: r["test_acc"], default=None)
-    return {
-        "metrics": [dict(r) for r in run.metrics],
-        "best_test_acc": best["test_acc"] if best else None,
-        "best_epoch": best["epoch"] if best else None,
-        "out_dir": str(run.out_dir),
-        "last": str(run.out_dir / ckpt.LAST),
-        "best": str(run.out_dir / ckpt.BEST),
-        "settings": dict(run.settings),
-    }
-
-
-def write_metrics(rows: list[dict], path: str | os.PathLike):
-    """Atomically (re)write metrics.csv with METRIC_COLUMNS, one row per epoch."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    ckpt.atomic_write_text(path, text.getvalue())
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-class _Logger:
-    """Rank 0's outputs: progress bar, summary lines, checkpoints, metrics.csv, TensorBoard, plots."""
-
-    def __init__(self, run: _Run):
-        self.run = run
-        self.writer = None
-        self.show = run.main and not run.options.quiet
-
-    def __enter__(self) -> "_Logger":
-        if self.run.main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run.out_dir), purge_step=self.run.start_epoch + 1)
-        return self
-
-    def __exit__(self, *exc):
-        if self.writer is not None:
-            self.writer.close()
-        return False
-
-    def bar(self, epoch: int, total: int, initial: int):
-        from tqdm import tqdm
-
-        enabled = self.show and sys.stderr.isatty()
-        return tqdm(total=total, initial=initial, disable=not enabled, leave=False, unit="batch",
-                    desc=f"epoch {epoch + 1}/{self.run.settings['epochs']}", mininterval=0.5)
-
-    def batch(self, bar, sums: dict, seconds: float):
-        if bar.disable:
-            return
-        bar.update(1)
-        if bar.n % 20 == 0:
-            world = self.run.world
-            bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.4f}", acc=f"{sums['correct'] / sums['count']:.3f}",
-                            img_s=f"{sums['count'] * world / max(seconds, 1e-9):,.0f}", refresh=False)
-
-    def epoch(self, row: dict):
-        run = self.run
-        run.metrics.append(row)
-        improved = row["test_acc"] > run.best_acc
-        run.best_acc = max(run.best_acc, row["test_acc"])
-        run.start_batch, run.partial = 0, {}
-        if not run.main:
-            return
-        state = _state(run, row["epoch"], 0, None)
-        ckpt.save(state, run.out_dir / ckpt.LAST)
-        if improved:
-            ckpt.save(state, run.out_dir / ckpt.BEST)
-        write_metrics(run.metrics, run.out_dir / "metrics.csv")
-        self._tensorboard(row)
-        if run.options.plots:
-            from .plots import plot_curves
-
-            plot_curves(run.metrics, run.out_dir)
-            _plot_output(run)
-        if self.show:
-            print(_summary(row, run.settings["epochs"], run.best_acc), flush=True)
-
-    def _tensorboard(self, row: dict):
-        for key in METRIC_COLUMNS[1:]:
-            self.writer.add_scalar(key, row[key], row["epoch"])
-        self.writer.add_scalar("lr", self.run.optimizer.param_groups[0]["lr"], row["epoch"])
-        self.writer.flush()
-
-
-def _summary(row: dict, epochs: int, best: float) -> str:
-    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
-            f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%} (best {best:.2%}) | "
-            f"{row['train_images_per_s']:,.0f} images/s | {row['seconds']:.1f} s")

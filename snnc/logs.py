@@ -1,0 +1,155 @@
+"""A run's outputs: metrics.csv, TensorBoard, progress bar and summary lines, checkpoints, plots."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from dataclasses import asdict
+
+import torch
+
+from . import checkpoint as ckpt
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "train_images_per_s", "seconds")
+
+
+def checkpoint_state(run, epoch: int, batch: int, sums: dict | None) -> dict:
+    return {
+        "name": run.exp.name,
+        "model_hash": run.exp.model_hash,
+        "model": run.net.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "epoch": epoch,
+        "batch": batch,
+        "partial": dict(sums) if sums else None,
+        "rng": ckpt.rng_state(),
+        "metrics": [dict(r) for r in run.metrics],
+        "best_acc": run.best_acc,
+        "settings": dict(run.settings),
+        "options": {k: v for k, v in asdict(run.options).items() if isinstance(v, (str, int, float, bool, type(None)))},
+    }
+
+
+def result(run) -> dict:
+    best = max(run.metrics, key=lambda r: r["test_acc"], default=None)
+    return {
+        "metrics": [dict(r) for r in run.metrics],
+        "best_test_acc": best["test_acc"] if best else None,
+        "best_epoch": best["epoch"] if best else None,
+        "out_dir": str(run.out_dir),
+        "last": str(run.out_dir / ckpt.LAST),
+        "best": str(run.out_dir / ckpt.BEST),
+        "settings": dict(run.settings),
+    }
+
+
+def write_metrics(rows: list[dict], path: str | os.PathLike):
+    """Atomically (re)write metrics.csv with METRIC_COLUMNS, one row per epoch."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    ckpt.atomic_write_text(path, text.getvalue())
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class Logger:
+    """Rank 0's outputs: progress bar, summary lines, checkpoints, metrics.csv, TensorBoard, plots."""
+
+    def __init__(self, run):
+        self.run = run
+        self.writer = None
+        self.show = run.main and not run.options.quiet
+
+    def __enter__(self) -> "Logger":
+        if self.run.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run.out_dir), purge_step=self.run.start_epoch + 1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.writer is not None:
+            self.writer.close()
+        return False
+
+    def bar(self, epoch: int, total: int, initial: int):
+        from tqdm import tqdm
+
+        enabled = self.show and sys.stderr.isatty()
+        return tqdm(total=total, initial=initial, disable=not enabled, leave=False, unit="batch",
+                    desc=f"epoch {epoch + 1}/{self.run.settings['epochs']}", mininterval=0.5)
+
+    def batch(self, bar, sums: dict, seconds: float):
+        if bar.disable:
+            return
+        bar.update(1)
+        if bar.n % 20 == 0:
+            world = self.run.world
+            bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.4f}", acc=f"{sums['correct'] / sums['count']:.3f}",
+                            img_s=f"{sums['count'] * world / max(seconds, 1e-9):,.0f}", refresh=False)
+
+    def epoch(self, row: dict):
+        run = self.run
+        run.metrics.append(row)
+        improved = row["test_acc"] > run.best_acc
+        run.best_acc = max(run.best_acc, row["test_acc"])
+        run.start_batch, run.partial = 0, {}
+        if not run.main:
+            return
+        state = checkpoint_state(run, row["epoch"], 0, None)
+        ckpt.save(state, run.out_dir / ckpt.LAST)
+        if improved:
+            ckpt.save(state, run.out_dir / ckpt.BEST)
+        write_metrics(run.metrics, run.out_dir / "metrics.csv")
+        self._tensorboard(row)
+        if run.options.plots:
+            from .plots import plot_curves
+
+            plot_curves(run.metrics, run.out_dir)
+            plot_output(run)
+        if self.show:
+            print(summary(row, run.settings["epochs"], run.best_acc), flush=True)
+
+    def _tensorboard(self, row: dict):
+        for key in METRIC_COLUMNS[1:]:
+            self.writer.add_scalar(key, row[key], row["epoch"])
+        self.writer.add_scalar("lr", self.run.optimizer.param_groups[0]["lr"], row["epoch"])
+        self.writer.flush()
+
+
+def summary(row: dict, epochs: int, best: float) -> str:
+    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
+            f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%} (best {best:.2%}) | "
+            f"{row['train_images_per_s']:,.0f} images/s | {row['seconds']:.1f} s")
+@torch.no_grad()
+def plot_output(run) -> None:
+    """`output.png`: the output layer's voltages and spikes over time for the first test image."""
+    from .plots import plot_output as plot
+    from .runner import TEST_STREAM, _encode
+
+    readout = getattr(run.net, "readout_layer", lambda: None)()
+    if readout is None or not hasattr(readout, "store_v_seq"):
+        return
+    was_training, backend = run.net.training, readout.backend
+    run.net.eval()
+    readout.store_v_seq, readout.backend = True, "torch"
+    try:
+        index = torch.arange(1)
+        x, y = run.data.test.batch(index, run.device)
+        spikes = _encode(run.exp, x, run.settings, index, 0, TEST_STREAM, {})
+        out = run.net(spikes)[:, 0].float()
+        s = out if readout.output == "spike" else (out >= readout.v_threshold).float()
+        plot(readout.v_seq[:, 0], s, run.out_dir / "output.png",
+                    title=f"{run.exp.name}: output layer, test image 0 (label {int(y[0])})")
+    finally:
+        readout.store_v_seq, readout.backend = False, backend
+        run.exp.reset(run.net)
+        run.net.train(was_training)
