@@ -73,6 +73,8 @@ class Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run.out_dir), purge_step=self.run.start_epoch + 1)
+        if self.show:
+            print(describe(self.run), flush=True)
         return self
 
     def __exit__(self, *exc):
@@ -123,6 +125,18 @@ class Logger:
             self.writer.add_scalar(key, row[key], row["epoch"])
         self.writer.add_scalar("lr", self.run.optimizer.param_groups[0]["lr"], row["epoch"])
         self.writer.flush()
+
+
+def describe(run) -> str:
+    """One line saying what this run trains, on what, how, and where it writes."""
+    s = run.settings
+    backends = sorted({m.backend for m in run.net.modules() if hasattr(m, "backend") and hasattr(m, "single_step")})
+    world = f", {run.world} processes" if run.world > 1 else ""
+    start = f", resuming at epoch {run.start_epoch + 1}" if run.start_epoch or run.start_batch else ""
+    n_train = min(len(run.data.train), s["subset"] or len(run.data.train))
+    return (f"{run.exp.name}: {s['dataset']} ({n_train:,} training images), T={s['T']}, batch {s['batch_size']}, "
+            f"{s['opt']} lr {s['lr']:g}, {s['epochs']} epochs, backend {'/'.join(backends) or 'torch'} "
+            f"on {run.device}{world}{start} -> {run.out_dir}")
 
 
 def summary(row: dict, epochs: int, best: float) -> str:
