@@ -20,7 +20,7 @@ from .source import SnncError
 def _check(args) -> int:
     from .check import infer_shapes
     from .codegen import module_json
-    from .derive import jacobian, plan
+    from .derive import jacobian, plan, reset_jacobian
     from .printers import SnnPrinter
     from .runtime.loader import compile_file
     from .surrogates import grad_expr
@@ -50,6 +50,9 @@ def _check(args) -> int:
         print("  derivatives of the charge (V: state at t-1):")
         for h, z, e in jacobian(p):
             print(f"    d{h}/d{z} = {snn(e)}")
+        print(f"  derivatives of the reset and on-spike updates ({'soft' if p.config.soft_reset else 'hard'} reset):")
+        for v, z, e in reset_jacobian(p):
+            print(f"    d{v}/d{z} = {snn(e)}")
     for net in module.networks:
         print(f"\nnetwork {net.name}  T={net.T}  encoder={net.encoder}  readout={net.readout}  input={list(net.input_shape)}")
         total = 0

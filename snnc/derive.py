@@ -147,12 +147,28 @@ def _composed(states, charge) -> dict[str, sp.Expr]:
 def jacobian(p: Plan) -> list[tuple[str, str, ir.Expr]]:
     """Nonzero partial derivatives dH_j/dz of the charge, z over the previous states, x and the learnables."""
     F = _composed(p.states, p.charge)
+    previous = {s: ir.Var(name=f"V_{s}") for s in p.states}
     out = []
     for j in p.states:
         for z in (*p.states, "x", *p.learnables):
             d = diff(F[j], symbol(z))
             if d != 0:
-                out.append((f"H_{j}", "x" if z == "x" else (z if z in p.learnables else f"V_{z}"), from_sympy(d)))
+                wrt = "x" if z == "x" else (z if z in p.learnables else f"V_{z}")
+                out.append((f"H_{j}", wrt, substitute(from_sympy(d), previous)))
+    return out
+
+
+def reset_jacobian(p: Plan) -> list[tuple[str, str, ir.Expr]]:
+    """Nonzero partial derivatives of the reset and on-spike updates: dV_k/dH_j and dV_k/dS."""
+    rename = {f"_h_{s}": ir.Var(name=f"H_{s}") for s in p.states} | {"_spike": ir.Var(name="S"),
+                                                                     "_spike_r": ir.Var(name="S")}
+    out = []
+    for k, e in p.reset:
+        r = to_sympy(substitute(e, rename))
+        for z in (*(f"H_{j}" for j in p.states), "S"):
+            d = diff(r, symbol(z))
+            if d != 0:
+                out.append((f"V_{k}", z, from_sympy(d)))
     return out
 
 
