@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import sympy as sp
@@ -137,3 +138,20 @@ def test_from_sympy_prints_division_and_negation():
     assert "tau ** -1" not in py(e) and "/ tau" in py(e)
     e = from_sympy(to_sympy(parse_expr("-v * 2.0")))
     assert py(e).startswith("-")
+
+
+def test_printed_jacobians_of_library_neurons():
+    from snnc.assemble import load_module
+    from snnc.derive import jacobian, plan, reset_jacobian
+    from snnc.printers import SnnPrinter
+
+    module, _ = load_module(Path(__file__).resolve().parents[1] / "models" / "neurons.snn")
+    snn = SnnPrinter()
+    lif = {(h, z): snn(e) for h, z, e in jacobian(plan(module.neuron("LIF")))}
+    assert lif == {("H_v", "V_v"): "1.0 - 1.0 / tau", ("H_v", "x"): "1.0 / tau"}
+    izh = plan(module.neuron("Izhikevich"))
+    assert ("H_w", "V_v") in {(h, z) for h, z, _ in jacobian(izh)}  # w's charge reads the charged v
+    reset = {(v, z): snn(e) for v, z, e in reset_jacobian(izh)}
+    assert reset[("V_v", "S")] == "-H_v + v_reset" and reset[("V_w", "S")] == "b"
+    plif = {(h, z) for h, z, _ in jacobian(plan(module.neuron("PLIF")))}
+    assert ("H_v", "w") in plif  # the learnable's derivative
