@@ -57,8 +57,13 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> SnncError:
         message = "unexpected end of file"
         lines = source.text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
-        hint = ("is a '}' missing?" if "RBRACE" in exc.expected else f"expected {_expected(exc.expected)}")
+        hint = f"expected {_expected(exc.expected)}"
         width = 1
+        opened = _unclosed_brace(source.text)
+        if "RBRACE" in exc.expected and opened is not None:
+            message = "this '{' is never closed"
+            line, col = opened
+            hint = "add the missing '}' where the block ends"
     else:
         tok = exc.token
         message = f"unexpected {'name' if tok.type == 'NAME' else 'token'} '{tok}'"
@@ -70,6 +75,29 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> SnncError:
         width = max(1, len(str(tok)))
     span = Span(source.name, line, col, line, col + width)
     return SnncError(f"syntax error: {message}", span, hint, source)
+
+
+def _unclosed_brace(text: str) -> tuple[int, int] | None:
+    """(line, column) of the innermost '{' left open at the end of the text, skipping comments and strings."""
+    stack: list[tuple[int, int]] = []
+    line, col, in_comment, in_string = 1, 0, False, False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, in_comment, in_string = line + 1, 0, False, False
+        elif in_comment:
+            continue
+        elif ch == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif ch == "#":
+            in_comment = True
+        elif ch == "{":
+            stack.append((line, col))
+        elif ch == "}" and stack:
+            stack.pop()
+    return stack[-1] if stack else None
 
 
 def parse_source(source: Source) -> list:
