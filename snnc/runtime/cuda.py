@@ -28,7 +28,7 @@ from .. import kernels
 from ..derive import Plan
 from ..source import SnncError
 from .cc import cache_dir
-from .fused import unpack_saved
+from .fused import cached, forward_tensors, unpack_saved
 
 __all__ = ["CudaKernels", "cuda_kernels", "multi_step", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
            "nvrtc_version", "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS"]
@@ -198,16 +198,7 @@ _LOCK = threading.Lock()
 
 def cuda_kernels(p: Plan, dtype: str, device: torch.device) -> CudaKernels:
     key = (id(p.neuron), p.config, dtype, device.index)
-    hit = _KERNELS.get(key)
-    if hit is not None and hit[0] is p.neuron:
-        return hit[1]
-    with _LOCK:
-        hit = _KERNELS.get(key)
-        if hit is not None and hit[0] is p.neuron:
-            return hit[1]
-        k = CudaKernels(p, dtype, device)
-        _KERNELS[key] = (p.neuron, k)
-        return k
+    return cached(_KERNELS, _LOCK, key, p.neuron, lambda: CudaKernels(p, dtype, device))
 
 
 def _forward(ctx, k: CudaKernels, scalars: dict, x, rest, need_grad: bool):
@@ -219,11 +210,7 @@ def _forward(ctx, k: CudaKernels, scalars: dict, x, rest, need_grad: bool):
     spike = torch.empty_like(x)
     finals = tuple(torch.empty_like(s) for s in inits)
     saved = {s: torch.empty(x.shape, dtype=torch.float32, device=x.device) for s in p.saved} if need_grad else {}
-    tensors = {("x", None): x, ("spike", None): spike,
-               **{("init", s): t for s, t in zip(p.states, inits)},
-               **{("final", s): t for s, t in zip(p.states, finals)},
-               **{("saved", s): t for s, t in saved.items()},
-               **{("learnable", l): t for l, t in zip(p.learnables, learn)}}
+    tensors = forward_tensors(p, x, spike, inits, finals, saved, learn)
     if T > 0 and N > 0:
         k.launch(k.forward, k.spec.forward_params, tensors, scalars, T, N)
     else:

@@ -57,6 +57,27 @@ def initial_states(p: Plan, values: dict, like: torch.Tensor) -> tuple[torch.Ten
     return tuple(out)
 
 
+def cached(cache: dict, lock, key, neuron, build):
+    """Compiled kernels per key, built once per process (the neuron object guards against a reused id())."""
+    hit = cache.get(key)
+    if hit is not None and hit[0] is neuron:
+        return hit[1]
+    with lock:
+        hit = cache.get(key)
+        if hit is None or hit[0] is not neuron:
+            hit = cache[key] = (neuron, build())
+        return hit[1]
+
+
+def forward_tensors(p: Plan, x, spike, inits, finals, saved: dict, learn) -> dict:
+    """The forward kernel's tensor arguments by (role, state): one table for every target."""
+    return {("x", None): x, ("spike", None): spike,
+            **{("init", s): t for s, t in zip(p.states, inits)},
+            **{("final", s): t for s, t in zip(p.states, finals)},
+            **{("saved", s): t for s, t in saved.items()},
+            **{("learnable", l): t for l, t in zip(p.learnables, learn)}}
+
+
 def unpack_saved(p: Plan, stored: tuple) -> tuple[dict, object, tuple, tuple]:
     """What a fused forward saved, in its order: H per saved state, x, initial states, learnables."""
     n_saved, S = len(p.saved), len(p.states)

@@ -18,7 +18,7 @@ from .. import kernels
 from ..derive import Plan
 from ..source import SnncError
 from .cc import load_library
-from .fused import unpack_saved
+from .fused import cached, forward_tensors, unpack_saved
 
 __all__ = ["HostKernels", "host_kernels", "multi_step", "clear_buffer_pool"]
 
@@ -150,17 +150,7 @@ def clear_buffer_pool() -> None:
 
 def host_kernels(p: Plan) -> HostKernels:
     """Compiled kernels for a plan, cached per (neuron, config) for the process (and on disk by source hash)."""
-    key = (id(p.neuron), p.config)
-    hit = _KERNELS.get(key)
-    if hit is not None and hit[0] is p.neuron:
-        return hit[1]
-    with _LOCK:
-        hit = _KERNELS.get(key)
-        if hit is not None and hit[0] is p.neuron:
-            return hit[1]
-        k = HostKernels(p)
-        _KERNELS[key] = (p.neuron, k)
-        return k
+    return cached(_KERNELS, _LOCK, (id(p.neuron), p.config), p.neuron, lambda: HostKernels(p))
 
 
 def _forward(ctx, k: HostKernels, scalars: dict, x, rest, need_grad: bool):
@@ -171,11 +161,7 @@ def _forward(ctx, k: HostKernels, scalars: dict, x, rest, need_grad: bool):
     spike = _empty(x.shape)
     finals = tuple(torch.empty_like(s) for s in inits)
     saved = {s: _POOL.take(x.shape) for s in p.saved} if need_grad else {}
-    tensors = {("x", None): x, ("spike", None): spike,
-               **{("init", s): t for s, t in zip(p.states, inits)},
-               **{("final", s): t for s, t in zip(p.states, finals)},
-               **{("saved", s): t for s, t in saved.items()},
-               **{("learnable", l): t for l, t in zip(p.learnables, learn)}}
+    tensors = forward_tensors(p, x, spike, inits, finals, saved, learn)
     if T > 0 and N > 0:
         k.forward(*HostKernels.arguments(k.spec.forward_params, tensors, scalars, T, N))
     else:
