@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snnc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked to
         if os.environ.get("SNNC_DEBUG"):
             raise

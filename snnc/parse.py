@@ -16,7 +16,7 @@ _TERMINAL_NAMES = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "EQUAL": "'='", "COLON": "':'",
     "ASSIGN_OP": "'=' or '+='", "COMPARE_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/'",
     "POW_OP": "'^'", "NEG": "'-'", "NOT": "'not'", "TRUE": "'true'", "FALSE": "'false'", "NONE": "'none'",
-    "TYPE": "a type ('float' or 'bool')", "OPTIONAL": "'?'", "$END": "end of file",
+    "TYPE": "a type ('float' or 'bool')", "OPTIONAL": "'?'", "SEMICOLON": "';'", "$END": "end of file",
 }
 
 

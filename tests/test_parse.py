@@ -115,3 +115,13 @@ def test_charge_block_and_on_spike():
     (n,) = parse_source(src)
     assert [(a.target, a.op) for a in n.charge] == [("v", "="), ("w", "+=")]
     assert [(a.target, a.op) for a in n.on_spike] == [("w", "+=")]
+
+
+def test_statements_may_end_with_semicolons():
+    from snnc.assemble import load_module
+
+    with_semis = "neuron A {\n state v = 0.0\n state c = 0.0\n charge { c = c * 0.5 + x; v = v + c; }\n}\n"
+    without = "neuron A {\n state v = 0.0\n state c = 0.0\n charge { c = c * 0.5 + x\n v = v + c }\n}\n"
+    a = load_module("a.snn", text=with_semis)[0].neurons[0]
+    b = load_module("b.snn", text=without)[0].neurons[0]
+    assert [x.model_dump() for x in a.charge] == [x.model_dump() for x in b.charge]
