@@ -74,8 +74,8 @@ def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
         raise SnncError(
             f"checkpoint {path} was trained for a different model "
             f"('{state.get('name')}', hash {str(state.get('model_hash'))[:12]}), not this one (hash {model_hash[:12]})",
-            hint="the network definition changed since this checkpoint was written; "
-            "use the matching .snn file, or start a new run without --resume",
+            hint="use the .snn file (and network) this checkpoint was trained with; if you changed the network "
+            "since, its weights no longer fit: train it afresh",
         )
     return state
 
