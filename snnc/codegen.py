@@ -97,28 +97,37 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
     states = tuple(s.name for s in n.states)
     learnables = tuple(l.name for l in n.learnables)
     tensors = {"x", *states, *learnables, *(f"_h_{s}" for s in states), "_spike", "_spike_r"}
-    binds = [f"{p} = self.{p}" for p in float_params + bool_params if p != "v_reset"]
-    binds.append("v_reset = 0.0 if self.v_reset is None else self.v_reset")
+    charge = [(a.target, a.value if a.op == "=" else ir.BinOp(op="+", left=ir.Var(name=a.target), right=a.value))
+              for a in n.charge]
+    soft, hard = _reset(n, Config(soft_reset=True)), _reset(n, Config(soft_reset=False))
+    step_names = set().union(*(_names(e) for _, e in (*charge, *soft, *hard))) | {"v_threshold", "detach_reset"}
+
+    def bind(names: set[str]) -> str:
+        """Local names for the parameters a method reads (`v_reset` reads as 0 under soft reset)."""
+        lines = [f"{p} = self.{p}" if p != "v_reset" else "v_reset = 0.0 if self.v_reset is None else self.v_reset"
+                 for p in float_params + bool_params if p in names]
+        return "\n        ".join(lines) or "pass"
+
     snn = SnnPrinter()
     requires = []
     for r in n.requires:
         names = sorted({v for v in _names(r.cond)})
         requires.append({"cond": scalar_py(r.cond), "text": snn(r.cond),
                          "shown": "{" + ", ".join(f"{k!r}: {k}" for k in names) + "}"})
-    eager = Config(soft_reset=False)
     return {
         "name": n.name, "origin": _origin(n, n.file), "spec": n.model_dump_json(),
         "states": states, "float_params": float_params, "bool_params": bool_params,
         "params": [{"name": p.name, "type": p.type, "optional": p.optional,
                     "default": "None" if p.default is None else scalar_py(p.default)} for p in n.params],
         "requires": requires, "surrogate": surrogates.add(n.surrogate),
-        "bind_params": "; ".join(binds),
+        "bind_step": bind(step_names),
+        "bind_init": bind(set().union(*(_names(s.init) for s in n.states))),
+        "bind_learnables": bind(set().union(set(), *(_names(l.init) for l in n.learnables))),
         "learnables": [(l.name, scalar_py(l.init)) for l in n.learnables], "learnable_names": learnables,
         "init": [(s.name, scalar_py(s.init)) for s in n.states],
-        "charge": [(a.target, a.value if a.op == "=" else ir.BinOp(op="+", left=ir.Var(name=a.target), right=a.value))
-                   for a in n.charge],
+        "charge": charge,
         "on_spike": [(a.target, f"{a.op} {snn(a.value)}") for a in n.on_spike],
-        "soft": _reset(n, Config(soft_reset=True)), "hard": _reset(n, eager),
+        "soft": soft, "hard": hard,
         "tensors": sorted(tensors),
     }
 

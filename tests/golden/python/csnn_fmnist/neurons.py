@@ -41,11 +41,13 @@ class IF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), )
 
     def single_step(self, x, v):
-        v_threshold = self.v_threshold; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        detach_reset = self.detach_reset
         # charge
         v = v + x
         _h_v = v

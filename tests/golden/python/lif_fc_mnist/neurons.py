@@ -44,11 +44,15 @@ class LIF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; tau = self.tau; detach_reset = self.detach_reset; decay_input = self.decay_input; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), )
 
     def single_step(self, x, v):
-        v_threshold = self.v_threshold; tau = self.tau; detach_reset = self.detach_reset; decay_input = self.decay_input; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        detach_reset = self.detach_reset
+        decay_input = self.decay_input
         # charge
         v = (v + (x - (v - v_reset)) / tau if decay_input else v - (v - v_reset) / tau + x)
         _h_v = v

@@ -49,11 +49,13 @@ class IF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), )
 
     def single_step(self, x, v):
-        v_threshold = self.v_threshold; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        detach_reset = self.detach_reset
         # charge
         v = v + x
         _h_v = v
@@ -91,11 +93,15 @@ class LIF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; tau = self.tau; detach_reset = self.detach_reset; decay_input = self.decay_input; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), )
 
     def single_step(self, x, v):
-        v_threshold = self.v_threshold; tau = self.tau; detach_reset = self.detach_reset; decay_input = self.decay_input; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        detach_reset = self.detach_reset
+        decay_input = self.decay_input
         # charge
         v = (v + (x - (v - v_reset)) / tau if decay_input else v - (v - v_reset) / tau + x)
         _h_v = v
@@ -131,15 +137,18 @@ class PLIF(rt.NeuronBase):
         self.decay_input = bool(decay_input)
         rt.require(init_tau > 1.0, 'PLIF', 'init_tau > 1.0', {'init_tau': init_tau})
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
-        v_threshold = self.v_threshold; init_tau = self.init_tau; detach_reset = self.detach_reset; decay_input = self.decay_input; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        init_tau = self.init_tau
         self.w = torch.nn.Parameter(torch.tensor(-math.log(init_tau - 1.0), dtype=torch.float32))
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; init_tau = self.init_tau; detach_reset = self.detach_reset; decay_input = self.decay_input; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), )
 
     def single_step(self, x, v):
-        v_threshold = self.v_threshold; init_tau = self.init_tau; detach_reset = self.detach_reset; decay_input = self.decay_input; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        detach_reset = self.detach_reset
+        decay_input = self.decay_input
         w = self.w
         # charge
         v = (v + (x - (v - v_reset)) * torch.sigmoid(w) if decay_input else v - (v - v_reset) * torch.sigmoid(w) + x)
@@ -182,11 +191,17 @@ class QIF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; tau = self.tau; v_c = self.v_c; a0 = self.a0; v_rest = self.v_rest; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), )
 
     def single_step(self, x, v):
-        v_threshold = self.v_threshold; tau = self.tau; v_c = self.v_c; a0 = self.a0; v_rest = self.v_rest; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        v_c = self.v_c
+        a0 = self.a0
+        v_rest = self.v_rest
+        detach_reset = self.detach_reset
         # charge
         v = v + (x + a0 * (v - v_rest) * (v - v_c)) / tau
         _h_v = v
@@ -227,11 +242,17 @@ class EIF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; tau = self.tau; delta_T = self.delta_T; theta_rh = self.theta_rh; v_rest = self.v_rest; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), )
 
     def single_step(self, x, v):
-        v_threshold = self.v_threshold; tau = self.tau; delta_T = self.delta_T; theta_rh = self.theta_rh; v_rest = self.v_rest; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        delta_T = self.delta_T
+        theta_rh = self.theta_rh
+        v_rest = self.v_rest
+        detach_reset = self.detach_reset
         # charge
         v = v + (x + v_rest - v + delta_T * torch.exp((v - theta_rh) / delta_T)) / tau
         _h_v = v
@@ -279,11 +300,21 @@ class Izhikevich(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; tau = self.tau; v_c = self.v_c; a0 = self.a0; v_rest = self.v_rest; w_rest = self.w_rest; tau_w = self.tau_w; a = self.a; b = self.b; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        w_rest = self.w_rest
         return (torch.full_like(x, v_reset), torch.full_like(x, w_rest), )
 
     def single_step(self, x, v, w):
-        v_threshold = self.v_threshold; tau = self.tau; v_c = self.v_c; a0 = self.a0; v_rest = self.v_rest; w_rest = self.w_rest; tau_w = self.tau_w; a = self.a; b = self.b; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        v_c = self.v_c
+        a0 = self.a0
+        v_rest = self.v_rest
+        tau_w = self.tau_w
+        a = self.a
+        b = self.b
+        detach_reset = self.detach_reset
         # charge
         v = v + (x + a0 * (v - v_rest) * (v - v_c) - w) / tau
         w = w + (a * (v - v_rest) - w) / tau_w
@@ -322,11 +353,13 @@ class SquareIF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), )
 
     def single_step(self, x, v):
-        v_threshold = self.v_threshold; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        detach_reset = self.detach_reset
         # charge
         v = v + x ** 2.0
         _h_v = v
@@ -366,11 +399,15 @@ class CUBALIF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_1, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; c_decay = self.c_decay; v_decay = self.v_decay; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), torch.full_like(x, 0.0), )
 
     def single_step(self, x, v, c):
-        v_threshold = self.v_threshold; c_decay = self.c_decay; v_decay = self.v_decay; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        c_decay = self.c_decay
+        v_decay = self.v_decay
+        detach_reset = self.detach_reset
         # charge
         c = c * c_decay + x
         v = v * v_decay + c
@@ -418,11 +455,17 @@ class AdaptiveLIF(rt.NeuronBase):
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
 
     def initial_states(self, x):
-        v_threshold = self.v_threshold; tau = self.tau; tau_w = self.tau_w; a = self.a; b = self.b; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
         return (torch.full_like(x, v_reset), torch.full_like(x, 0.0), )
 
     def single_step(self, x, v, w):
-        v_threshold = self.v_threshold; tau = self.tau; tau_w = self.tau_w; a = self.a; b = self.b; detach_reset = self.detach_reset; v_reset = 0.0 if self.v_reset is None else self.v_reset
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        tau_w = self.tau_w
+        a = self.a
+        b = self.b
+        detach_reset = self.detach_reset
         # charge
         v = v + (x - (v - v_reset) - w) / tau
         w = w + (a * (v - v_reset) - w) / tau_w
