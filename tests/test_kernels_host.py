@@ -303,7 +303,7 @@ def test_fused_multi_step_with_a_stand_in_module():
 
 @pytest.mark.parametrize("name", [n.name for n in LIB.neurons])
 def test_generated_module_with_cpp_backend_matches_torch_backend(name):
-    """End to end through the lead's generated modules (snnc.load): backend='cpp' vs backend='torch'."""
+    """End to end through the generated modules (snnc.load): backend='cpp' vs backend='torch'."""
     import snnc
 
     try:
