@@ -82,3 +82,17 @@ def test_non_utf8_file(tmp_path, capsys):
     f.write_bytes(b"\xff\xfe\x00neuron")
     assert cli.main(["check", str(f)]) == 1
     assert "UTF-8" in capsys.readouterr().err
+
+
+def test_build_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
+    main = cli.main
+    mine = tmp_path / "lif_fc_mnist"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own work")
+    model = str(MODELS / "lif_fc_mnist.snn")
+    assert main(["build", model, "-o", str(tmp_path)]) == 1
+    assert "not a package snnc built" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "my own work"
+    other = tmp_path / "out"
+    assert main(["build", model, "-o", str(other)]) == 0
+    assert main(["build", model, "-o", str(other)]) == 0  # rebuilding over its own output is fine
