@@ -19,6 +19,7 @@ from .derive import Config, _reset
 from .printers import PythonPrinter, SnnPrinter
 from .resources import resource_dir
 from .surrogates import canonical, grad_expr
+from .symbolic import free_names
 
 RUNTIME_FILE = "_snnc_runtime.py"
 
@@ -100,7 +101,7 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
     charge = [(a.target, a.value if a.op == "=" else ir.BinOp(op="+", left=ir.Var(name=a.target), right=a.value))
               for a in n.charge]
     soft, hard = _reset(n, Config(soft_reset=True)), _reset(n, Config(soft_reset=False))
-    step_names = set().union(*(_names(e) for _, e in (*charge, *soft, *hard))) | {"v_threshold", "detach_reset"}
+    step_names = set().union(*(free_names(e) for _, e in (*charge, *soft, *hard))) | {"v_threshold", "detach_reset"}
 
     def bind(names: set[str]) -> str:
         """Local names for the parameters a method reads (`v_reset` reads as 0 under soft reset)."""
@@ -111,7 +112,7 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
     snn = SnnPrinter()
     requires = []
     for r in n.requires:
-        names = sorted({v for v in _names(r.cond)})
+        names = sorted({v for v in free_names(r.cond)})
         requires.append({"cond": scalar_py(r.cond), "text": snn(r.cond),
                          "shown": "{" + ", ".join(f"{k!r}: {k}" for k in names) + "}"})
     return {
@@ -121,8 +122,8 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
                     "default": "None" if p.default is None else scalar_py(p.default)} for p in n.params],
         "requires": requires, "surrogate": surrogates.add(n.surrogate),
         "bind_step": bind(step_names),
-        "bind_init": bind(set().union(*(_names(s.init) for s in n.states))),
-        "bind_learnables": bind(set().union(set(), *(_names(l.init) for l in n.learnables))),
+        "bind_init": bind(set().union(*(free_names(s.init) for s in n.states))),
+        "bind_learnables": bind(set().union(set(), *(free_names(l.init) for l in n.learnables))),
         "learnables": [(l.name, scalar_py(l.init)) for l in n.learnables], "learnable_names": learnables,
         "init": [(s.name, scalar_py(s.init)) for s in n.states],
         "charge": charge,
@@ -130,12 +131,6 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
         "soft": soft, "hard": hard,
         "tensors": sorted(tensors),
     }
-
-
-def _names(e: ir.Expr) -> set[str]:
-    from .symbolic import free_names
-
-    return free_names(e)
 
 
 # ------------------------------------------------------------------ networks
