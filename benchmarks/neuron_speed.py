@@ -25,10 +25,10 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from snnc.assemble import load_module  # noqa: E402
-from snnc.derive import plan  # noqa: E402
+from snnc.compiler.assemble import load_module  # noqa: E402
+from snnc.compiler.derive import plan  # noqa: E402
 from snnc.runtime import host  # noqa: E402
-from snnc.verify import default_values, reference_multi_step  # noqa: E402
+from snnc.runtime.verify import default_values, reference_multi_step  # noqa: E402
 
 SHAPES = ((100, (64, 784)), (32, (2**20,)))
 

@@ -6,7 +6,7 @@ network reset after every batch.
 
 Both sides read the same in-memory MNIST tensors (SpikingJelly is spared its
 DataLoader, so its number here is if anything optimistic). The snnc side trains
-`models/lif_fc_mnist.snn` through `snnc.runner.train` on the fused host backend.
+`models/lif_fc_mnist.snn` through `snnc.train.runner.train` on the fused host backend.
 
     python benchmarks/train_speed.py --data-dir ../shared/data/mnist            # one epoch each
     python benchmarks/train_speed.py --batches 300 --repeat 3 --profile          # quick, with a breakdown
@@ -26,9 +26,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from snnc import data as datasets  # noqa: E402
-from snnc.encode import poisson  # noqa: E402
-from snnc.runner import TrainOptions, train  # noqa: E402
+from snnc.train import data as datasets  # noqa: E402
+from snnc.train.encode import poisson  # noqa: E402
+from snnc.train.runner import TrainOptions, train  # noqa: E402
 
 def snnc_experiment(model: str, backend: str):
     import snnc

@@ -1,5 +1,5 @@
 """snnc: a declarative compiler for spiking neural networks."""
-from .source import SnncError
+from .compiler.source import SnncError
 
 __version__ = "0.1.0"
 __all__ = ["SnncError", "load", "functional", "surrogate", "__version__"]

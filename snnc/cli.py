@@ -14,16 +14,16 @@ import json
 import os
 import sys
 
-from .source import SnncError
+from .compiler.source import SnncError
 
 
 def _check(args) -> int:
-    from .check import infer_shapes
-    from .codegen import module_json
-    from .derive import jacobian, plan, reset_jacobian
-    from .printers import SnnPrinter
+    from .compiler.check import infer_shapes
+    from .compiler.codegen import module_json
+    from .compiler.derive import jacobian, plan, reset_jacobian
+    from .compiler.printers import SnnPrinter
     from .runtime.loader import compile_file
-    from .surrogates import grad_expr
+    from .compiler.surrogates import grad_expr
 
     module, _ = compile_file(args.model)
     if args.json:
@@ -76,7 +76,7 @@ def _build(args) -> int:
 
 
 def _options(args):
-    from .runner import TrainOptions
+    from .train.runner import TrainOptions
 
     fields = {k: getattr(args, k) for k in TrainOptions.__dataclass_fields__ if hasattr(args, k)}
     return TrainOptions(**{k: v for k, v in fields.items() if v is not None})
@@ -85,7 +85,7 @@ def _options(args):
 def _train(args) -> int:
     import snnc
 
-    from .runner import train
+    from .train.runner import train
 
     exp = snnc.load(args.model).experiment(args.network)
     result = train(exp, _options(args))
@@ -97,7 +97,7 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import snnc
 
-    from .runner import evaluate
+    from .train.runner import evaluate
 
     exp = snnc.load(args.model).experiment(args.network)
     result = evaluate(exp, args.checkpoint, _options(args))
@@ -110,7 +110,7 @@ def _simulate(args) -> int:
 
     import snnc
 
-    from .plots import plot_neuron
+    from .train.plots import plot_neuron
 
     lib = snnc.load(args.model)
     if args.neuron not in lib.neurons:
@@ -138,7 +138,7 @@ def _simulate(args) -> int:
 
 def _verify(args) -> int:
     from .runtime.loader import compile_file
-    from .verify import format_table, verify
+    from .runtime.verify import format_table, verify
 
     module, _ = compile_file(args.model)
     results = verify(module)

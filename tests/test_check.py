@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from snnc import assemble, check, cli
-from snnc.source import SnncError
+from snnc.compiler import assemble, check
+from snnc import cli
+from snnc.compiler.source import SnncError
 
 from conftest import ROOT, TESTS, write_or_compare
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from snnc import cli, ir
+from snnc import cli
+from snnc.compiler import ir
 
 from conftest import MODELS, ROOT
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from snnc import assemble, check, codegen
+from snnc.compiler import assemble, check, codegen
 
 from conftest import MODELS, ROOT, TESTS, write_or_compare
 

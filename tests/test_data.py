@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from snnc import SnncError
-from snnc import data as datasets
+from snnc.train import data as datasets
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 needs_real = pytest.mark.skipif(not (REAL / "SHA256SUMS").is_file(), reason=f"real MNIST not at {REAL}")

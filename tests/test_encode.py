@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snnc import SnncError
-from snnc.encode import _poisson_torch, direct, encode, latency, poisson
+from snnc.train.encode import _poisson_torch, direct, encode, latency, poisson
 
 
 def _chi2_critical(df: int, z: float = 3.09) -> float:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from snnc.encode import poisson
-from snnc.fused_input import poisson_linear
-from snnc.source import SnncError
+from snnc.train.encode import poisson
+from snnc.train.fused_input import poisson_linear
+from snnc.compiler.source import SnncError
 
 
 def _images(n=16, seed=0):

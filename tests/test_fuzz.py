@@ -5,8 +5,9 @@ import re
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from snnc import assemble, check, cli
-from snnc.source import SnncError
+from snnc.compiler import assemble, check
+from snnc import cli
+from snnc.compiler.source import SnncError
 
 from conftest import MODELS
 

@@ -8,8 +8,8 @@ import tokenize
 import pytest
 
 import snnc
-from snnc import assemble, check, codegen
-from snnc.source import SnncError
+from snnc.compiler import assemble, check, codegen
+from snnc.compiler.source import SnncError
 
 PAYLOAD = "__import__('os').system('touch MARKER')"
 BREAKOUTS = ['"', "'", "\\", "*/", '"""', "'''", "\n", "#", "}}", "{%"]

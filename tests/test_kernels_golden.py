@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from snnc.assemble import load_module
-from snnc.kernels import render_all
+from snnc.compiler.assemble import load_module
+from snnc.compiler.kernels import render_all
 
 from conftest import MODELS, ROOT, TESTS, write_or_compare
 

@@ -6,10 +6,10 @@ import dataclasses
 import pytest
 import torch
 
-from snnc.assemble import load_module
-from snnc.derive import default_config, plan
-from snnc.source import SnncError
-from snnc.verify import compare, default_values, learnable_defaults, random_input, reference_multi_step
+from snnc.compiler.assemble import load_module
+from snnc.compiler.derive import default_config, plan
+from snnc.compiler.source import SnncError
+from snnc.runtime.verify import compare, default_values, learnable_defaults, random_input, reference_multi_step
 
 from conftest import MODELS
 

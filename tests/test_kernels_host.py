@@ -12,13 +12,13 @@ import itertools
 import pytest
 import torch
 
-from snnc import ir, kernels
-from snnc.assemble import load_module
-from snnc.derive import default_config, plan
+from snnc.compiler import ir, kernels
+from snnc.compiler.assemble import load_module
+from snnc.compiler.derive import default_config, plan
 from snnc.runtime import host
 from snnc.runtime.cc import find_compiler
-from snnc.source import SnncError, Span
-from snnc.verify import compare, default_values, learnable_defaults, random_input, reference_multi_step
+from snnc.compiler.source import SnncError, Span
+from snnc.runtime.verify import compare, default_values, learnable_defaults, random_input, reference_multi_step
 
 from conftest import MODELS
 
@@ -240,7 +240,7 @@ def test_signature_and_call_come_from_one_parameter_list():
 
 
 def test_verify_reports_every_neuron_config_and_backend(test_neurons):
-    from snnc.verify import verify
+    from snnc.runtime.verify import verify
 
     results = verify(test_neurons, backends=("cpp", "cupy"), shapes=((3, 17),))
     by_backend = {r.backend for r in results}
@@ -254,7 +254,7 @@ def test_verify_reports_every_neuron_config_and_backend(test_neurons):
 
 
 def test_verify_catches_a_wrong_kernel():
-    from snnc.verify import compare
+    from snnc.runtime.verify import compare
 
     n = LIB.neuron("LIF")
     p = plan(n)

@@ -9,9 +9,9 @@ import dataclasses
 
 import pytest
 
-from snnc.assemble import load_module
-from snnc.derive import default_config, plan
-from snnc.kernels import render_cuda
+from snnc.compiler.assemble import load_module
+from snnc.compiler.derive import default_config, plan
+from snnc.compiler.kernels import render_cuda
 
 from conftest import MODELS
 from test_kernels_host import TEST_NEURONS

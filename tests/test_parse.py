@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from snnc import ir
-from snnc.parse import parse_expr, parse_source
-from snnc.printers import SnnPrinter
-from snnc.source import SnncError, Source
+from snnc.compiler import ir
+from snnc.compiler.parse import parse_expr, parse_source
+from snnc.compiler.printers import SnnPrinter
+from snnc.compiler.source import SnncError, Source
 
 snn = SnnPrinter()
 
@@ -118,7 +118,7 @@ def test_charge_block_and_on_spike():
 
 
 def test_statements_may_end_with_semicolons():
-    from snnc.assemble import load_module
+    from snnc.compiler.assemble import load_module
 
     with_semis = "neuron A {\n state v = 0.0\n state c = 0.0\n charge { c = c * 0.5 + x; v = v + c; }\n}\n"
     without = "neuron A {\n state v = 0.0\n state c = 0.0\n charge { c = c * 0.5 + x\n v = v + c }\n}\n"

@@ -9,9 +9,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from snnc import ir
-from snnc.parse import parse_expr
-from snnc.printers import CPrinter, PythonPrinter, SnnPrinter
+from snnc.compiler import ir
+from snnc.compiler.parse import parse_expr
+from snnc.compiler.printers import CPrinter, PythonPrinter, SnnPrinter
 
 py = PythonPrinter()
 pyt = PythonPrinter({"x", "v"})

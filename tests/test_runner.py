@@ -13,9 +13,9 @@ import torch
 import torch.nn as nn
 
 from snnc import SnncError
-from snnc import checkpoint as ckpt
-from snnc import plots
-from snnc.runner import METRIC_COLUMNS, Experiment, TrainOptions, evaluate, read_metrics, train
+from snnc.train import checkpoint as ckpt
+from snnc.train import plots
+from snnc.train.runner import METRIC_COLUMNS, Experiment, TrainOptions, evaluate, read_metrics, train
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 TIMING = ("train_images_per_s", "seconds")
@@ -334,7 +334,7 @@ def test_torchrun_two_processes(tmp_path, data_dir):
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_runner import experiment, options\n"
-        "from snnc.runner import train\n"
+        "from snnc.train.runner import train\n"
         f"train(experiment(), options({data_dir!r}, {str(tmp_path / 'out')!r}, subset=96))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from snnc import ir, printers, surrogates
-from snnc.parse import parse_expr
-from snnc.source import SnncError
-from snnc.symbolic import free_names
+from snnc.compiler import ir, printers, surrogates
+from snnc.compiler.parse import parse_expr
+from snnc.compiler.source import SnncError
+from snnc.compiler.symbolic import free_names
 
 try:
     from spikingjelly.activation_based import surrogate as sj

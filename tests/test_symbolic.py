@@ -8,10 +8,10 @@ import pytest
 import sympy as sp
 from hypothesis import assume, given, settings, strategies as st
 
-from snnc import ir
-from snnc.parse import parse_expr
-from snnc.printers import PythonPrinter
-from snnc.symbolic import diff, fold, free_names, from_sympy, substitute, symbol, to_sympy
+from snnc.compiler import ir
+from snnc.compiler.parse import parse_expr
+from snnc.compiler.printers import PythonPrinter
+from snnc.compiler.symbolic import diff, fold, free_names, from_sympy, substitute, symbol, to_sympy
 
 py = PythonPrinter()
 V, X = symbol("v"), symbol("x")
@@ -102,7 +102,7 @@ def test_sympy_round_trip_preserves_value(e, v, x):
 ])
 def test_known_derivatives(text, var, expected):
     got = diff(to_sympy(parse_expr(text)), symbol(var))
-    from snnc.symbolic import sigmoid
+    from snnc.compiler.symbolic import sigmoid
 
     want = sp.sympify(expected, locals={"sigmoid": sigmoid, **{n: symbol(n) for n in ("v", "x", "tau", "v_reset")}})
     assert sp.simplify(got - want) == 0
@@ -141,9 +141,9 @@ def test_from_sympy_prints_division_and_negation():
 
 
 def test_printed_jacobians_of_library_neurons():
-    from snnc.assemble import load_module
-    from snnc.derive import jacobian, plan, reset_jacobian
-    from snnc.printers import SnnPrinter
+    from snnc.compiler.assemble import load_module
+    from snnc.compiler.derive import jacobian, plan, reset_jacobian
+    from snnc.compiler.printers import SnnPrinter
 
     module, _ = load_module(Path(__file__).resolve().parents[1] / "models" / "neurons.snn")
     snn = SnnPrinter()

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import kernels
-from ..derive import Plan
-from ..source import SnncError
+from ..compiler import kernels
+from ..compiler.derive import Plan
+from ..compiler.source import SnncError
 from .cc import cache_dir
 from .fused import cached, forward_tensors, unpack_saved
 

@@ -13,10 +13,10 @@ import threading
 
 import torch
 
-from .. import ir
-from ..derive import Config, Plan, plan as make_plan
-from ..printers import PythonPrinter
-from ..source import SnncError
+from ..compiler import ir
+from ..compiler.derive import Config, Plan, plan as make_plan
+from ..compiler.printers import PythonPrinter
+from ..compiler.source import SnncError
 
 __all__ = ["multi_step", "plan_for", "initial_states", "scalar_args", "BACKENDS"]
 

@@ -14,9 +14,9 @@ import weakref
 
 import torch
 
-from .. import kernels
-from ..derive import Plan
-from ..source import SnncError
+from ..compiler import kernels
+from ..compiler.derive import Plan
+from ..compiler.source import SnncError
 from .cc import load_library
 from .fused import cached, forward_tensors, unpack_saved
 

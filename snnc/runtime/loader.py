@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from .. import __version__, ir
-from ..assemble import load_module
-from ..check import check_module
-from ..codegen import RUNTIME_FILE, emitted_neurons, package_name, render
-from ..resources import resource_dir
-from ..source import SnncError
+from .. import __version__
+from ..compiler import ir
+from ..compiler.assemble import load_module
+from ..compiler.check import check_module
+from ..compiler.codegen import RUNTIME_FILE, emitted_neurons, package_name, render
+from ..compiler.resources import resource_dir
+from ..compiler.source import SnncError
 from .cc import cache_dir
 
 _SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\nfrom snnc.runtime.support import FUSED, NeuronBase, Network, Surrogate  # noqa: F401\n"
@@ -95,7 +96,7 @@ class Library:
         return self.networks[name]
 
     def experiment(self, name: str | None = None):
-        from ..runner import Experiment
+        from ..train.runner import Experiment
         from . import support
 
         cls = self.network_class(name)
@@ -139,7 +140,7 @@ def build(path: str | Path, out_dir: str | Path) -> Path:
     """`snnc build`: a standalone package (imports only torch) plus kernel sources."""
     module, _ = compile_file(path)
     files = render(module)
-    from ..kernels import render_all
+    from ..compiler.kernels import render_all
 
     for neuron in emitted_neurons(module):
         for fname, text in render_all(neuron).items():

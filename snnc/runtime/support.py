@@ -165,7 +165,7 @@ class NeuronBase(nn.Module):
     # for the fused backends (they need snnc itself)
     @property
     def snnc_neuron(self):
-        from snnc.ir import Neuron
+        from snnc.compiler.ir import Neuron
 
         cls = type(self)
         if "_snnc_neuron" not in cls.__dict__:
@@ -173,8 +173,8 @@ class NeuronBase(nn.Module):
         return cls._snnc_neuron
 
     def snnc_config(self):
-        from snnc.derive import Config
-        from snnc.ir import Surrogate as SurrogateIR
+        from snnc.compiler.derive import Config
+        from snnc.compiler.ir import Surrogate as SurrogateIR
 
         spec = getattr(self.surrogate_function, "spec", None)
         if spec is None:

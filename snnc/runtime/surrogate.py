@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .. import ir
-from ..codegen import surrogate_source
-from ..source import SnncError
-from ..surrogates import canonical, grad_expr
+from ..compiler import ir
+from ..compiler.codegen import surrogate_source
+from ..compiler.source import SnncError
+from ..compiler.surrogates import canonical, grad_expr
 from . import support
 
 

@@ -29,7 +29,7 @@ from . import data as datasets
 from . import distributed, logs
 from .encode import ENCODERS, encode
 from .logs import METRIC_COLUMNS, read_metrics, write_metrics  # noqa: F401 (public API)
-from .source import SnncError, did_you_mean
+from ..compiler.source import SnncError, did_you_mean
 
 DEFAULTS = {
     "epochs": 10, "batch_size": 64, "lr": 1e-3, "opt": "adam", "momentum": 0.9, "lr_schedule": "none",
@@ -285,7 +285,7 @@ def default_backend(device: torch.device) -> str:
         except ImportError:
             return "torch"
         return "cupy"
-    from .runtime.cc import find_compiler
+    from ..runtime.cc import find_compiler
 
     try:
         find_compiler()

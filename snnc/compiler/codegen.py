@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import jinja2
 
-from . import __version__, ir
+from .. import __version__
+from . import ir
 from .check import infer_shapes
 from .derive import Config, _reset
 from .printers import PythonPrinter, SnnPrinter

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import ir
-from .derive import MEMBRANE, Config, Plan, default_config, plan as make_plan
-from .printers import PythonPrinter
-from .source import SnncError
+from ..compiler import ir
+from ..compiler.derive import MEMBRANE, Config, Plan, default_config, plan as make_plan
+from ..compiler.printers import PythonPrinter
+from ..compiler.source import SnncError
 
 __all__ = ["VerifyResult", "verify", "reference_multi_step", "default_values", "learnable_defaults", "configs",
            "backend_available", "compare", "random_input", "generated_neurons", "generated_runner", "format_table",
@@ -174,7 +174,7 @@ def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: d
 def backend_available(backend: str) -> tuple[bool, str]:
     if backend == "cpp":
         try:
-            from .runtime.cc import find_compiler
+            from .cc import find_compiler
 
             find_compiler()
         except SnncError as exc:
@@ -193,9 +193,9 @@ def backend_available(backend: str) -> tuple[bool, str]:
 
 def _run_backend(backend: str, p: Plan, x, states, scalars, learnables):
     if backend == "cpp":
-        from .runtime.host import multi_step
+        from .host import multi_step
     elif backend == "cupy":
-        from .runtime.cuda import multi_step
+        from .cuda import multi_step
     else:
         raise SnncError(f"unknown backend {backend!r}")
     return multi_step(p, x, states, scalars, learnables)
@@ -204,7 +204,7 @@ def _run_backend(backend: str, p: Plan, x, states, scalars, learnables):
 def random_input(p: Plan, shape: tuple, scalars: dict, learnables: dict, seed: int = 0,
                  states: tuple | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """x [T, ...] and initial states, scaled so that between 5% and 60% of the neuron-steps spike if possible."""
-    from .runtime.fused import initial_states
+    from .fused import initial_states
 
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(shape, generator=g)
@@ -297,7 +297,7 @@ def compare(backend, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict, lear
 def generated_neurons(path) -> tuple[dict, str]:
     """The generated torch neuron classes of a .snn file (`snnc.load(path).neurons`), or ({}, why not)."""
     try:
-        from . import load
+        from .. import load
 
         return dict(load(path).neurons), ""
     except Exception as exc:  # the generated modules are optional for verification

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .source import SnncError
+from ..compiler.source import SnncError
 
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 NUM_CLASSES = 10

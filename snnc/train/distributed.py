@@ -16,7 +16,7 @@ from dataclasses import replace
 import torch
 import torch.multiprocessing as mp
 
-from .source import SnncError
+from ..compiler.source import SnncError
 
 
 def spawn_train(exp, options) -> dict:
@@ -86,7 +86,7 @@ def _loaded_packages() -> list[tuple[str, str]]:
 def _install_fused_backends():
     """snnc.load() registers the compiled backends (cpp, cupy) in the parent; do the same here."""
     try:
-        from .runtime import fused_registry
+        from ..runtime import fused_registry
     except ImportError:
         return
     fused_registry.install()

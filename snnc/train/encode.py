@@ -26,7 +26,7 @@ import ctypes
 
 import torch
 
-from .source import SnncError
+from ..compiler.source import SnncError
 
 ENCODERS = ("poisson", "direct", "latency")
 
@@ -139,7 +139,7 @@ _P = ctypes.c_void_p
 
 
 def _library() -> ctypes.CDLL:
-    from .runtime.cc import load_library
+    from ..runtime.cc import load_library
 
     lib = load_library(_CPP, "snnc_poisson")
     for fn in (lib.snnc_poisson_u8, lib.snnc_poisson_f32):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .source import SnncError
+from ..compiler.source import SnncError
 
 FORMAT = "snnc-checkpoint-1"
 LAST, BEST = "last.pt", "best.pt"

@@ -151,7 +151,7 @@ _I64, _U64, _P = ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p
 
 
 def _library() -> ctypes.CDLL:
-    from .runtime.cc import load_library
+    from ..runtime.cc import load_library
 
     lib = load_library(_CPP, "snnc_poisson_linear")
     for fn in (lib.snnc_poisson_linear_fwd, lib.snnc_poisson_linear_bwd):

@@ -4,11 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
+_PACKAGE = _HERE.parent
 
 
 def resource_dir(name: str) -> Path:
     """`grammars` or `templates`: <repo>/<name> in a checkout, snnc/_data/<name> in a wheel."""
-    for candidate in (_HERE / "_data" / name, _HERE.parent / name):
+    for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"snnc installation is missing its {name}/ folder")
