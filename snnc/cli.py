@@ -18,23 +18,24 @@ from .compiler.source import SnncError
 
 
 def _check(args) -> int:
-    from .compiler.check import infer_shapes
     from .compiler.codegen import module_json
-    from .compiler.derive import jacobian, plan, reset_jacobian
+    from .compiler.derive import jacobian, reset_jacobian
+    from .compiler.driver import compile_file
+    from .compiler.neuron import default_config
     from .compiler.printers import SnnPrinter
-    from .runtime.loader import compile_file
     from .compiler.surrogates import grad_expr
 
-    module, _ = compile_file(args.model)
+    compiled = compile_file(args.model)
+    module = compiled.module
     if args.json:
         print(module_json(module))
         return 0
     snn = SnnPrinter()
     print(f"{module.file}: ok ({len(module.neurons)} neurons, {len(module.networks)} networks)")
     for n in module.neurons:
-        if args.model and n.file != module.file and not args.all:
+        if n.file != module.file and not args.all:
             continue
-        p = plan(n)
+        p = compiled.plans[(n.name, default_config(n))]
         params = ", ".join(f"{prm.name}={'none' if prm.default is None else snn(prm.default)}" for prm in n.params)
         print(f"\nneuron {n.name}  ({n.file}:{n.span.line if n.span else '?'})")
         print(f"  parameters: {params}")
@@ -45,8 +46,12 @@ def _check(args) -> int:
             print(f"  charge:     {target} = {snn(e)}")
         for a in n.on_spike:
             print(f"  on spike:   {a.target} {a.op} {snn(a.value)}")
-        sg_args = ", ".join(f"{k}={v!r}" for k, v in n.surrogate.args)
-        print(f"  surrogate:  {n.surrogate.name}({sg_args}): dS/dx = {snn(grad_expr(n.surrogate))}, x = H_v - v_threshold")
+        if n.output == "membrane":
+            print("  output:     membrane potential (never fires)")
+        else:
+            sg_args = ", ".join(f"{k}={v!r}" for k, v in n.surrogate.args)
+            print(f"  surrogate:  {n.surrogate.name}({sg_args}): dS/dz = {snn(grad_expr(n.surrogate)).replace('x', 'z')}"
+                  ", z = H_v - v_threshold")
         print("  derivatives of the charge (V: state at t-1):")
         for h, z, e in jacobian(p):
             print(f"    d{h}/d{z} = {snn(e)}")
@@ -54,14 +59,39 @@ def _check(args) -> int:
         for v, z, e in reset_jacobian(p):
             print(f"    d{v}/d{z} = {snn(e)}")
     for net in module.networks:
-        print(f"\nnetwork {net.name}  T={net.T}  encoder={net.encoder}  readout={net.readout}  input={list(net.input_shape)}")
-        total = 0
-        for info in infer_shapes(net, module):
-            name = info.layer.neuron if info.layer.kind == "neuron" else info.layer.kind
-            total += info.params
-            print(f"  {name:<12} {str(list(info.in_shape)):<16} -> {str(list(info.out_shape)):<16} {info.params:>10,} params")
-        print(f"  total {total:,} parameters")
+        _print_graph(compiled.graphs[net.name])
     return 0
+
+
+def _print_graph(graph) -> None:
+    from .compiler.layers import call_text
+
+    net = graph.network
+    print(f"\nnetwork {net.name}  T={net.T}  encoder={net.encoder}  readout={net.readout}  input={list(net.input_shape)}")
+    loops = {n: g for g in graph.schedule if g.loop for n in g.nodes}
+    order = graph.order
+    total = 0
+    rows = []
+    for name, info in graph.nodes.items():
+        layer = call_text(info.layer.op)
+        sources = []
+        for s in info.layer.inputs:
+            if s != "in" and order[s] >= order[name]:
+                sources.append(f"{s}[t-1]" if graph.nodes[s].layer.op.kind == "neuron" else s)
+            else:
+                sources.append(s)
+        total += info.params
+        mark = " (loop)" if name in loops else ""
+        rows.append((name, layer, ", ".join(sources), str(list(info.out_shape)), f"{info.params:,}", mark))
+    widths = [max(len(r[i]) for r in rows + [("node", "layer", "from", "shape", "params", "")]) for i in range(5)]
+    header = ("node", "layer", "from", "shape", "params")
+    print("  " + "  ".join(h.ljust(w) if i < 4 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
+    for r in rows:
+        print("  " + "  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + r[5])
+    print(f"  total {total:,} parameters")
+    for g in graph.schedule:
+        if g.loop:
+            print(f"  loop over time: {', '.join(g.nodes)} (run step by step; feedback reads the previous step)")
 
 
 def _build(args) -> int:
@@ -82,12 +112,18 @@ def _options(args):
     return TrainOptions(**{k: v for k, v in fields.items() if v is not None})
 
 
-def _train(args) -> int:
+def _experiment(args):
     import snnc
 
+    from .train.experiment import from_library
+
+    return from_library(snnc.load(args.model), args.network)
+
+
+def _train(args) -> int:
     from .train.runner import train
 
-    exp = snnc.load(args.model).experiment(args.network)
+    exp = _experiment(args)
     result = train(exp, _options(args))
     if result:
         print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}, indent=None))
@@ -95,11 +131,9 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    import snnc
-
     from .train.runner import evaluate
 
-    exp = snnc.load(args.model).experiment(args.network)
+    exp = _experiment(args)
     result = evaluate(exp, args.checkpoint, _options(args))
     print(json.dumps(result))
     return 0
@@ -137,16 +171,21 @@ def _simulate(args) -> int:
 
 
 def _verify(args) -> int:
-    from .runtime.loader import compile_file
+    from .compiler.driver import check_file
     from .runtime.verify import format_table, verify
 
-    module, _ = compile_file(args.model)
-    results = verify(module)
+    results = verify(check_file(args.model).module)
     print(format_table(results))
     failed = [r for r in results if r.failed]
     if failed:
         print(f"\n{len(failed)} of {len(results)} checks FAILED", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _backend_names() -> tuple[str, ...]:
+    from .runtime.backends import names
+
+    return names()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -181,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--dataset", choices=("mnist", "fashion_mnist"))
         t.add_argument("--amp", action="store_true", default=None)
         t.add_argument("--device", default=None)
-        t.add_argument("--backend", choices=("torch", "cpp", "cupy"))
+        t.add_argument("--backend", choices=_backend_names())
         t.add_argument("--data-dir", dest="data_dir", help="folder with the IDX files (or set SNNC_DATA_DIR)")
         t.add_argument("--out-dir", dest="out_dir")
         t.add_argument("--resume", help="checkpoint to resume from (e.g. OUT_DIR/last.pt)")
@@ -231,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked to
         if os.environ.get("SNNC_DEBUG"):
             raise
-        if type(exc).__name__ in ("ParameterError", "StateError") or isinstance(exc, OSError):
+        if type(exc).__name__ in ("ParameterError", "StateError", "BackendError") or isinstance(exc, OSError):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"snnc: internal error: {type(exc).__name__}: {exc}\n"

@@ -1,5 +1,5 @@
 """Whole-network helpers, SpikingJelly-style: reset_net, detach_net, set_step_mode, set_backend."""
-from .runtime.fused_registry import install as _install
+from .runtime.ops import install as _install
 from .runtime.support import detach_net, reset_net, set_backend, set_step_mode
 
 _install()

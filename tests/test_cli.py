@@ -21,7 +21,7 @@ def test_check_ok(model, in_repo_root, capsys):
     out = capsys.readouterr().out
     assert f"{model}: ok" in out
     if "mnist" in model:
-        assert "->" in out and "[10]" in out and "parameters" in out
+        assert "shape" in out and "[10]" in out and "parameters" in out
 
 
 @pytest.mark.parametrize("model", MODEL_FILES)

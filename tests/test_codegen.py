@@ -19,8 +19,7 @@ MODEL_FILES = sorted(MODELS.glob("*.snn"))
 def _render(path):
     rel = path.relative_to(ROOT)  # relative names keep machine paths out of the artifacts
     module, sources = assemble.load_module(rel)
-    check.check_module(module, sources)
-    return codegen.render(module)
+    return codegen.render(check.check_module(module, sources))
 
 
 @pytest.fixture(scope="module")

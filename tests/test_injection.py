@@ -26,8 +26,7 @@ def _neuron(extra_comment=""):
 
 def _render(path):
     module, sources = assemble.load_module(path)
-    check.check_module(module, sources)
-    return codegen.render(module)
+    return codegen.render(check.check_module(module, sources))
 
 
 def _code_names(text: str) -> set[str]:

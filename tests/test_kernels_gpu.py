@@ -46,7 +46,7 @@ def test_cupy_matches_eager(name, cfg, dtype):
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_runs_on_the_current_stream_and_under_autocast():
-    from snnc.runtime import cuda
+    from snnc.runtime.ops import run_plan
 
     n = LIB.neuron("PLIF")
     p = plan(n)
@@ -56,7 +56,7 @@ def test_runs_on_the_current_stream_and_under_autocast():
     ref_s, (ref_v,), _ = reference_multi_step(p, x, (torch.zeros(64, 100, device="cuda"),), scalars, (w,))
     side = torch.cuda.Stream()
     with torch.cuda.stream(side):
-        s, (v,) = cuda.multi_step(p, x, (torch.zeros(64, 100, device="cuda"),), scalars, (w,))
+        s, (v,) = run_plan(p, "cupy", x, (torch.zeros(64, 100, device="cuda"),), scalars, (w,))
         s.sum().backward()
     torch.cuda.synchronize()
     assert torch.equal(s, ref_s) and torch.equal(v, ref_v) and w.grad is not None
@@ -64,15 +64,16 @@ def test_runs_on_the_current_stream_and_under_autocast():
     with torch.autocast("cuda", dtype=torch.float16):
         h = lin(x)
         assert h.dtype == torch.float16
-        s16, _ = cuda.multi_step(p, h, (torch.zeros(64, 100, device="cuda"),), scalars, (w,))
+        s16, _ = run_plan(p, "cupy", h, (torch.zeros(64, 100, device="cuda"),), scalars, (w,))
     assert s16.dtype == torch.float16
     s16.float().sum().backward()
     assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
 
 
 def test_cpu_tensors_are_an_snnc_error():
-    from snnc.runtime import cuda
+    from snnc.runtime.ops import kernels
+    from snnc.runtime.plans import spec_for
 
     p = plan(LIB.neuron("LIF"))
-    with pytest.raises(SnncError):
-        cuda.multi_step(p, torch.zeros(2, 3), (torch.zeros(3),), default_values(p.neuron, p.config))
+    with pytest.raises(SnncError, match="runs on CUDA tensors"):
+        kernels(spec_for(p), "cupy", torch.device("cpu"), torch.float32)

@@ -18,6 +18,7 @@ from snnc.compiler.derive import default_config, plan
 from snnc.runtime import host
 from snnc.runtime.cc import find_compiler
 from snnc.compiler.source import SnncError, Span
+from snnc.runtime.ops import run_plan
 from snnc.runtime.verify import compare, default_values, learnable_defaults, random_input, reference_multi_step
 
 from conftest import MODELS
@@ -117,7 +118,7 @@ def test_forward_is_bit_identical(name):
     scalars = default_values(n, p.config)
     x, inits = random_input(p, (20, 4, 257), scalars, {}, seed=3)
     ref_s, ref_f, _ = reference_multi_step(p, x, inits, scalars)
-    got_s, got_f = host.multi_step(p, x, inits, scalars)
+    got_s, got_f = run_plan(p, "cpp", x, inits, scalars)
     assert torch.equal(ref_s, got_s)
     for a, b in zip(ref_f, got_f):
         assert torch.equal(a, b)
@@ -137,7 +138,7 @@ def test_learnable_gradient_is_reproducible():
             grads = []
             for _ in range(3):
                 w = torch.tensor(learn["w"], requires_grad=True)
-                s, _ = host.multi_step(p, x, inits, scalars, (w,))
+                s, _ = run_plan(p, "cpp", x, inits, scalars, (w,))
                 s.sum().backward()
                 grads.append(w.grad.clone())
             assert all(torch.equal(grads[0], g) for g in grads)
@@ -152,8 +153,8 @@ def test_inference_skips_the_saved_state():
     scalars = default_values(n, p.config)
     x, inits = random_input(p, (9, 3000), scalars, {}, seed=2)
     with torch.no_grad():
-        s0, f0 = host.multi_step(p, x, inits, scalars)
-    s1, f1 = host.multi_step(p, x.requires_grad_(True), inits, scalars)
+        s0, f0 = run_plan(p, "cpp", x, inits, scalars)
+    s1, f1 = run_plan(p, "cpp", x.requires_grad_(True), inits, scalars)
     assert s0.grad_fn is None and s1.grad_fn is not None
     assert torch.equal(s0, s1.detach()) and all(torch.equal(a, b.detach()) for a, b in zip(f0, f1))
 
@@ -166,7 +167,7 @@ def test_final_state_gradient_and_broadcast_initial_state():
     x = torch.rand(7, 4, 9) * 2
     results = []
     for run in (lambda xx, v0: reference_multi_step(p, xx, (v0.expand(4, 9),), scalars)[:2],
-                lambda xx, v0: host.multi_step(p, xx, (v0,), scalars)):
+                lambda xx, v0: run_plan(p, "cpp", xx, (v0,), scalars)):
         xx = x.clone().requires_grad_(True)
         v0 = torch.tensor(0.2, requires_grad=True)
         _, (v,) = run(xx, v0)
@@ -179,7 +180,7 @@ def test_final_state_gradient_and_broadcast_initial_state():
 def test_empty_time_dimension():
     p = plan(LIB.neuron("LIF"))
     v0 = torch.zeros(3)
-    s, (v,) = host.multi_step(p, torch.zeros(0, 3), (v0,), default_values(p.neuron, p.config))
+    s, (v,) = run_plan(p, "cpp", torch.zeros(0, 3), (v0,), default_values(p.neuron, p.config))
     assert s.shape == (0, 3) and torch.equal(v, v0)
 
 
@@ -188,7 +189,7 @@ def test_other_float_dtypes_are_computed_in_fp32():
     p = plan(n)
     scalars = default_values(n, p.config)
     x = torch.rand(4, 10, dtype=torch.float64) * 2
-    s, (v,) = host.multi_step(p, x, (torch.zeros(10),), scalars)
+    s, (v,) = run_plan(p, "cpp", x, (torch.zeros(10),), scalars)
     ref_s, (ref_v,), _ = reference_multi_step(p, x.float(), (torch.zeros(10),), scalars)
     assert s.dtype == torch.float64 and torch.equal(s.float(), ref_s) and torch.equal(v, ref_v)
 
@@ -196,12 +197,15 @@ def test_other_float_dtypes_are_computed_in_fp32():
 def test_errors_are_snnc_errors():
     p = plan(LIB.neuron("LIF"))
     scalars = default_values(p.neuron, p.config)
-    with pytest.raises(SnncError, match="runs on the CPU"):
-        host.multi_step(p, torch.zeros(2, 3, device="meta"), (torch.zeros(3),), scalars)
+    from snnc.runtime.ops import kernels
+    from snnc.runtime.plans import spec_for
+
+    with pytest.raises(SnncError, match="runs on CPU tensors"):
+        kernels(spec_for(p), "cpp", torch.device("cuda", 0), torch.float32)
     with pytest.raises(SnncError, match="floating-point"):
-        host.multi_step(p, torch.zeros(2, 3, dtype=torch.int64), (torch.zeros(3),), scalars)
+        run_plan(p, "cpp", torch.zeros(2, 3, dtype=torch.int64), (torch.zeros(3),), scalars)
     with pytest.raises(SnncError, match="tau"):
-        host.multi_step(p, torch.zeros(2, 3), (torch.zeros(3),), {"v_threshold": 1.0, "v_reset": 0.0})
+        run_plan(p, "cpp", torch.zeros(2, 3), (torch.zeros(3),), {"v_threshold": 1.0, "v_reset": 0.0})
 
 
 def test_missing_compiler_is_an_snnc_error(monkeypatch, tmp_path):
@@ -236,7 +240,7 @@ def test_signature_and_call_come_from_one_parameter_list():
     for params, fn in ((k.spec.forward_params, "snnc_forward"), (k.spec.backward_params, "snnc_backward")):
         decl = ", ".join(q.decl("host") for q in params)
         assert f'extern "C" void {fn}({decl})' in text
-        assert len(getattr(k, fn.split("_")[1]).argtypes) == len(params)
+        assert len(getattr(k, "_" + fn.split("_")[1]).argtypes) == len(params)
 
 
 def test_verify_reports_every_neuron_config_and_backend(test_neurons):
@@ -262,43 +266,29 @@ def test_verify_catches_a_wrong_kernel():
     x, inits = random_input(p, (6, 50), scalars, {}, seed=0)
 
     def off_by_a_bit(xr, ir_, lr):  # a kernel with a slightly wrong threshold
-        return host.multi_step(p, xr, ir_, {**scalars, "v_threshold": scalars["v_threshold"] * (1 + 1e-3)}, lr)
+        return run_plan(p, "cpp", xr, ir_, {**scalars, "v_threshold": scalars["v_threshold"] * (1 + 1e-3)}, lr)
 
     assert compare(off_by_a_bit, p, x, inits, scalars, {}).status == "fail"
-    bad = compare(lambda xr, ir_, lr: (lambda s, f: (s * 1.0001, f))(*host.multi_step(p, xr, ir_, scalars, lr)),
+    bad = compare(lambda xr, ir_, lr: (lambda s, f: (s * 1.0001, f))(*run_plan(p, "cpp", xr, ir_, scalars, lr)),
                   p, x, inits, scalars, {})
     assert bad.status == "fail" and bad.spike_mismatches > 0
 
 
-class _StandIn:
-    """The attributes fused.multi_step reads from a generated neuron module."""
-
-    def __init__(self, neuron, backend="cpp", **learnables):
-        self.snnc_neuron, self.backend = neuron, backend
-        for k, v in learnables.items():
-            setattr(self, k, torch.nn.Parameter(torch.tensor(v)))
-
-    def snnc_config(self):
-        return default_config(self.snnc_neuron)
-
-    def scalar_values(self):
-        return default_values(self.snnc_neuron, self.snnc_config())
-
-
-def test_fused_multi_step_with_a_stand_in_module():
-    from snnc.runtime.fused import multi_step
+def test_fused_multi_step_of_a_generated_module():
+    import snnc
 
     n = LIB.neuron("PLIF")
-    mod = _StandIn(n, **learnable_defaults(n, default_values(n)))
+    mod = snnc.load(MODELS / "neurons.snn").neurons["PLIF"](step_mode="m", backend="cpp")
     x = torch.rand(5, 2, 33) * 2
-    s, (v,) = multi_step(mod, x, (None,))  # None: a fresh state from `state v = v_reset`
+    s = mod(x)  # a fresh state from `state v = v_reset`
     ref_s, (ref_v,), _ = reference_multi_step(plan(n), x, (torch.zeros(2, 33),), mod.scalar_values(), (mod.w,))
-    assert torch.equal(s, ref_s) and torch.equal(v, ref_v.detach())
+    assert torch.equal(s, ref_s) and torch.equal(mod.v, ref_v.detach())
     s.sum().backward()
     assert mod.w.grad is not None
+    mod.reset()
     mod.backend = "tpu"
-    with pytest.raises(SnncError, match="backend"):
-        multi_step(mod, x, (None,))
+    with pytest.raises(ValueError, match="backend must be one of 'torch', .* not 'tpu'"):
+        mod(x)
 
 
 @pytest.mark.parametrize("name", [n.name for n in LIB.neurons])
@@ -329,28 +319,3 @@ def test_generated_module_with_cpp_backend_matches_torch_backend(name):
         torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-5 * float(g0.abs().max()))
         for a, b in zip(p0, p1):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * float(a.abs().max()))
-
-
-def test_saved_buffers_are_recycled_only_after_the_graph_is_freed():
-    n = LIB.neuron("LIF")
-    p = plan(n)
-    scalars = default_values(n, p.config)
-    host.clear_buffer_pool()
-    x = (torch.rand(8, 300_000) * 2).requires_grad_(True)  # 9.6 MB per buffer: pooled
-    v0 = torch.zeros(300_000)
-    s1, _ = host.multi_step(p, x, (v0,), scalars)
-    h1 = s1.grad_fn.saved_tensors[0].data_ptr()
-    s2, _ = host.multi_step(p, x * 0.5, (v0,), scalars)  # graph 1 alive: a different buffer
-    assert s2.grad_fn.saved_tensors[0].data_ptr() != h1
-    s1.sum().backward(retain_graph=True)
-    g1 = x.grad.clone()
-    x.grad = None
-    s1.sum().backward()  # the retained graph still reads its own H
-    assert torch.equal(x.grad, g1)
-    del s1
-    s3, _ = host.multi_step(p, x, (v0,), scalars)  # graph 1 freed: its buffer comes back
-    assert s3.grad_fn.saved_tensors[0].data_ptr() == h1
-    x.grad = None
-    s3.sum().backward()
-    assert torch.equal(x.grad, g1)
-    host.clear_buffer_pool()

@@ -76,9 +76,16 @@ def test_printer_omits_redundant_parentheses():
     assert snn(parse_expr("(a * b) + c")) == "a * b + c"
 
 
+def _neuron(src: Source) -> ir.Neuron:
+    from snnc.compiler.assemble import load_module
+
+    (n,) = load_module(src.name, text=src.text)[0].neurons
+    return n
+
+
 def test_comments_and_spans():
     src = Source("s.snn", "# header\nneuron A {  # a neuron\n    state v = 0.0\n    charge v = v + x  # H\n}\n")
-    (n,) = parse_source(src)
+    n = _neuron(src)
     assert n.name == "A"
     assert n.span.line == 2
     assert n.charge[0].span.line == 4 and n.charge[0].span.col == 12
@@ -87,7 +94,7 @@ def test_comments_and_spans():
 def test_param_types_and_none():
     src = Source("s.snn", "neuron A {\n param a = 1.0\n param b = true\n param v_reset: float? = none\n"
                           " state v = 0.0\n charge v = v + x\n}\n")
-    (n,) = parse_source(src)
+    n = _neuron(src)
     assert n.param("a").type == "float"
     assert n.param("b").type == "bool"
     vr = n.param("v_reset")
@@ -112,7 +119,7 @@ def test_empty_files(text):
 def test_charge_block_and_on_spike():
     src = Source("s.snn", "neuron A {\n state v = 0.0\n state w = 0.0\n charge {\n  v = v + x\n  w += 0.5\n }\n"
                           " on_spike w += 1.0\n}\n")
-    (n,) = parse_source(src)
+    n = _neuron(src)
     assert [(a.target, a.op) for a in n.charge] == [("v", "="), ("w", "+=")]
     assert [(a.target, a.op) for a in n.on_spike] == [("w", "+=")]
 

@@ -1,14 +1,23 @@
-"""Parse-tree items to IR objects, and whole files with their imports to an `ir.Module`.
+"""Parsed items to IR: files and their imports, neurons, blocks and networks as graphs.
 
-Structural problems (two charge blocks, an unknown layer) are collected per
-file and raised together; semantic checks live in `check`.
+`load_module` reads a file and everything it imports (`parse` turns each into plain items) and builds one
+`ir.Module`. Structural problems (two charge blocks, an unknown layer, a reference to no node) are
+collected per file and raised together; semantic checks (shapes, loops, types) live in `check`.
+
+A network's `layers { ... }` is a list of nodes. Each node may be named (`fc = linear(10)`) and reads the
+node before it unless it says otherwise (`linear(10) from fc`, `add(a, b)`). Blocks (`block Name(params)
+{ nodes }`) are expanded in place: their nodes get the instance's name as a path prefix (`b1.conv`), and the
+instance's name stands for the block's last node.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ir
+from .layers import KINDS
+from .parse import parse_source, to_value
 from .source import Diagnostic, SnncError, Source, Span, did_you_mean
 
 # Parameters every neuron has, with SpikingJelly's defaults. A neuron may redeclare one to change its default.
@@ -18,12 +27,8 @@ BUILTIN_PARAMS = (
     ir.Param(name="detach_reset", type="bool", default=ir.Bool(value=False)),
 )
 DEFAULT_SURROGATE = ir.Surrogate(name="sigmoid", args=(("alpha", 4.0),))
-
-LAYER_KINDS = {
-    "flatten": ir.Flatten, "linear": ir.Linear, "conv2d": ir.Conv2d, "maxpool2d": ir.MaxPool2d,
-    "avgpool2d": ir.AvgPool2d, "batchnorm1d": ir.BatchNorm1d, "batchnorm2d": ir.BatchNorm2d, "dropout": ir.Dropout,
-}
 NETWORK_SETTINGS = ("input", "T", "encoder", "readout", "step_mode")
+OUTPUTS = ("spike", "membrane")
 
 
 class _Collector:
@@ -31,31 +36,12 @@ class _Collector:
         self.source = source
         self.diags: list[Diagnostic] = []
 
-    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
-        self.diags.append(Diagnostic(message, span, hint, self.source))
+    def error(self, message: str, span: Span | None, hint: str | None = None, source: Source | None = None) -> None:
+        self.diags.append(Diagnostic(message, span, hint, source or self.source))
 
     def raise_if_any(self) -> None:
         if self.diags:
             raise SnncError(diagnostics=self.diags)
-
-
-def to_value(node, source: Source) -> ir.Value:
-    """An expression used as a setting or layer argument, as a plain value."""
-    match node:
-        case ir.Lit() | ir.ListValue() | ir.CallValue():
-            return node
-        case ir.Num(value=v):
-            return ir.Lit(value=v, span=node.span)
-        case ir.Unary(op="-", operand=ir.Num(value=v)):
-            return ir.Lit(value=-v, span=node.span)
-        case ir.Bool(value=v):
-            return ir.Lit(value=v, span=node.span)
-        case ir.Var(name=n):
-            return ir.Lit(value=n, span=node.span)
-        case ir.Call(func=f, args=args):
-            return ir.CallValue(func=f, args=tuple(to_value(a, source) for a in args), span=node.span)
-    raise SnncError("expected a number, a name, a list or a call here", node.span,
-                    "settings and layer arguments are constants, not expressions", source)
 
 
 def _constant(expr, source: Source) -> float | None:
@@ -65,12 +51,14 @@ def _constant(expr, source: Source) -> float | None:
     return None
 
 
+# ------------------------------------------------------------------ neurons
 def neuron_from_items(name: str, items: list, source: Source, span: Span, name_span: Span) -> ir.Neuron:
     out = _Collector(source)
     params: dict[str, ir.Param] = {}
     learnables, states, requires = [], [], []
     blocks: dict[str, tuple] = {}
     surrogate = None
+    output = None
     for item in items:
         match item:
             case ir.Param():
@@ -96,6 +84,13 @@ def neuron_from_items(name: str, items: list, source: Source, span: Span, name_s
                 if surrogate is not None:
                     out.error("second surrogate declaration", sg_span, "a neuron has one surrogate gradient")
                 surrogate = ir.Surrogate(name="custom", args=_surrogate_args(kwargs, out), grad=grad, span=sg_span)
+            case ("output", what, out_span):
+                if output is not None:
+                    out.error("second output declaration", out_span, "a neuron has one output")
+                if what not in OUTPUTS:
+                    out.error(f"unknown output '{what}'", out_span,
+                              "write 'output membrane' for a non-spiking neuron (default: 'output spike')")
+                output = what
     if "charge" not in blocks:
         out.error(f"neuron '{name}' has no charge equation", name_span,
                   "add e.g. 'charge v = v + (x - v) / tau' (H[t] = f(V[t-1], X[t]))")
@@ -104,7 +99,7 @@ def neuron_from_items(name: str, items: list, source: Source, span: Span, name_s
     return ir.Neuron(
         name=name, file=source.name, params=tuple(all_params), learnables=tuple(learnables), states=tuple(states),
         charge=blocks["charge"], on_spike=blocks.get("on_spike", ()), requires=tuple(requires),
-        surrogate=surrogate or DEFAULT_SURROGATE, span=span,
+        surrogate=surrogate or DEFAULT_SURROGATE, output=output or "spike", span=span,
     )
 
 
@@ -119,19 +114,273 @@ def _surrogate_args(kwargs, out: _Collector) -> tuple[tuple[str, float], ...]:
     return tuple(args)
 
 
-def network_draft(name: str, items: list, source: Source, span: Span) -> dict:
-    """Networks refer to neurons by name, which may come from imports: keep them raw until linking."""
-    return {"name": name, "items": items, "source": source, "span": span}
+# ------------------------------------------------------------------ blocks and graphs
+@dataclass(frozen=True)
+class Block:
+    """A reusable group of nodes with parameters, expanded wherever it is used."""
+
+    name: str
+    params: tuple[tuple[str, ir.Value | None, Span], ...]
+    nodes: tuple
+    source: Source
+    span: Span
+    name_span: Span
 
 
-def link_network(draft: dict, neurons: dict[str, ir.Neuron]) -> ir.Network:
-    source: Source = draft["source"]
+@dataclass(frozen=True)
+class _Ref:
+    """A node name to resolve once its scope is complete."""
+
+    scope: "_Scope"
+    name: str
+    span: Span | None
+    source: Source
+
+    def __hash__(self):
+        return id(self)
+
+
+@dataclass(eq=False)
+class _Scope:
+    prefix: str  # '' at the top, 'b1.' inside block instance b1
+    input: object  # what 'in' means here: 'in' at the top, else the instance's input (_Ref or path)
+    args: dict[str, ir.Value]  # block arguments by parameter name
+    stack: tuple[str, ...] = ()  # the blocks being expanded (recursion check)
+    names: dict[str, object] = field(default_factory=dict)  # label -> path or _Ref (a block instance's output)
+
+
+class _Graph:
+    """Expands a network's nodes (and the blocks they use) into `ir.Layer`s with resolved inputs."""
+
+    def __init__(self, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], out: _Collector):
+        self.neurons, self.blocks, self.out = neurons, blocks, out
+        self.layers: list[dict] = []  # name, op, inputs (refs), label, span; inputs resolved at the end
+
+    def expand(self, nodes, scope: _Scope, source: Source) -> object:
+        """Add the scope's nodes; returns what the scope's output is (a path or a _Ref)."""
+        last: object = scope.input
+        for index, (_, label, layer, refs, span) in enumerate(nodes):
+            key = label[0] if label else str(index)
+            if label:
+                self._declare(scope, label, source)
+            last = self._node(scope, key, label, layer, refs, span, last, source)
+            scope.names.setdefault(key, last)
+        return last
+
+    def _declare(self, scope: _Scope, label, source: Source) -> None:
+        name, span = label
+        if name == ir.INPUT:
+            self.out.error(f"'{ir.INPUT}' names the input of the network (or block); a node cannot take it", span,
+                           "choose another name", source)
+        elif name in scope.names:
+            self.out.error(f"node '{name}' is defined twice", span, "node names are unique in a network or block",
+                           source)
+        elif "__" in name:
+            self.out.error(f"node name '{name}' contains '__', which generated code uses to join block paths",
+                           span, "use a single '_'", source)
+
+    def _node(self, scope: _Scope, key: str, label, layer, refs, span, previous, source: Source) -> object:
+        lname, args, lname_span, lspan = layer
+        lname, args = self._substitute_call(scope, lname, args, lname_span, source)
+        positional = [a for a in args if not isinstance(a, tuple)]
+        named = {a[0]: (a[1], a[2]) for a in args if isinstance(a, tuple)}
+        path = scope.prefix + key
+        if lname in KINDS and lname != "neuron":
+            kind = KINDS[lname]
+            if kind.arity[0] > 1:  # a merge: its inputs are its positional arguments
+                if refs:
+                    self.out.error(f"{lname} takes its inputs as arguments, not with 'from'", refs[0][1],
+                                   f"write {lname}(a, b)", source)
+                inputs = []
+                for a in positional:
+                    if isinstance(a, ir.Lit) and isinstance(a.value, str):
+                        inputs.append(_Ref(scope, a.value, a.span, source))
+                    else:
+                        self.out.error(f"{lname} takes the names of the nodes it merges", a.span or lspan,
+                                       f"write e.g. {lname}(a, b) with a and b names of earlier nodes", source)
+                if named:
+                    self.out.error(f"{lname} has no named arguments", lspan, f"write {lname}(a, b)", source)
+                if not (kind.arity[0] <= len(inputs) <= (kind.arity[1] or len(inputs))):
+                    want = f"exactly {kind.arity[0]}" if kind.arity[0] == kind.arity[1] else f"at least {kind.arity[0]}"
+                    self.out.error(f"{lname} merges {want} inputs, not {len(positional)}", lspan,
+                                   f"write {lname}(a, b)", source)
+                op = self._op(kind, [], {}, lspan, source)
+            else:
+                inputs = [_Ref(scope, n, s, source) for n, s in refs] or [previous]
+                op = self._op(kind, positional, named, lspan, source)
+            return self._add(path, op, inputs, label, lspan, source)
+        inputs = [_Ref(scope, n, s, source) for n, s in refs] or [previous]
+        if lname in self.neurons:
+            if positional:
+                self.out.error(f"neuron layer '{lname}' takes named arguments only", lspan,
+                               "write e.g. LIF(tau = 2.0)", source)
+            overrides = tuple((k, v) for k, (v, _) in named.items())
+            spans = tuple(s for _, (_, s) in named.items())
+            op = ir.NeuronLayer(neuron=lname, overrides=overrides, override_spans=spans, span=lspan)
+            return self._add(path, op, inputs, label, lspan, source)
+        if lname in self.blocks:
+            if len(inputs) != 1:
+                self.out.error(f"block '{lname}' takes one input, not {len(inputs)}", lspan,
+                               "merge the inputs first, e.g. with add(a, b) or concat(a, b)", source)
+            return self._instance(scope, self.blocks[lname], path, positional, named, inputs[0], lspan, source)
+        choices = [k for k in KINDS if k != "neuron"] + list(self.neurons) + list(self.blocks)
+        self.out.error(f"unknown layer, neuron or block '{lname}'", lname_span,
+                       did_you_mean(lname, choices) or "define it in this file or import a file that defines it",
+                       source)
+        return previous
+
+    def _substitute_call(self, scope: _Scope, lname: str, args: list, span, source: Source):
+        """Inside a block: a layer named by a parameter (`neuron(...)`) and arguments that are parameters."""
+        args = [(a[0], self._value(scope, to_value(a[1], source)), a[2]) if isinstance(a, tuple)
+                else self._value(scope, to_value(a, source)) for a in args]
+        if lname in scope.args:
+            value = scope.args[lname]
+            match value:
+                case ir.Lit(value=str(name)):
+                    return name, args
+                case ir.CallValue(func=name, args=extra_pos, kwargs=extra_kw):
+                    given = {a[0] for a in args if isinstance(a, tuple)}
+                    extra = [(k, v, span) for k, v in extra_kw if k not in given]
+                    return name, [*extra_pos, *extra, *args]
+            self.out.error(f"block parameter '{lname}' is used as a layer, but its value is not a layer name",
+                           span, "pass a layer, neuron or block name, e.g. neuron = LIF", source)
+        return lname, args
+
+    def _value(self, scope: _Scope, value: ir.Value) -> ir.Value:
+        match value:
+            case ir.Lit(value=str(name)) if name in scope.args:
+                return scope.args[name]
+            case ir.ListValue(items=items):
+                return ir.ListValue(items=tuple(self._value(scope, i) for i in items), span=value.span)
+            case ir.CallValue(func=f, args=a, kwargs=kw):
+                return ir.CallValue(func=f, args=tuple(self._value(scope, i) for i in a),
+                                    kwargs=tuple((k, self._value(scope, v)) for k, v in kw), span=value.span)
+        return value
+
+    def _op(self, kind, positional, named, span, source: Source):
+        order = kind.arguments
+        if len(positional) > len(order):
+            self.out.error(f"'{kind.name}' takes at most {len(order)} positional argument(s)", span,
+                           f"arguments are: {', '.join(order) or 'none'}", source)
+            return None
+        fields = dict(zip(order, (plain(v) for v in positional)))
+        for key, (value, kspan) in named.items():
+            if key not in order:
+                self.out.error(f"'{kind.name}' has no argument '{key}'", kspan or span,
+                               did_you_mean(key, order) or f"arguments are: {', '.join(order) or 'none'}", source)
+                return None
+            if key in fields:
+                self.out.error(f"argument '{key}' of '{kind.name}' is given twice", kspan or span, None, source)
+                return None
+            fields[key] = plain(value)
+        return validated(kind.ir_class, {**fields, **kind.fixed, "span": span}, self.out, span, kind.name, source)
+
+    def _instance(self, scope: _Scope, block: Block, path: str, positional, named, input_, span, source):
+        if block.name in scope.stack:
+            chain = " -> ".join((*scope.stack[scope.stack.index(block.name):], block.name))
+            self.out.error(f"recursion between blocks: {chain}", span,
+                           "a block cannot contain itself, directly or through other blocks", source)
+            return input_
+        names = [p for p, _, _ in block.params]
+        args: dict[str, ir.Value] = {}
+        if len(positional) > len(names):
+            self.out.error(f"block '{block.name}' takes at most {len(names)} argument(s), not {len(positional)}",
+                           span, f"its parameters are: {', '.join(names) or 'none'}", source)
+        args.update(zip(names, positional))
+        for key, (value, kspan) in named.items():
+            if key not in names:
+                self.out.error(f"block '{block.name}' has no parameter '{key}'", kspan or span,
+                               did_you_mean(key, names) or f"its parameters are: {', '.join(names) or 'none'}",
+                               source)
+            elif key in args:
+                self.out.error(f"block parameter '{key}' is given twice", kspan or span, None, source)
+            else:
+                args[key] = value
+        for name, default, _ in block.params:
+            if name not in args:
+                if default is None:
+                    self.out.error(f"block '{block.name}' needs a value for its parameter '{name}'", span,
+                                   f"write e.g. {block.name}({', '.join(names)}) or {block.name}({name} = ...)",
+                                   source)
+                    return input_
+                args[name] = default
+        inner = _Scope(prefix=path + ".", input=input_, args=args, stack=(*scope.stack, block.name))
+        if not block.nodes:
+            self.out.error(f"block '{block.name}' has no nodes", block.span, "add layers to it", block.source)
+            return input_
+        return self.expand(block.nodes, inner, block.source)
+
+    def _add(self, path, op, inputs, label, span, source):
+        if op is not None:
+            self.layers.append({"name": path, "op": op, "inputs": inputs, "label": label[0] if label else None,
+                                "span": span, "source": source})
+        return path
+
+    # ----- resolution
+    def resolve(self, ref) -> str | None:
+        seen = set()
+        while isinstance(ref, _Ref):
+            if ref in seen:
+                return None
+            seen.add(ref)
+            if ref.name == ir.INPUT:
+                ref = ref.scope.input
+            elif ref.name in ref.scope.names:
+                ref = ref.scope.names[ref.name]
+            else:
+                known = [n for n in ref.scope.names if not n.isdigit()] + [ir.INPUT]
+                self.out.error(f"no node named '{ref.name}'", ref.span,
+                               did_you_mean(ref.name, known) or f"nodes here: {', '.join(known)}", ref.source)
+                return None
+        return ref
+
+    def finish(self) -> list[ir.Layer]:
+        layers = []
+        for item in self.layers:
+            inputs = [self.resolve(r) for r in item["inputs"]]
+            if any(i is None for i in inputs):
+                continue
+            layers.append(ir.Layer(name=item["name"], op=item["op"], inputs=tuple(inputs), label=item["label"],
+                                   span=item["span"]))
+        return layers
+
+
+# ------------------------------------------------------------------ networks
+def plain(value: ir.Value):
+    match value:
+        case ir.Lit(value=v):
+            return int(v) if isinstance(v, float) and v.is_integer() else v
+        case ir.ListValue(items=items):
+            return tuple(plain(i) for i in items)
+    return value
+
+
+def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, source: Source | None = None,
+              spans: dict | None = None):
+    """An IR object, or None with the validation errors reported at the field's span (else `span`)."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**fields)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = str(err["loc"][0]) if err["loc"] else ""
+            hint = f"expected {err['ctx']['expected']}" if err["type"] == "literal_error" else err["msg"].lower()
+            got = err.get("input")
+            shown = got if not isinstance(got, ir.Node) else "a call"
+            out.error(f"invalid value {shown!r} for {what} argument '{key}'", (spans or {}).get(key, span), hint,
+                      source)
+        return None
+
+
+def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], source: Source) -> ir.Network:
+    _, name, items, net_span, _ = draft
     out = _Collector(source)
     settings: dict = {}
-    layers: list = []
     train: dict = {}
+    graph = _Graph(neurons, blocks, out)
     seen_layers = False
-    for item in draft["items"]:
+    for item in items:
         match item:
             case ("setting", key, value, sspan, key_span):
                 if key not in NETWORK_SETTINGS:
@@ -140,131 +389,66 @@ def link_network(draft: dict, neurons: dict[str, ir.Neuron]) -> ir.Network:
                 elif key in settings:
                     out.error(f"setting '{key}' is given twice", sspan)
                 settings[key] = (to_value(value, source), sspan)
-            case ("layers", layer_items, lspan):
+            case ("layers", nodes, lspan):
                 if seen_layers:
                     out.error("second 'layers' block", lspan, "list all layers in one block")
                 seen_layers = True
-                layers = [_layer(l, neurons, out) for l in layer_items]
+                graph.expand(nodes, _Scope(prefix="", input=ir.INPUT, args={}), source)
             case ("train", train_items, _):
                 for _, key, value, tspan, key_span in train_items:
+                    if key in train:
+                        out.error(f"training setting '{key}' is given twice", key_span)
                     train[key] = (to_value(value, source), tspan, key_span)
-    net_span = draft["span"]
     for required in ("input", "T"):
         if required not in settings:
-            out.error(f"network '{draft['name']}' has no '{required}' setting", net_span,
+            out.error(f"network '{name}' has no '{required}' setting", net_span,
                       "add e.g. 'input = [1, 28, 28]'" if required == "input" else "add e.g. 'T = 100'")
-    if not seen_layers:
-        out.error(f"network '{draft['name']}' has no layers", net_span, "add a 'layers { ... }' block")
+    if not seen_layers or not graph.layers:
+        out.error(f"network '{name}' has no layers", net_span, "add a 'layers { ... }' block")
+    layers = graph.finish()
     out.raise_if_any()
-    fields = {"name": draft["name"], "file": source.name, "span": net_span, "layers": tuple(l for l in layers if l)}
+    fields = {"name": name, "file": source.name, "span": net_span, "layers": tuple(layers)}
+    spans = {}
     for key, (value, vspan) in settings.items():
-        fields["input_shape" if key == "input" else key] = _plain(value)
-    fields["train"] = _train(train, out)
+        field_name = "input_shape" if key == "input" else key
+        fields[field_name] = plain(value)
+        spans[field_name] = vspan
+    fields["train"] = _train(train, out, source)
     out.raise_if_any()
-    return _validated(ir.Network, fields, out, net_span)
+    net = validated(ir.Network, fields, out, net_span, "network", source, spans)
+    out.raise_if_any()
+    return net
 
 
-def _plain(value: ir.Value):
-    match value:
-        case ir.Lit(value=v):
-            return int(v) if isinstance(v, float) and v.is_integer() else v
-        case ir.ListValue(items=items):
-            return tuple(_plain(i) for i in items)
-        case ir.CallValue():
-            return value
-    return value
-
-
-def _validated(cls, fields: dict, out: _Collector, span: Span | None):
-    from pydantic import ValidationError
-
-    try:
-        return cls(**fields)
-    except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or cls.__name__.lower()
-            got = err.get("input")
-            hint = None
-            if err["type"] == "literal_error":
-                hint = f"expected {err['ctx']['expected']}"
-            out.error(f"invalid value {got!r} for '{where}': {err['msg'].lower()}", span, hint)
-        out.raise_if_any()
-
-
-def _train(train: dict, out: _Collector) -> ir.Train:
+def _train(train: dict, out: _Collector, source: Source) -> ir.Train:
     known = set(ir.Train.model_fields) - {"span"}
-    fields = {}
+    fields, spans = {}, {}
     for key, (value, tspan, key_span) in train.items():
         if key not in known:
             out.error(f"unknown training setting '{key}'", key_span, did_you_mean(key, known) or
                       f"training settings are: {', '.join(sorted(known))}")
             continue
-        fields[key] = _plain(value)
-    return _validated(ir.Train, fields, out, None) if not out.diags else ir.Train()
-
-
-def _layer(item, neurons: dict[str, ir.Neuron], out: _Collector):
-    _, name, args, span = item
-    positional = [_plain(to_value(a, out.source)) for a in args if not isinstance(a, tuple)]
-    named = {a[0]: a[1] for a in args if isinstance(a, tuple)}
-    if name in LAYER_KINDS:
-        cls = LAYER_KINDS[name]
-        order = [f for f in cls.model_fields if f not in ("span", "kind")]
-        if len(positional) > len(order):
-            out.error(f"'{name}' takes at most {len(order)} positional argument(s)", span,
-                      f"arguments are: {', '.join(order) or 'none'}")
-            return None
-        fields = dict(zip(order, positional))
-        for key, value in named.items():
-            if key not in order:
-                out.error(f"'{name}' has no argument '{key}'", span,
-                          did_you_mean(key, order) or f"arguments are: {', '.join(order) or 'none'}")
-                return None
-            fields[key] = _plain(to_value(value, out.source))
-        fields["span"] = span
-        n_before = len(out.diags)
-        layer = _validated_soft(cls, fields, out, span, name)
-        return layer if len(out.diags) == n_before else None
-    if name in neurons:
-        if positional:
-            out.error(f"neuron layer '{name}' takes named arguments only", span, "write e.g. LIF(tau=2.0)")
-            return None
-        return ir.NeuronLayer(neuron=name, overrides=tuple((k, to_value(v, out.source)) for k, v in named.items()),
-                              span=span)
-    choices = list(LAYER_KINDS) + list(neurons)
-    out.error(f"unknown layer or neuron '{name}'", span,
-              did_you_mean(name, choices) or "define the neuron in this file or import a file that defines it")
-    return None
-
-
-def _validated_soft(cls, fields, out: _Collector, span, name):
-    from pydantic import ValidationError
-
-    try:
-        return cls(**fields)
-    except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            out.error(f"invalid value {err.get('input')!r} for {name} argument '{where}'", span,
-                      err["msg"].lower())
-        return None
+        fields[key] = plain(value)
+        spans[key] = tspan
+    if out.diags:
+        return ir.Train()
+    return validated(ir.Train, fields, out, None, "training", source, spans) or ir.Train()
 
 
 # ------------------------------------------------------------------ files and imports
 def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, dict[str, Source]]:
     """Parse a file and everything it imports. Returns the module and every source read (for diagnostics)."""
-    from .parse import parse_source
-
     sources: dict[str, Source] = {}
     neurons: dict[str, ir.Neuron] = {}
+    blocks: dict[str, Block] = {}
     root = Source(str(path), text) if text is not None else Source.read(path)
 
     def visit(source: Source, stack: tuple[str, ...]):
         sources[source.name] = source
-        items = parse_source(source)
         drafts = []
-        for item in items:
-            if isinstance(item, tuple) and item[0] == "import":
+        for item in parse_source(source):
+            kind = item[0]
+            if kind == "import":
                 _, rel, span = item
                 # normalise 'a/../b' so a cycle through a parent directory is still seen as a cycle
                 target = Path(os.path.normpath(Path(source.name).parent / rel))
@@ -278,12 +462,14 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
                     raise SnncError(f"cannot import '{rel}': no such file {target}", span,
                                     "import paths are relative to the importing file", source)
                 visit(Source.read(target), stack + (key,))
-            elif isinstance(item, ir.Neuron):
-                if item.name in neurons:
-                    first = neurons[item.name]
-                    raise SnncError(f"neuron '{item.name}' is defined twice", item.span,
-                                    f"first defined at {first.span}; rename one of them", source)
-                neurons[item.name] = item
+            elif kind == "neuron":
+                _, name, items, span, name_span = item
+                _unique(name, span, neurons, blocks, source)
+                neurons[name] = neuron_from_items(name, items, source, span, name_span)
+            elif kind == "block":
+                _, name, params, nodes, span, name_span = item
+                _unique(name, name_span, neurons, blocks, source)
+                blocks[name] = Block(name, tuple(params), tuple(nodes), source, span, name_span)
             else:
                 drafts.append(item)
         return drafts
@@ -292,9 +478,17 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
     networks = []
     names = set()
     for draft in drafts:
-        net = link_network(draft, neurons)
-        if net.name in names or net.name in neurons:
-            raise SnncError(f"'{net.name}' is defined twice", net.span, "rename the network", root)
+        net = link_network(draft, neurons, blocks, root)
+        if net.name in names or net.name in neurons or net.name in blocks:
+            raise SnncError(f"'{net.name}' is defined twice", draft[4], "rename the network", root)
         names.add(net.name)
         networks.append(net)
     return ir.Module(file=root.name, neurons=tuple(neurons.values()), networks=tuple(networks)), sources
+
+
+def _unique(name: str, span, neurons: dict, blocks: dict, source: Source) -> None:
+    first = neurons.get(name) or blocks.get(name)
+    if first is not None:
+        what = "neuron" if name in neurons else "block"
+        raise SnncError(f"{what} '{name}' is defined twice", span,
+                        f"first defined at {first.span}; rename one of them", source)

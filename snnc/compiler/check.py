@@ -11,6 +11,10 @@ import math
 from dataclasses import dataclass
 
 from . import ir
+from .graph import Graph, analyse
+from .printers import SnnPrinter
+from .surrogates import grad_expr, surrogate_from_value
+from .exprs import free_names
 from .source import Diagnostic, SnncError, Source, did_you_mean
 
 C_KEYWORDS = {
@@ -74,14 +78,25 @@ class _Pass:
         self.diags.append(Diagnostic(message, span, hint, source))
 
 
-def check_module(module: ir.Module, sources: dict[str, Source]) -> list["LayerInfo"] | None:
+@dataclass(frozen=True)
+class Checked:
+    """What `check` hands the next stages: the module and each network's analysed graph."""
+
+    module: ir.Module
+    sources: dict[str, Source]
+    graphs: dict[str, Graph]
+
+
+def check_module(module: ir.Module, sources: dict[str, Source]) -> Checked:
     """Run every pass; raise SnncError with all diagnostics of the first failing pass."""
-    for run in (_declarations, _expressions, _differentiable, _networks):
+    graphs: dict[str, Graph] = {}
+    for run in (_declarations, _expressions, _networks):
         p = _Pass(sources)
-        run(module, p)
+        result = run(module, p)
         if p.diags:
             raise SnncError(diagnostics=p.diags)
-    return None
+        graphs = result or graphs
+    return Checked(module, sources, graphs)
 
 
 # ------------------------------------------------------------------ pass 1: declarations
@@ -273,29 +288,10 @@ def _check_default(n: ir.Neuron, r: ir.Require, p: _Pass) -> None:
                 "change the defaults so the requirement holds")
 
 
-# ------------------------------------------------------------------ pass 3: differentiable
-def _differentiable(module: ir.Module, p: _Pass) -> None:
-    from .derive import plan
-    from .symbolic import NotDifferentiable
-
-    for n in module.neurons:
-        try:
-            plan(n)
-        except NotDifferentiable as exc:
-            p.error(f"the charge of neuron '{n.name}' is not differentiable for training: {exc}", n.charge[0],
-                    "use smooth functions, or where(...) / min / max whose pieces are differentiable")
-
-
-# ------------------------------------------------------------------ pass 4: networks
-@dataclass(frozen=True)
-class LayerInfo:
-    layer: ir.Layer
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    params: int
-
-
-def _networks(module: ir.Module, p: _Pass) -> None:
+# ------------------------------------------------------------------ pass 3: networks
+def _networks(module: ir.Module, p: _Pass) -> dict[str, Graph]:
+    graphs = {}
+    learnables = {n.name: len(n.learnables) for n in module.neurons}
     for net in module.networks:
         if net.T < 1:
             p.error(f"T must be at least 1, not {net.T}", net, "set e.g. 'T = 100'")
@@ -303,87 +299,50 @@ def _networks(module: ir.Module, p: _Pass) -> None:
             p.error(f"input must be a list of positive sizes, not {list(net.input_shape)}", net,
                     "e.g. 'input = [1, 28, 28]' for MNIST")
             continue
-        infer_shapes(net, module, p)
-
-
-def _pair(shape, kind, layer, p) -> bool:
-    if len(shape) != 3:
-        p.error(f"{kind} needs a [C, H, W] input, but the input here is {list(shape)}", layer,
-                "put it before 'flatten', and give the network an image input like [1, 28, 28]")
-        return False
-    return True
-
-
-def infer_shapes(net: ir.Network, module: ir.Module, p: _Pass | None = None) -> list[LayerInfo]:
-    """Shapes per sample (without T and N), layer by layer."""
-    p = p or _Pass({})
-    shape = tuple(net.input_shape)
-    infos: list[LayerInfo] = []
-    for layer in net.layers:
-        out, n_params = shape, 0
-        match layer:
-            case ir.Flatten():
-                out = (math.prod(shape),)
-            case ir.Linear(out_features=o, bias=b):
-                if len(shape) != 1:
-                    p.error(f"linear needs a flat input, but the input here is {list(shape)}", layer,
-                            "add 'flatten' before it")
-                    return infos
-                out, n_params = (o,), shape[0] * o + (o if b else 0)
-            case ir.Conv2d(out_channels=o, kernel_size=k, stride=s, padding=pad, bias=b):
-                if not _pair(shape, "conv2d", layer, p):
-                    return infos
-                c, h, w = shape
-                oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
-                if oh < 1 or ow < 1:
-                    p.error(f"conv2d kernel {k} does not fit the input {list(shape)}", layer, "use padding or a smaller kernel")
-                    return infos
-                out, n_params = (o, oh, ow), c * o * k * k + (o if b else 0)
-            case ir.MaxPool2d(kernel_size=k, stride=s) | ir.AvgPool2d(kernel_size=k, stride=s):
-                if not _pair(shape, layer.kind, layer, p):
-                    return infos
-                s = s or k
-                c, h, w = shape
-                if h < k or w < k:
-                    p.error(f"{layer.kind} window {k} is larger than the input {list(shape)}", layer,
-                            "remove a pooling layer or use a larger input")
-                    return infos
-                out = (c, (h - k) // s + 1, (w - k) // s + 1)
-            case ir.BatchNorm1d():
-                if len(shape) != 1:
-                    p.error(f"batchnorm1d needs a flat input, but the input here is {list(shape)}", layer,
-                            "use batchnorm2d for [C, H, W] inputs")
-                    return infos
-                n_params = 2 * shape[0]
-            case ir.BatchNorm2d():
-                if not _pair(shape, "batchnorm2d", layer, p):
-                    return infos
-                n_params = 2 * shape[0]
-            case ir.Dropout(p=prob):
-                if not 0.0 <= prob < 1.0:
-                    p.error(f"dropout probability must be in [0, 1), not {prob}", layer)
-            case ir.NeuronLayer():
-                n_params = _check_neuron_layer(layer, module, p)
-        infos.append(LayerInfo(layer, shape, out, n_params))
-        shape = out
-    if len(shape) != 1 and not p.diags:
-        p.error(f"the network's output must be flat [classes], but it is {list(shape)}", net,
-                "end with flatten, linear(classes) and a neuron layer")
-    return infos
-
-
-def _check_neuron_layer(layer: ir.NeuronLayer, module: ir.Module, p: _Pass) -> int:
-    n = module.neuron(layer.neuron)
-    known = {prm.name: prm for prm in n.params}
-    for key, value in layer.overrides:
-        if key == "surrogate":
-            if not isinstance(value, ir.CallValue):
-                p.error("surrogate must be given as a call, e.g. surrogate = atan(alpha = 2.0)", layer)
+        for layer in net.layers:
+            if layer.label is not None:
+                reason = reserved_reason(layer.label)
+                if reason:
+                    p.error(f"'{layer.label}' cannot name a node: {reason}", layer, f"rename it, e.g. '{layer.label}_'")
+            if isinstance(layer.op, ir.NeuronLayer):
+                _check_neuron_layer(layer, module.neuron(layer.op.neuron), p)
+        graph, problems = analyse(net, learnables)
+        for problem in problems:
+            p.error(problem.message, problem.node, problem.hint)
+        if graph is None:
             continue
-        if key == "step_mode" or key == "backend":
+        out = graph.output
+        if len(out.out_shape) != 1:
+            p.error(f"the network's output must be flat [classes], but it is {list(out.out_shape)}", out.layer,
+                    "end with flatten, linear(classes) and a neuron layer")
+        if net.readout == "membrane" and not isinstance(out.layer.op, ir.NeuronLayer):
+            p.error("readout = membrane reads the membrane potential of the output node, which is not a neuron",
+                    net, "end the network with a neuron layer, or use readout = mean")
+        graphs[net.name] = graph
+    return graphs
+
+
+def _check_neuron_layer(layer: ir.Layer, n: ir.Neuron, p: _Pass) -> None:
+    """Overrides of a neuron layer: known parameters of the right type, a valid surrogate, requirements hold."""
+    op: ir.NeuronLayer = layer.op
+    known = {prm.name: prm for prm in n.params}
+    values = dict(param_defaults(n))
+    spans = op.override_spans or (None,) * len(op.overrides)
+    for (key, value), span in zip(op.overrides, spans):
+        at = span or value.span or layer.span
+        if key == "surrogate":
+            try:
+                grad_expr(surrogate_from_value(value))
+            except SnncError as exc:
+                d = exc.diagnostics[0]
+                p.error(d.message, d.span or at, d.hint)
+            continue
+        if key in ("step_mode", "backend"):
+            p.error(f"'{key}' is chosen for the whole network, not per layer", at,
+                    "pass --backend to snnc train, or call snnc.functional.set_backend(net, ...) / set_step_mode")
             continue
         if key not in known:
-            p.error(f"neuron '{n.name}' has no parameter '{key}'", layer,
+            p.error(f"neuron '{n.name}' has no parameter '{key}'", at,
                     did_you_mean(key, known) or f"parameters: {', '.join(known)}, surrogate")
             continue
         v = value.value if isinstance(value, ir.Lit) else value
@@ -391,5 +350,16 @@ def _check_neuron_layer(layer: ir.NeuronLayer, module: ir.Module, p: _Pass) -> i
         ok = (v is None and prm.optional) or (prm.type == "bool" and isinstance(v, bool)) or (
             prm.type == "float" and isinstance(v, float) and not isinstance(v, bool))
         if not ok:
-            p.error(f"'{key}' of {n.name} must be a {prm.type}{' or none' if prm.optional else ''}, not {v!r}", layer)
-    return len(n.learnables)
+            shown = v if not isinstance(v, ir.Node) else "a list or call"
+            p.error(f"'{key}' of {n.name} must be a {prm.type}{' or none' if prm.optional else ''}, not {shown!r}",
+                    at)
+            continue
+        values[key] = v
+    env = dict(values)
+    if env.get("v_reset") is None:
+        env["v_reset"] = 0.0
+    for r in n.requires:
+        if constant_value(r.cond, env) is False:
+            shown = ", ".join(f"{k} = {env[k]!r}" for k in sorted(free_names(r.cond)) if k in env)
+            p.error(f"this {n.name} layer breaks its requirement '{SnnPrinter()(r.cond)}' ({shown})", layer,
+                    f"change the layer's arguments so that {SnnPrinter()(r.cond)}")

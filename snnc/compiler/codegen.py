@@ -15,12 +15,15 @@ import jinja2
 
 from .. import __version__
 from . import ir
-from .check import infer_shapes
-from .derive import Config, _reset
+from . import forward
+from .check import Checked
+from .graph import Graph, NodeInfo
+from .layers import EmitContext, describe, kind_of
+from .neuron import MEMBRANE, Config, emitted_neurons, reset_updates  # noqa: F401 (emitted_neurons: API)
 from .printers import PythonPrinter, SnnPrinter
 from .resources import resource_dir
-from .surrogates import canonical, grad_expr
-from .symbolic import free_names
+from .surrogates import grad_expr, surrogate_from_value
+from .exprs import free_names
 
 RUNTIME_FILE = "_snnc_runtime.py"
 
@@ -72,12 +75,6 @@ class _Surrogates:
         return self.items[spec].index
 
 
-def surrogate_from_call(value: ir.CallValue) -> ir.Surrogate:
-    name = canonical(value.func) or value.func
-    args = tuple((k, float(v.value)) for k, v in value.kwargs if isinstance(v, ir.Lit))
-    return ir.Surrogate(name=name, args=args, span=value.span)
-
-
 def surrogate_source(s: ir.Surrogate) -> str:
     """Python source defining `SURROGATE_0` for one surrogate (used by `snnc.surrogate`)."""
     table = _Surrogates()
@@ -101,7 +98,7 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
     tensors = {"x", *states, *learnables, *(f"_h_{s}" for s in states), "_spike", "_spike_r"}
     charge = [(a.target, a.value if a.op == "=" else ir.BinOp(op="+", left=ir.Var(name=a.target), right=a.value))
               for a in n.charge]
-    soft, hard = _reset(n, Config(soft_reset=True)), _reset(n, Config(soft_reset=False))
+    soft, hard = reset_updates(n, Config(soft_reset=True)), reset_updates(n, Config(soft_reset=False))
     step_names = set().union(*(free_names(e) for _, e in (*charge, *soft, *hard))) | {"v_threshold", "detach_reset"}
 
     def bind(names: set[str]) -> str:
@@ -118,7 +115,8 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
                          "shown": "{" + ", ".join(f"{k!r}: {k}" for k in names) + "}"})
     return {
         "name": n.name, "origin": _origin(n, n.file), "spec": n.model_dump_json(),
-        "states": states, "float_params": float_params, "bool_params": bool_params,
+        "states": states, "membrane": states.index(MEMBRANE) if MEMBRANE in states else 0,
+        "nonspiking": n.output == "membrane", "float_params": float_params, "bool_params": bool_params,
         "params": [{"name": p.name, "type": p.type, "optional": p.optional,
                     "default": "None" if p.default is None else scalar_py(p.default)} for p in n.params],
         "requires": requires, "surrogate": surrogates.add(n.surrogate),
@@ -135,78 +133,40 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
 
 
 # ------------------------------------------------------------------ networks
-def _value_py(v: ir.Value) -> str:
-    match v:
-        case ir.Lit(value=x):
-            return repr(x)
-        case ir.ListValue(items=items):
-            return "(" + "".join(_value_py(i) + ", " for i in items) + ")"
-    raise ValueError(v)
+def _describe(info: NodeInfo) -> str:
+    shapes = ", ".join(str(list(s)) for s in info.in_shapes)
+    return f"{describe(info.layer.op)}: {shapes} -> {list(info.out_shape)}, {info.params} parameters"
 
 
-def _layer_code(info, module: ir.Module, surrogates: _Surrogates) -> str:
-    layer, shape = info.layer, info.in_shape
-    match layer:
-        case ir.Flatten():
-            return "rt.Flatten()"
-        case ir.Linear(out_features=o, bias=b):
-            return f"rt.Linear({shape[0]}, {o}, bias={b})"
-        case ir.Conv2d(out_channels=o, kernel_size=k, stride=s, padding=p, bias=b):
-            return f"rt.Conv2d({shape[0]}, {o}, kernel_size={k}, stride={s}, padding={p}, bias={b})"
-        case ir.MaxPool2d(kernel_size=k, stride=s):
-            return f"rt.MaxPool2d({k}, stride={s or k})"
-        case ir.AvgPool2d(kernel_size=k, stride=s):
-            return f"rt.AvgPool2d({k}, stride={s or k})"
-        case ir.BatchNorm1d():
-            return f"rt.BatchNorm1d({shape[0]})"
-        case ir.BatchNorm2d():
-            return f"rt.BatchNorm2d({shape[0]})"
-        case ir.Dropout(p=p):
-            return f"rt.Dropout({p!r})"
-        case ir.NeuronLayer(neuron=name, overrides=overrides):
-            args = []
-            for key, value in overrides:
-                if key == "surrogate":
-                    args.append(f"surrogate_function=SURROGATE_{surrogates.add(surrogate_from_call(value))}")
-                else:
-                    args.append(f"{key}={_value_py(value)}")
-            return f"neurons.{name}({', '.join(args)})"
-    raise ValueError(layer)
+def _network_context(graph: Graph, surrogates: _Surrogates) -> dict:
+    net = graph.network
+    ctx = EmitContext(lambda value: f"SURROGATE_{surrogates.add(surrogate_from_value(value))}")
 
+    def emit(info: NodeInfo) -> str:
+        code = kind_of(info.layer.op).emit(info.layer.op, list(info.in_shapes), ctx)
+        return f"{code}  # {comment(_describe(info))} ({comment(_origin(info.layer, net.file))})"
 
-def _describe(info) -> str:
-    layer = info.layer
-    name = layer.neuron if isinstance(layer, ir.NeuronLayer) else layer.kind
-    return f"{name}: {list(info.in_shape)} -> {list(info.out_shape)}, {info.params} parameters"
-
-
-def _network_context(net: ir.Network, module: ir.Module, surrogates: _Surrogates) -> dict:
-    infos = infer_shapes(net, module)
-    layers = [{"code": _layer_code(i, module, surrogates),
-               "comment": f"{_describe(i)} ({_origin(i.layer, net.file)})"} for i in infos]
     return {
         "name": net.name, "origin": _origin(net, net.file), "T": net.T, "input_shape": tuple(net.input_shape),
-        "classes": infos[-1].out_shape[0] if infos else 0, "encoder": net.encoder, "readout": net.readout,
-        "step_mode": net.step_mode, "train": net.train.model_dump(), "layers": layers,
-        "rows": [comment(_describe(i)) for i in infos],
+        "classes": graph.output.out_shape[0], "encoder": net.encoder,
+        "readout": "mean" if net.readout == "rate" else net.readout, "step_mode": net.step_mode,
+        "train": net.train.model_dump(), "output": graph.output.layer.name,
+        "graph": tuple((l.name, describe(l.op), l.inputs) for l in net.layers), "loops": forward.loops(graph),
+        "modules": forward.modules(graph, emit), "seq": forward.forward_seq(graph), "step": forward.forward_step(graph),
+        "rows": [comment(f"{name}: {_describe(info)}") for name, info in graph.nodes.items()],
     }
 
 
-def emitted_neurons(module: ir.Module) -> list[ir.Neuron]:
-    """The file's own neurons, and the imported ones its networks use."""
-    used = {l.neuron for net in module.networks for l in net.layers if isinstance(l, ir.NeuronLayer)}
-    return [n for n in module.neurons if n.file == module.file or n.name in used]
-
-
-def render(module: ir.Module) -> dict[str, str]:
-    """All Python artifacts of a module: the package files, by file name.
+def render(checked: Checked) -> dict[str, str]:
+    """All Python artifacts of a checked module: the package files, by file name.
 
     Neurons defined in the file itself are emitted, and imported ones only where a network uses them.
     """
+    module = checked.module
     env = environment()
     neuron_surrogates, net_surrogates = _Surrogates(), _Surrogates()
     neurons = [_neuron_context(n, neuron_surrogates) for n in emitted_neurons(module)]
-    networks = [_network_context(net, module, net_surrogates) for net in module.networks]
+    networks = [_network_context(checked.graphs[net.name], net_surrogates) for net in module.networks]
     common = {"origin": module.file}
     return {
         "__init__.py": env.get_template("__init__.py.j2").render(

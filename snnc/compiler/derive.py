@@ -14,22 +14,11 @@ import sympy as sp
 
 from . import ir
 from .surrogates import grad_expr
-from .symbolic import diff, fold, free_names, from_sympy, substitute, symbol, to_sympy
-
-MEMBRANE = "v"
-
-
-@dataclass(frozen=True)
-class Config:
-    soft_reset: bool = False
-    detach_reset: bool = False
-    bools: tuple[tuple[str, bool], ...] = ()
-    surrogate: ir.Surrogate | None = None  # None: the neuron's own
-
-    def key(self) -> str:
-        sg = self.surrogate
-        sg_text = "" if sg is None else f"{sg.name}{sg.args}"
-        return f"{'soft' if self.soft_reset else 'hard'}-{int(self.detach_reset)}-{self.bools}-{sg_text}"
+from .exprs import free_names, substitute
+from .neuron import (MEMBRANE, Config, charge_updates, default_config, emitted_neurons, layer_config,  # noqa: F401
+                     reset_updates, specialise)
+from .source import Diagnostic, SnncError
+from .symbolic import NotDifferentiable, diff, from_sympy, symbol, to_sympy
 
 
 @dataclass(frozen=True)
@@ -53,63 +42,38 @@ class Plan:
         return {"x": "_g_x", **{s: f"_gp_{s}" for s in self.states}, **{l: f"_gl_{l}" for l in self.learnables}}
 
 
-def default_config(neuron: ir.Neuron) -> Config:
-    bools = tuple((p.name, bool(p.default.value)) for p in neuron.params
-                  if p.type == "bool" and p.name != "detach_reset" and isinstance(p.default, ir.Bool))
-    v_reset = neuron.param("v_reset")
-    detach = neuron.param("detach_reset")
-    return Config(
-        soft_reset=v_reset is None or v_reset.default is None,
-        detach_reset=bool(detach and isinstance(detach.default, ir.Bool) and detach.default.value),
-        bools=bools,
-    )
-
-
-def _specialise(e: ir.Expr, cfg: Config) -> ir.Expr:
-    env = {name: ir.Bool(value=value) for name, value in cfg.bools}
-    env["detach_reset"] = ir.Bool(value=cfg.detach_reset)
-    if cfg.soft_reset:
-        env["v_reset"] = ir.Num(value=0.0)
-    return fold(substitute(e, env))
-
-
-def _charge(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
-    out = []
-    for a in neuron.charge:
-        value = a.value if a.op == "=" else ir.BinOp(op="+", left=ir.Var(name=a.target), right=a.value)
-        out.append((a.target, _specialise(value, cfg)))
-    return tuple(out)
-
-
-def _reset(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
-    h = lambda s: ir.Var(name=f"_h_{s}")  # noqa: E731
-    spike, spike_r = ir.Var(name="_spike"), ir.Var(name="_spike_r")
-    one = ir.Num(value=1.0)
-    if cfg.soft_reset:  # V = H - V_th * S
-        v = ir.BinOp(op="-", left=h(MEMBRANE), right=ir.BinOp(op="*", left=spike_r, right=ir.Var(name="v_threshold")))
-    else:  # V = S * V_reset + (1 - S) * H
-        v = ir.BinOp(op="+", left=ir.BinOp(op="*", left=spike_r, right=ir.Var(name="v_reset")),
-                     right=ir.BinOp(op="*", left=ir.BinOp(op="-", left=one, right=spike_r), right=h(MEMBRANE)))
-    values = {s.name: h(s.name) for s in neuron.states}
-    values[MEMBRANE] = v
-    env = {s.name: h(s.name) for s in neuron.states}  # on-spike updates read the charged values
-    for a in neuron.on_spike:
-        e = _specialise(substitute(a.value, env), cfg)
-        if a.op == "+=":  # s + S * e
-            values[a.target] = ir.BinOp(op="+", left=values[a.target], right=ir.BinOp(op="*", left=spike, right=e))
-        else:  # S * e + (1 - S) * s
-            values[a.target] = ir.BinOp(op="+", left=ir.BinOp(op="*", left=spike, right=e),
-                                        right=ir.BinOp(op="*", left=ir.BinOp(op="-", left=one, right=spike),
-                                                       right=values[a.target]))
-    return tuple((s.name, values[s.name]) for s in neuron.states)
+def derive(module: ir.Module, sources: dict) -> dict[tuple[str, Config], Plan]:
+    """The derive stage: plans for the neurons a module emits, in their default configuration and in every
+    configuration a network layer uses. A charge SymPy cannot differentiate is a located error."""
+    wanted: list[tuple[ir.Neuron, Config]] = [(n, default_config(n)) for n in emitted_neurons(module)]
+    for net in module.networks:
+        for layer in net.layers:
+            if isinstance(layer.op, ir.NeuronLayer):
+                n = module.neuron(layer.op.neuron)
+                wanted.append((n, layer_config(n, layer.op.overrides)))
+    plans: dict[tuple[str, Config], Plan] = {}
+    diags = []
+    for n, cfg in wanted:
+        if (n.name, cfg) in plans or any(d.message.startswith(f"the charge of neuron '{n.name}'") for d in diags):
+            continue
+        try:
+            plans[(n.name, cfg)] = plan(n, cfg)
+        except NotDifferentiable as exc:
+            span = n.charge[0].span if n.charge else n.span
+            diags.append(Diagnostic(f"the charge of neuron '{n.name}' is not differentiable for training: {exc}",
+                                    span, "use smooth functions, or where(...) / min / max whose pieces are "
+                                    "differentiable", sources.get(span.file) if span else None))
+    if diags:
+        raise SnncError(diagnostics=diags)
+    return plans
 
 
 def plan(neuron: ir.Neuron, cfg: Config | None = None) -> Plan:
     cfg = cfg or default_config(neuron)
     states = tuple(s.name for s in neuron.states)
     learnables = tuple(l.name for l in neuron.learnables)
-    charge = _charge(neuron, cfg)
-    reset = _reset(neuron, cfg)
+    charge = charge_updates(neuron, cfg)
+    reset = reset_updates(neuron, cfg)
     sg = substitute(grad_expr(cfg.surrogate or neuron.surrogate),
                     {"x": ir.BinOp(op="-", left=ir.Var(name=f"_h_{MEMBRANE}"), right=ir.Var(name="v_threshold"))})
     backward = _backward(states, learnables, charge, reset, cfg)
@@ -126,7 +90,7 @@ def plan(neuron: ir.Neuron, cfg: Config | None = None) -> Plan:
     scalars = tuple(p.name for p in neuron.params
                     if p.name in (used | init_names | {"v_threshold"}) and p.name in param_names
                     and not (cfg.soft_reset and p.name == "v_reset"))
-    init = tuple((s.name, _specialise(s.init, cfg)) for s in neuron.states)
+    init = tuple((s.name, specialise(s.init, cfg)) for s in neuron.states)
     return Plan(neuron, cfg, states, scalars, learnables, charge, reset, sg, backward, saved, prev,
                 "x" in used_in(backward, skip_targets=True), init)
 

@@ -116,6 +116,7 @@ class Neuron(Node):
     on_spike: tuple[Assign, ...] = ()
     requires: tuple[Require, ...] = ()
     surrogate: Surrogate
+    output: Literal["spike", "membrane"] = "spike"  # membrane: a non-spiking neuron (never fires, emits v)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -194,12 +195,47 @@ class NeuronLayer(Node):
     kind: Literal["neuron"] = "neuron"
     neuron: str
     overrides: tuple[tuple[str, Value], ...] = ()
+    override_spans: tuple[Optional[Span], ...] = Field(default=(), exclude=True, repr=False)  # `key = value`
 
 
-Layer = Annotated[
-    Union[Flatten, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, NeuronLayer],
+class Merge(Node):
+    """Element-wise merge of two inputs (SpikingJelly's SEW connect functions): add a + b, mul a * b,
+    and a * b (for spikes: a AND b), iand a * (1 - b) (a AND NOT b)."""
+
+    kind: Literal["add", "mul", "and", "iand"]
+
+
+class Concat(Node):
+    """Inputs joined along the channel (first per-sample) dimension."""
+
+    kind: Literal["concat"] = "concat"
+
+
+class Delay(Node):
+    """A fixed synaptic delay in steps: one for all channels, or one per channel."""
+
+    kind: Literal["delay"] = "delay"
+    steps: Union[int, tuple[int, ...]]
+
+
+Op = Annotated[
+    Union[Flatten, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, NeuronLayer, Merge,
+          Concat, Delay],
     Field(discriminator="kind"),
 ]
+
+INPUT = "in"  # the name of a network's (or block's) input in a graph
+
+
+class Layer(Node):
+    """One node of a network graph. `name` is its path ('3', 'fc', 'stage1.conv'), unique in the network;
+    `inputs` name the nodes it reads, in order ('in' is the network input). An input defined after this
+    node is a feedback connection: a neuron's output of the previous step, or a delay's output."""
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...]
+    label: Optional[str] = None  # the name the user gave it, if any
 
 
 class Train(Node):
@@ -222,9 +258,9 @@ class Network(Node):
     input_shape: tuple[int, ...]
     T: int
     encoder: Literal["poisson", "direct", "latency"] = "poisson"
-    readout: Literal["rate", "membrane"] = "rate"
+    readout: Literal["rate", "mean", "max", "last", "membrane"] = "rate"
     step_mode: Literal["s", "m"] = "m"
-    layers: tuple[Layer, ...]
+    layers: tuple[Layer, ...]  # in definition order; the last one is the output
     train: Train = Train()
 
 

@@ -39,7 +39,7 @@ from .derive import MEMBRANE, Config, Plan, plan as make_plan
 from .printers import CPrinter, PRECEDENCE
 from .resources import resource_dir
 from .source import SnncError
-from .symbolic import free_names
+from .exprs import free_names
 
 __all__ = ["KernelParam", "KernelSpec", "spec", "render_host", "render_cuda", "render_all", "origin_comment",
            "HOST_FLAGS"]
@@ -257,6 +257,7 @@ class KernelSpec:
     surrogate: ir.Expr
     backward: tuple[tuple[str, ir.Expr], ...]
     needs_x: bool
+    output: str  # "spike", or "v": the layer emits its membrane potential after the reset
     forward_params: tuple[KernelParam, ...]
     backward_params: tuple[KernelParam, ...]
 
@@ -345,7 +346,8 @@ def spec(p: Plan, host: bool = True) -> KernelSpec:
         plan=p, header=origin_comment(p), states=p.states, saved=p.saved, prev=prev, prev_states=prev_states,
         scalars=p.scalars, learnables=p.learnables, constants=tuple(hoist.constants), charge=charge, fire=fire,
         fire_prev=fire_prev, reset=reset, uses_spike_r=any("_spike_r" in free_names(e) for _, e in reset),
-        surrogate=surrogate, backward=backward, needs_x=p.needs_x, forward_params=fwd, backward_params=bwd,
+        surrogate=surrogate, backward=backward, needs_x=p.needs_x, output=p.config.output, forward_params=fwd,
+        backward_params=bwd,
     )
 
 
@@ -385,11 +387,18 @@ def render_cuda(p: Plan, dtype: str = "float32") -> dict[str, str]:
 
 
 def render_all(neuron: ir.Neuron, cfg: Config | None = None) -> dict[str, str]:
-    """What `snnc build` writes beside the Python modules: <Neuron>.cpp, <Neuron>.fwd.cu, <Neuron>.bwd.cu (fp32)."""
+    """A neuron's kernels in one configuration (default: its own): <Neuron>.cpp, .fwd.cu, .bwd.cu (fp32)."""
     p = make_plan(neuron, cfg)
     cuda = render_cuda(p, "float32")
     return {f"{neuron.name}.cpp": render_host(p), f"{neuron.name}.fwd.cu": cuda["forward"],
             f"{neuron.name}.bwd.cu": cuda["backward"]}
+
+
+def render_plan(p: Plan) -> dict[str, str]:
+    """A plan's kernels, named by neuron and configuration: <Neuron>-<config hash>.cpp, .fwd.cu, .bwd.cu."""
+    stem = f"{p.neuron.name}-{source_hash(p.config.key())[:8]}"
+    cuda = render_cuda(p, "float32")
+    return {f"{stem}.cpp": render_host(p), f"{stem}.fwd.cu": cuda["forward"], f"{stem}.bwd.cu": cuda["backward"]}
 
 
 def source_hash(*texts: str) -> str:

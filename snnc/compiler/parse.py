@@ -101,7 +101,12 @@ def _unclosed_brace(text: str) -> tuple[int, int] | None:
 
 
 def parse_source(source: Source) -> list:
-    """Parse one file into its items: ('import', path, span), ir.Neuron and _NetworkDraft objects."""
+    """Parse one file into its items, plain values that `assemble` turns into IR:
+
+    ('import', path, span), ('neuron', name, items, span, name_span), ('network', name, items, span),
+    ('block', name, params, nodes, span, name_span). Expressions are already IR (`ir.Expr`), settings and
+    layer arguments `ir.Value`s.
+    """
     try:
         tree = _parser().parse(source.text)
     except UnexpectedInput as exc:
@@ -117,8 +122,27 @@ def parse_source(source: Source) -> list:
 def parse_expr(text: str, name: str = "<expr>") -> ir.Expr:
     """Parse a lone expression (used for built-in surrogate formulas and tests)."""
     src = Source(name, f"neuron _ {{ require {text}\n charge v = v }}")
-    neuron = parse_source(src)[0]
-    return neuron.requires[0].cond
+    _, _, items, _, _ = parse_source(src)[0]
+    return next(i for i in items if isinstance(i, ir.Require)).cond
+
+
+def to_value(node, source: Source) -> ir.Value:
+    """An expression used as a setting or layer argument, as a plain value."""
+    match node:
+        case ir.Lit() | ir.ListValue() | ir.CallValue():
+            return node
+        case ir.Num(value=v):
+            return ir.Lit(value=v, span=node.span)
+        case ir.Unary(op="-", operand=ir.Num(value=v)):
+            return ir.Lit(value=-v, span=node.span)
+        case ir.Bool(value=v):
+            return ir.Lit(value=v, span=node.span)
+        case ir.Var(name=n):
+            return ir.Lit(value=n, span=node.span)
+        case ir.Call(func=f, args=args):
+            return ir.CallValue(func=f, args=tuple(to_value(a, source) for a in args), span=node.span)
+    raise SnncError("expected a number, a name, a list or a call here", getattr(node, "span", None),
+                    "settings and layer arguments are constants, not expressions", source)
 
 
 class _Build(Transformer):
@@ -177,8 +201,6 @@ class _Build(Transformer):
         return ir.Call(func=str(name), args=tuple(self._expr(a) for a in args), span=span)
 
     def _call_value(self, name, args, span):
-        from .assemble import to_value
-
         positional = tuple(to_value(a, self.source) for a in args if not isinstance(a, tuple))
         named = tuple((a[0], to_value(a[1], self.source)) for a in args if isinstance(a, tuple))
         return ir.CallValue(func=str(name), args=positional, kwargs=named, span=span)
@@ -238,11 +260,13 @@ class _Build(Transformer):
         return ("custom_surrogate", grad, [k for k in kwargs if k is not None], _span(self.source, meta))
 
     @v_args(meta=True)
-    def neuron(self, meta, children):
-        from .assemble import neuron_from_items
+    def output(self, meta, children):
+        return ("output", str(children[0]), _span(self.source, meta))
 
+    @v_args(meta=True)
+    def neuron(self, meta, children):
         name, *items = children
-        return neuron_from_items(str(name), items, self.source, _span(self.source, meta), _token_span(self.source, name))
+        return ("neuron", str(name), items, _span(self.source, meta), _token_span(self.source, name))
 
     # ----- networks
     @v_args(meta=True)
@@ -255,8 +279,6 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def list_value(self, meta, children):
-        from .assemble import to_value
-
         items = tuple(to_value(c, self.source) for c in children if c is not None)
         return ir.ListValue(items=items, span=_span(self.source, meta))
 
@@ -264,14 +286,38 @@ class _Build(Transformer):
     def setting(self, meta, children):
         return ("setting", str(children[0]), children[1], _span(self.source, meta), _token_span(self.source, children[0]))
 
+    def layer_name(self, children):
+        return children[0]
+
     @v_args(meta=True)
     def layer(self, meta, children):
         name, *args = children
-        return ("layer", str(name), [a for a in args if a is not None], _span(self.source, meta))
+        return (str(name), [a for a in args if a is not None], _token_span(self.source, name), _span(self.source, meta))
+
+    @v_args(meta=True)
+    def node(self, meta, children):
+        label = children[0]
+        layer = children[1]
+        refs = [(str(t), _token_span(self.source, t)) for t in children[2:] if isinstance(t, Token) and t.type == "NAME"]
+        return ("node", None if label is None else (str(label), _token_span(self.source, label)), layer,
+                refs, _span(self.source, meta))
 
     @v_args(meta=True)
     def layers(self, meta, children):
         return ("layers", children, _span(self.source, meta))
+
+    @v_args(meta=True)
+    def block_param(self, meta, children):
+        name, default = children
+        return ("block_param", str(name), None if default is None else to_value(default, self.source),
+                _span(self.source, meta))
+
+    @v_args(meta=True)
+    def block(self, meta, children):
+        name, *rest = children
+        params = [c[1:] for c in rest if isinstance(c, tuple) and c[0] == "block_param"]
+        nodes = [c for c in rest if isinstance(c, tuple) and c[0] == "node"]
+        return ("block", str(name), params, nodes, _span(self.source, meta), _token_span(self.source, name))
 
     @v_args(meta=True)
     def train(self, meta, children):
@@ -279,10 +325,8 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def network(self, meta, children):
-        from .assemble import network_draft
-
         name, *items = children
-        return network_draft(str(name), items, self.source, _span(self.source, meta))
+        return ("network", str(name), items, _span(self.source, meta), _token_span(self.source, name))
 
     @v_args(meta=True)
     def import_(self, meta, children):

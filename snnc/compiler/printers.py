@@ -203,3 +203,22 @@ class SnnPrinter(Printer):
 
     def num(self, v: float) -> str:
         return repr(float(v)) if not float(v).is_integer() or abs(v) >= 1e16 else repr(float(v))
+
+
+def value_text(v: ir.Value) -> str:
+    """A setting or layer argument back in `.snn` syntax."""
+    match v:
+        case ir.Lit(value=None):
+            return "none"
+        case ir.Lit(value=bool(b)):
+            return "true" if b else "false"
+        case ir.Lit(value=float(x)):
+            return repr(x)
+        case ir.Lit(value=x):
+            return str(x)
+        case ir.ListValue(items=items):
+            return "[" + ", ".join(value_text(i) for i in items) + "]"
+        case ir.CallValue(func=f, args=args, kwargs=kwargs):
+            parts = [value_text(a) for a in args] + [f"{k} = {value_text(x)}" for k, x in kwargs]
+            return f"{f}({', '.join(parts)})"
+    return str(v)

@@ -24,7 +24,7 @@ from functools import lru_cache
 from . import ir
 from .parse import parse_expr
 from .source import SnncError, did_you_mean
-from .symbolic import free_names, substitute
+from .exprs import free_names, substitute
 
 PI = math.pi
 
@@ -228,3 +228,22 @@ def _custom(s: ir.Surrogate) -> ir.Expr:
             hint=hint,
         )
     return substitute(s.grad, _num_env(declared))
+
+
+def surrogate_from_value(value: ir.Value) -> ir.Surrogate:
+    """A layer's `surrogate = name(arg = number, ...)` override as a surrogate; SnncError if it is not one."""
+    if not isinstance(value, ir.CallValue):
+        name = value.value if isinstance(value, ir.Lit) and isinstance(value.value, str) else None
+        if name is None:
+            raise SnncError("surrogate must be given as a call, e.g. surrogate = atan(alpha = 2.0)", value.span)
+        value = ir.CallValue(func=name, span=value.span)
+    if value.args:
+        raise SnncError(f"surrogate arguments are named: {value.func}(alpha = ...)", value.span,
+                        "write e.g. atan(alpha = 2.0)")
+    args = []
+    for k, v in value.kwargs:
+        if not (isinstance(v, ir.Lit) and isinstance(v.value, float) and not isinstance(v.value, bool)):
+            raise SnncError(f"surrogate argument '{k}' must be a number", v.span or value.span,
+                            f"write e.g. {k} = 2.0")
+        args.append((k, float(v.value)))
+    return ir.Surrogate(name=canonical(value.func) or value.func, args=tuple(args), span=value.span)

@@ -28,9 +28,8 @@ from ..compiler import kernels
 from ..compiler.derive import Plan
 from ..compiler.source import SnncError
 from .cc import cache_dir
-from .fused import cached, forward_tensors, unpack_saved
 
-__all__ = ["CudaKernels", "cuda_kernels", "multi_step", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
+__all__ = ["CudaKernels", "cuda_kernels", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
            "nvrtc_version", "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS"]
 
 THREADS = 256
@@ -149,6 +148,7 @@ class CudaKernels:
         import cupy
 
         self.plan, self.dtype, self.device = p, dtype, device
+        self.io = torch.float16 if dtype == "float16" else torch.float32
         self.spec = kernels.spec(p, host=False)
         self.sources = kernels.render_cuda(p, dtype)
         arch = _device_arch(device)
@@ -159,7 +159,7 @@ class CudaKernels:
                 path = compile_to_file(self.sources[which], f"{name}_{which}", arch, opts)
                 module = cupy.RawModule(path=str(path))
                 self._modules.append(module)
-                setattr(self, which, module.get_function(f"snnc_{which}"))
+                setattr(self, f"_{which}", module.get_function(f"snnc_{which}"))
 
     def launch(self, fn, params, tensors: dict, scalars: dict, T: int, N: int) -> None:
         import cupy
@@ -180,6 +180,55 @@ class CudaKernels:
             with _cupy_stream(torch.cuda.current_stream(self.device), self.device.index):
                 fn((blocks,), (THREADS,), tuple(args))
 
+    def _io(self, t):
+        return t.to(self.io).contiguous()
+
+    def forward(self, x, inits, learn, scalars, need_saved):
+        p = self.plan
+        _check("x_seq", x)
+        xk = self._io(x)
+        shape = xk.shape[1:]
+        i32 = [s.to(torch.float32).expand(shape).contiguous() for s in inits]
+        l32 = [t.to(torch.float32).reshape(()).contiguous() for t in learn]
+        T = xk.shape[0]
+        N = xk[0].numel() if T else 0
+        out = torch.empty_like(xk)
+        finals = [torch.empty_like(s) for s in i32]
+        saved = [torch.empty(xk.shape, dtype=torch.float32, device=xk.device) for _ in p.saved] if need_saved else []
+        tensors = {("x", None): xk, ("spike", None): out,
+                   **{("init", s): t for s, t in zip(p.states, i32)},
+                   **{("final", s): t for s, t in zip(p.states, finals)},
+                   **{("saved", s): t for s, t in zip(p.saved, saved)},
+                   **{("learnable", l): t for l, t in zip(p.learnables, l32)}}
+        if T > 0 and N > 0:
+            self.launch(self._forward, self.spec.forward_params, tensors, dict(zip(p.scalars, scalars)), T, N)
+        else:
+            finals = [s.clone() for s in i32]
+        return out.to(x.dtype), [f.to(s.dtype) for f, s in zip(finals, inits)], saved
+
+    def backward(self, gout, gfinals, saved, x, inits, learn, scalars):
+        p = self.plan
+        xk = self._io(x)
+        shape = xk.shape[1:]
+        T = xk.shape[0]
+        N = xk[0].numel() if T else 0
+        dev = xk.device
+        gx = torch.empty_like(xk)
+        ginits = [torch.empty(shape, dtype=torch.float32, device=dev) for _ in p.states]
+        glearn = [torch.zeros((), dtype=torch.float32, device=dev) for _ in p.learnables]
+        tensors = {("gspike", None): self._io(gout), ("x", None): xk, ("gx", None): gx,
+                   **{("gfinal", s): g.to(torch.float32).contiguous() for s, g in zip(p.states, gfinals)},
+                   **{("saved", s): t for s, t in zip(p.saved, saved)},
+                   **{("init", s): t.to(torch.float32).expand(shape).contiguous() for s, t in zip(p.states, inits)},
+                   **{("learnable", l): t.to(torch.float32).reshape(()).contiguous() for l, t in zip(p.learnables, learn)},
+                   **{("ginit", s): g for s, g in zip(p.states, ginits)},
+                   **{("glearn", l): g for l, g in zip(p.learnables, glearn)}}
+        if T > 0 and N > 0:
+            self.launch(self._backward, self.spec.backward_params, tensors, dict(zip(p.scalars, scalars)), T, N)
+        else:
+            ginits = [g.to(torch.float32).expand(shape).clone() for g in gfinals]
+        return gx.to(x.dtype), [g.to(s.dtype) for g, s in zip(ginits, inits)], glearn
+
 
 def _cupy_stream(stream: torch.cuda.Stream, device_index: int):
     """PyTorch's stream as a CuPy stream (the CUDA stream protocol; ExternalStream on older CuPy)."""
@@ -197,112 +246,17 @@ _LOCK = threading.Lock()
 
 
 def cuda_kernels(p: Plan, dtype: str, device: torch.device) -> CudaKernels:
-    key = (id(p.neuron), p.config, dtype, device.index)
-    return cached(_KERNELS, _LOCK, key, p.neuron, lambda: CudaKernels(p, dtype, device))
+    key = (id(p), dtype, device.index)
+    hit = _KERNELS.get(key)
+    if hit is None or hit.plan is not p:
+        with _LOCK:
+            hit = _KERNELS[key] = CudaKernels(p, dtype, device)
+    return hit
 
 
-def _forward(ctx, k: CudaKernels, scalars: dict, x, rest, need_grad: bool):
-    p = k.plan
-    S = len(p.states)
-    inits, learn = rest[:S], rest[S:]
-    T = x.shape[0]
-    N = x[0].numel() if T else 0
-    spike = torch.empty_like(x)
-    finals = tuple(torch.empty_like(s) for s in inits)
-    saved = {s: torch.empty(x.shape, dtype=torch.float32, device=x.device) for s in p.saved} if need_grad else {}
-    tensors = forward_tensors(p, x, spike, inits, finals, saved, learn)
-    if T > 0 and N > 0:
-        k.launch(k.forward, k.spec.forward_params, tensors, scalars, T, N)
-    else:
-        finals = tuple(s.clone() for s in inits)
-    if ctx is not None:
-        ctx.k, ctx.scalars, ctx.T, ctx.N = k, scalars, T, N
-        ctx.save_for_backward(*saved.values(), x if p.needs_x else None,
-                              *(t if s in k.spec.prev_states else None for s, t in zip(p.states, inits)), *learn)
-        ctx.x_dtype = x.dtype
-    return (spike, *finals)
-
-
-class _CudaFunction(torch.autograd.Function):
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")
-    def forward(ctx, k: CudaKernels, scalars: dict, x, *rest):
-        return _forward(ctx, k, scalars, x, rest, True)
-
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx, gspike, *gfinals):
-        k: CudaKernels = ctx.k
-        p = k.plan
-        saved, x, inits, learn = unpack_saved(p, ctx.saved_tensors)
-        T, N = ctx.T, ctx.N
-        like = next(iter(saved.values()))
-        dev = like.device
-        gspike = (torch.zeros(like.shape, dtype=ctx.x_dtype, device=dev) if gspike is None
-                  else gspike.to(ctx.x_dtype).contiguous())
-        gfinals = [None if g is None else g.to(torch.float32).contiguous() for g in gfinals]
-        gx = torch.empty(like.shape, dtype=ctx.x_dtype, device=dev)
-        shape = like.shape[1:]
-        ginits = tuple(torch.empty(shape, dtype=torch.float32, device=dev) for _ in p.states)
-        glearn = tuple(torch.zeros((), dtype=torch.float32, device=dev) for _ in p.learnables)
-        tensors = {("gspike", None): gspike, ("x", None): x, ("gx", None): gx,
-                   **{("gfinal", s): g for s, g in zip(p.states, gfinals)},
-                   **{("saved", s): t for s, t in saved.items()},
-                   **{("init", s): t for s, t in zip(p.states, inits) if t is not None},
-                   **{("learnable", l): t for l, t in zip(p.learnables, learn)},
-                   **{("ginit", s): g for s, g in zip(p.states, ginits)},
-                   **{("glearn", l): g for l, g in zip(p.learnables, glearn)}}
-        if T > 0 and N > 0:
-            k.launch(k.backward, k.spec.backward_params, tensors, ctx.scalars, T, N)
-        else:
-            ginits = tuple(torch.zeros(shape, device=dev) if g is None else g for g in gfinals)
-        return (None, None, gx, *ginits, *glearn)
-
-
-def _check(name: str, t, device=None) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise SnncError(f"the 'cupy' backend expects tensors; {name} is {type(t).__name__}")
+def _check(name: str, t) -> None:
     if t.device.type != "cuda":
         raise SnncError(f"the 'cupy' backend runs on CUDA devices, but {name} is on {t.device}",
                         hint="move the model and inputs to the GPU (.cuda()), or use backend='cpp' on the CPU")
-    if device is not None and t.device != device:
-        raise SnncError(f"{name} is on {t.device} but x_seq is on {device}")
     if not t.is_floating_point():
         raise SnncError(f"the 'cupy' backend needs floating-point tensors; {name} has dtype {t.dtype}")
-
-
-def multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: dict, learnables: tuple = ()):
-    """Fused forward over x_seq [T, ...] on a CUDA device, differentiable; returns (spike_seq, final_states).
-
-    float16 inputs run the fp16 kernels (fp32 state and math); other dtypes run in float32. spike_seq has
-    x_seq's dtype, the final states are fp32."""
-    from .fused import scalar_args
-
-    if not torch.cuda.is_available():
-        raise SnncError("the 'cupy' backend needs a CUDA device, and torch.cuda.is_available() is False here",
-                        hint="use backend='cpp' (CPU) or backend='torch'")
-    _nvrtc()
-    try:
-        import cupy  # noqa: F401
-    except Exception as exc:
-        raise SnncError(f"the 'cupy' backend needs CuPy, which is not importable here ({exc})",
-                        hint="pip install cupy-cuda13x, or use backend='cpp'") from None
-    _check("x_seq", x_seq)
-    if x_seq.dim() < 1:
-        raise SnncError("x_seq must have a time dimension first: [T, ...]")
-    for s, t in zip(p.states, states):
-        _check(f"state '{s}'", t, x_seq.device)
-    for l, t in zip(p.learnables, learnables):
-        _check(f"learnable '{l}'", t, x_seq.device)
-    dtype = "float16" if x_seq.dtype == torch.float16 else "float32"
-    k = cuda_kernels(p, dtype, x_seq.device)
-    values = dict(zip(p.scalars, scalar_args(p, scalars)))
-    x = x_seq.to(torch.float16 if dtype == "float16" else torch.float32).contiguous()
-    shape = x.shape[1:]
-    inits = tuple(s.to(torch.float32).expand(shape).contiguous() for s in states)
-    learn = tuple(t.to(torch.float32).reshape(()).contiguous() for t in learnables)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *inits, *learn)):
-        spike, *finals = _CudaFunction.apply(k, values, x, *inits, *learn)
-    else:  # inference: nothing to save
-        spike, *finals = _forward(None, k, values, x, inits + learn, False)
-    return spike.to(x_seq.dtype), tuple(finals)

@@ -18,21 +18,13 @@ from types import ModuleType
 
 from .. import __version__
 from ..compiler import ir
-from ..compiler.assemble import load_module
-from ..compiler.check import check_module
-from ..compiler.codegen import RUNTIME_FILE, emitted_neurons, package_name, render
+from ..compiler.codegen import RUNTIME_FILE, package_name
+from ..compiler.driver import Compiled, check_file, compile_file, render_kernels, render_package
 from ..compiler.resources import resource_dir
 from ..compiler.source import SnncError
 from .cc import cache_dir
 
-_SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\nfrom snnc.runtime.support import FUSED, NeuronBase, Network, Surrogate  # noqa: F401\n"
-
-
-def compile_file(path: str | Path) -> tuple[ir.Module, dict]:
-    """Parse and check; returns the module and the sources read."""
-    module, sources = load_module(path)
-    check_module(module, sources)
-    return module, sources
+_SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\n"
 
 
 def _fingerprint(sources: dict) -> str:
@@ -95,31 +87,25 @@ class Library:
             raise SnncError(f"no network '{name}' in {self.module.file}", hint=f"networks: {', '.join(self.networks)}")
         return self.networks[name]
 
-    def experiment(self, name: str | None = None):
-        from ..train.runner import Experiment
-        from . import support
-
+    def model_hash(self, name: str | None = None) -> str:
+        """What a checkpoint of this network is tied to: its IR (without source positions)."""
         cls = self.network_class(name)
         net_ir = next(n for n in self.module.networks if n.name == cls.__name__)
-        return Experiment(
-            name=cls.__name__, make_net=cls, input_shape=tuple(cls.INPUT_SHAPE), num_classes=cls.NUM_CLASSES,
-            T=cls.T, encoder=cls.ENCODER, readout=cls.READOUT, recipe=dict(cls.TRAIN),
-            model_hash=hashlib.sha256(net_ir.model_dump_json().encode()).hexdigest()[:16],
-            reset=support.reset_net, set_backend=support.set_backend,
-        )
+        return hashlib.sha256(net_ir.model_dump_json().encode()).hexdigest()[:16]
 
 
 def load(path: str | Path) -> Library:
-    from . import fused_registry
+    from . import ops
 
-    module, sources = compile_file(path)
+    checked = check_file(path)
+    module, sources = checked.module, checked.sources
     key = _fingerprint(sources)
     name = f"snnc_gen_{package_name(module.file)}_{key}"
     target = cache_dir() / "packages" / name
     if not (target / "__init__.py").exists():
-        write_package(render(module), target, _SHIM)
+        write_package(render_package(checked), target, _SHIM)
     pkg = sys.modules.get(name) or _import(name, target)
-    fused_registry.install()
+    ops.install()
     return Library(
         module=module, package=pkg, path=target,
         neurons={n: getattr(pkg.neurons, n) for n in pkg.NEURONS},
@@ -137,14 +123,10 @@ def _is_build(folder: Path) -> bool:
 
 
 def build(path: str | Path, out_dir: str | Path) -> Path:
-    """`snnc build`: a standalone package (imports only torch) plus kernel sources."""
-    module, _ = compile_file(path)
-    files = render(module)
-    from ..compiler.kernels import render_all
-
-    for neuron in emitted_neurons(module):
-        for fname, text in render_all(neuron).items():
-            files[f"kernels/{fname}"] = text
+    """`snnc build`: a standalone package (imports only torch) plus the sources of the kernels it uses."""
+    compiled = compile_file(path)
+    module = compiled.module
+    files = {**render_package(compiled.checked), **render_kernels(compiled)}
     target = Path(out_dir) / package_name(module.file)
     if target.exists() and not _is_build(target):
         raise SnncError(f"{target} exists and is not a package snnc built; snnc will not replace it",

@@ -7,15 +7,29 @@ set of base classes.
 
 Conventions (SpikingJelly's): step_mode 's' takes [N, ...] per call, 'm' takes
 [T, N, ...]; stateless layers fold [T, N, ...] into [T*N, ...] in 'm' mode;
-neuron state lives on the module between calls until `reset()`.
+neuron state lives on the module between calls until `reset()`. Every layer
+also has `seq(x)` (all T steps, [T, N, ...]) and `step(x)` (one step, [N, ...]),
+which a generated network calls directly whatever the layer's step_mode.
+
+Backends: a neuron's multi-step pass runs on a backend named in `BACKENDS`.
+Here only 'torch' (eager autograd over single steps) is known; snnc fills the
+table with its own (fused kernels as PyTorch custom operators) when imported.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-# Fused multi-step implementations, filled in by snnc (`snnc.runtime.fused`): name -> fn(module, x_seq, states).
-FUSED: dict = {}
+# Backend name -> multi-step implementation fn(module, x_seq, states) -> (out_seq, final_states), or None for
+# eager single steps; and the backend a neuron uses when none was chosen (backend=None), per device type.
+# snnc (`snnc.runtime.backends`) fills both from its backend table when it is imported.
+BACKENDS: dict = {"torch": None}
+DEFAULT_BACKENDS: dict = {}
+
+
+def choose_backend(device: torch.device) -> str:
+    """The fastest backend available for tensors on `device`."""
+    return DEFAULT_BACKENDS.get(device.type, "torch")
 
 
 class StateError(RuntimeError):
@@ -24,6 +38,19 @@ class StateError(RuntimeError):
 
 class ParameterError(ValueError):
     """A neuron parameter outside its declared constraints."""
+
+
+class BackendError(ValueError):
+    """A backend that is not known here."""
+
+
+def _check_backend(backend) -> None:
+    if backend is not None and backend not in BACKENDS:
+        raise BackendError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or None, not {backend!r}")
+
+
+def _compiling() -> bool:
+    return bool(getattr(torch, "compiler", None)) and torch.compiler.is_compiling()
 
 
 # ------------------------------------------------------------------ surrogate spikes
@@ -63,7 +90,10 @@ def as_float(neuron: str, name: str, value, optional: bool = False):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParameterError(f"{neuron}: parameter '{name}' must be a number, not {value!r}")
-    return float(value)
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ParameterError(f"{neuron}: parameter '{name}' must be finite, not {value}")
+    return value
 
 
 def require(ok: bool, neuron: str, text: str, values: dict):
@@ -77,20 +107,23 @@ class NeuronBase(nn.Module):
     """Charge -> fire -> reset over one step (`single_step`, generated) or T steps."""
 
     STATES: tuple[str, ...] = ()
+    MEMBRANE = 0  # index of the membrane potential 'v' in STATES
     FLOAT_PARAMS: tuple[str, ...] = ()
     BOOL_PARAMS: tuple[str, ...] = ()
     SPEC_JSON = "{}"
+    NONSPIKING = False  # emits its membrane potential and never fires (`output membrane`)
     snnc_stateful = True
-    output = "spike"  # "v": emit the membrane potential instead (a network's membrane readout)
 
-    def __init__(self, surrogate_function, step_mode="s", backend="torch", store_v_seq=False):
+    def __init__(self, surrogate_function, step_mode="s", backend=None, store_v_seq=False):
         super().__init__()
         if step_mode not in ("s", "m"):
             raise ValueError(f"step_mode must be 's' or 'm', not {step_mode!r}")
+        _check_backend(backend)
         self.step_mode = step_mode
         self.backend = backend
         self.surrogate_function = surrogate_function
         self.store_v_seq = store_v_seq
+        self.output = "v" if self.NONSPIKING else "spike"  # "v": emit the membrane potential (membrane readout)
         self.reset()
 
     def reset(self):
@@ -117,10 +150,10 @@ class NeuronBase(nn.Module):
                 "call snnc.functional.reset_net(net) between batches (or detach_net(net) for truncated BPTT)")
         return self._state
 
-    def _keep(self, spike, states):
+    def _keep(self, out, states):
         self._state = tuple(states)
-        if spike.requires_grad:
-            spike.register_hook(self._mark_consumed)
+        if out.requires_grad and not _compiling():
+            out.register_hook(self._mark_consumed)
 
     def detach(self):
         if self._state is not None:
@@ -129,109 +162,109 @@ class NeuronBase(nn.Module):
 
     @property
     def v(self):
-        return None if self._state is None else self._state[0]
+        return None if self._state is None else self._state[self.MEMBRANE]
+
+    def resolved_backend(self, device) -> str:
+        if self.backend is None:
+            return choose_backend(device)
+        _check_backend(self.backend)
+        return self.backend
 
     def forward(self, x):
-        if self.step_mode == "s":
-            spike, states = self.single_step(x, *self._states_for(x))
-            self._keep(spike, states)
-            if self.store_v_seq:
-                v = states[0].detach().unsqueeze(0)
-                self.v_seq = v if self.v_seq is None else torch.cat((self.v_seq, v))
-            return states[0] if self.output == "v" else spike
-        return self.multi_step(x)
+        return self.step(x) if self.step_mode == "s" else self.seq(x)
 
-    def multi_step(self, x_seq):
+    def step(self, x):
+        """One step from the kept state: x [N, ...] -> output [N, ...]."""
+        spike, states = self.single_step(x, *self._states_for(x))
+        self._keep(spike, states)
+        v = states[self.MEMBRANE]
+        if self.store_v_seq:
+            self.v_seq = v.detach().unsqueeze(0) if self.v_seq is None else torch.cat((self.v_seq, v.detach()[None]))
+        return v if self.output == "v" else spike
+
+    def seq(self, x_seq):
+        """All steps: x_seq [T, N, ...] -> outputs [T, N, ...], from the kept (or initial) state."""
         states = self._states_for(x_seq[0])
-        if self.backend != "torch" and self.output == "spike":
-            if self.backend not in FUSED:
-                raise RuntimeError(f"backend {self.backend!r} is not available here; it needs snnc installed "
-                                   "(import snnc) and, for 'cupy', a CUDA device")
-            spike_seq, states = FUSED[self.backend](self, x_seq, tuple(states))
-            self._keep(spike_seq, states)
-            return spike_seq
-        spikes, vs = [], []
+        fused = BACKENDS.get(self.resolved_backend(x_seq.device))
+        if fused is not None and not self.store_v_seq:
+            out_seq, states = fused(self, x_seq, tuple(states))
+            self._keep(out_seq, states)
+            return out_seq
+        outs, vs = [], []
         for t in range(x_seq.shape[0]):
             spike, states = self.single_step(x_seq[t], *states)
-            spikes.append(states[0] if self.output == "v" else spike)
+            v = states[self.MEMBRANE]
+            outs.append(v if self.output == "v" else spike)
             if self.store_v_seq:
-                vs.append(states[0].detach())
-        spike_seq = torch.stack(spikes)
-        self._keep(spike_seq, states)
+                vs.append(v.detach())
+        out_seq = torch.stack(outs) if outs else x_seq.clone()
+        self._keep(out_seq, states)
         if self.store_v_seq:
-            self.v_seq = torch.stack(vs)
-        return spike_seq
+            self.v_seq = torch.stack(vs) if vs else None
+        return out_seq
 
-    # for the fused backends (they need snnc itself)
-    @property
-    def snnc_neuron(self):
-        from snnc.compiler.ir import Neuron
-
-        cls = type(self)
-        if "_snnc_neuron" not in cls.__dict__:
-            cls._snnc_neuron = Neuron.model_validate_json(cls.SPEC_JSON)
-        return cls._snnc_neuron
-
-    def snnc_config(self):
-        from snnc.compiler.derive import Config
-        from snnc.compiler.ir import Surrogate as SurrogateIR
-
-        spec = getattr(self.surrogate_function, "spec", None)
-        if spec is None:
-            raise RuntimeError(f"{type(self).__name__}: the fused backends need an snnc surrogate "
-                               "(snnc.surrogate(name, ...)), not an arbitrary Python function")
-        return Config(soft_reset=self.v_reset is None, detach_reset=bool(self.detach_reset),
-                      bools=tuple((b, bool(getattr(self, b))) for b in self.BOOL_PARAMS if b != "detach_reset"),
-                      surrogate=SurrogateIR.model_validate_json(spec))
+    multi_step = seq
 
     def scalar_values(self) -> dict:
         return {p: getattr(self, p) for p in self.FLOAT_PARAMS if getattr(self, p) is not None}
 
+    def config_key(self) -> str:
+        """What the fused kernels are specialised on: reset mode, detach_reset, bool parameters, surrogate, output."""
+        spec = getattr(self.surrogate_function, "spec", None)
+        bools = ",".join(f"{b}={int(bool(getattr(self, b)))}" for b in self.BOOL_PARAMS if b != "detach_reset")
+        return (f"soft={int(self.v_reset is None)};detach={int(bool(self.detach_reset))};bools={bools};"
+                f"out={self.output};sg={spec}")
+
     def extra_repr(self):
         params = ", ".join(f"{p}={getattr(self, p)!r}" for p in (*self.FLOAT_PARAMS, *self.BOOL_PARAMS))
-        return f"{params}, surrogate={self.surrogate_function!r}, step_mode={self.step_mode!r}, backend={self.backend!r}"
+        backend = "auto" if self.backend is None else self.backend
+        return f"{params}, surrogate={self.surrogate_function!r}, step_mode={self.step_mode!r}, backend={backend!r}"
 
 
 # ------------------------------------------------------------------ stateless layers
-class _Folded:
-    """In multi-step mode, run the layer once over the folded [T*N, ...] batch."""
+class _Layer:
+    """`seq` over [T, N, ...] by folding into [T*N, ...]; `step` over [N, ...]; `forward` by step_mode."""
 
     step_mode = "s"
 
-    def forward(self, x):
-        if self.step_mode == "m":
-            T, N = x.shape[:2]
-            y = super().forward(x.flatten(0, 1))
-            return y.reshape(T, N, *y.shape[1:])
+    def step(self, x):
         return super().forward(x)
 
+    def seq(self, x):
+        T, N = x.shape[:2]
+        y = super().forward(x.flatten(0, 1))
+        return y.reshape(T, N, *y.shape[1:])
 
-class Flatten(_Folded, nn.Flatten):
+    def forward(self, x):
+        return self.seq(x) if self.step_mode == "m" else self.step(x)
+
+
+class Flatten(_Layer, nn.Flatten):
     pass
 
 
-class Linear(_Folded, nn.Linear):
-    def forward(self, x):  # a matmul over the last dim needs no folding
+class Linear(_Layer, nn.Linear):
+    def seq(self, x):  # a matmul over the last dim needs no folding
         return nn.functional.linear(x, self.weight, self.bias)
 
 
-class Conv2d(_Folded, nn.Conv2d):
+class Conv2d(_Layer, nn.Conv2d):
     pass
 
 
-class MaxPool2d(_Folded, nn.MaxPool2d):
+class MaxPool2d(_Layer, nn.MaxPool2d):
     pass
 
 
-class AvgPool2d(_Folded, nn.AvgPool2d):
+class AvgPool2d(_Layer, nn.AvgPool2d):
     pass
 
 
-class BatchNorm1d(_Folded, nn.BatchNorm1d):
+class BatchNorm1d(_Layer, nn.BatchNorm1d):
     pass
 
 
-class BatchNorm2d(_Folded, nn.BatchNorm2d):
+class BatchNorm2d(_Layer, nn.BatchNorm2d):
     pass
 
 
@@ -254,17 +287,151 @@ class Dropout(nn.Module):
     def _new_mask(self, like):
         return torch.bernoulli(torch.full_like(like, 1.0 - self.p)) / (1.0 - self.p)
 
-    def forward(self, x):
+    def seq(self, x):
         if not self.training or self.p == 0.0:
             return x
-        if self.step_mode == "m":
-            return x * self._new_mask(x[0]).unsqueeze(0)
+        return x * self._new_mask(x[0]).unsqueeze(0)
+
+    def step(self, x):
+        if not self.training or self.p == 0.0:
+            return x
         if self._mask is None or self._mask.shape != x.shape:
             self._mask = self._new_mask(x)
         return x * self._mask
 
+    def forward(self, x):
+        return self.seq(x) if self.step_mode == "m" else self.step(x)
+
     def extra_repr(self):
         return f"p={self.p}"
+
+
+class Merge(nn.Module):
+    """Element-wise merge of two inputs: SpikingJelly's SEW connect functions (ADD, AND, IAND) and mul."""
+
+    step_mode = "s"
+    KINDS = ("add", "mul", "and", "iand")
+
+    def __init__(self, kind: str):
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"merge must be one of {', '.join(self.KINDS)}, not {kind!r}")
+        self.kind = kind
+
+    def step(self, a, b):
+        if self.kind == "add":
+            return a + b
+        if self.kind == "iand":
+            return a * (1.0 - b)
+        return a * b
+
+    seq = step
+
+    def forward(self, a, b):
+        return self.step(a, b)
+
+    def extra_repr(self):
+        return repr(self.kind)
+
+
+class Concat(nn.Module):
+    """Inputs joined along the channel (first per-sample) dimension."""
+
+    step_mode = "s"
+
+    def step(self, *xs):
+        return torch.cat(xs, dim=1)
+
+    def seq(self, *xs):
+        return torch.cat(xs, dim=2)
+
+    def forward(self, *xs):
+        return self.seq(*xs) if self.step_mode == "m" else self.step(*xs)
+
+
+class Delay(nn.Module):
+    """A fixed delay of `steps` steps (an int, or one per channel): output[t] = input[t - d], 0 before."""
+
+    snnc_stateful = True
+    step_mode = "s"
+
+    def __init__(self, steps):
+        super().__init__()
+        per_channel = isinstance(steps, (tuple, list))
+        values = tuple(int(d) for d in (steps if per_channel else (steps,)))
+        if not values or any(d < 0 for d in values):
+            raise ValueError(f"delays must be non-negative whole steps, not {steps!r}")
+        self.steps = values if per_channel else values[0]
+        self.depth = max(values)
+        self.register_buffer("_channel_steps", torch.tensor(values, dtype=torch.long) if per_channel else None,
+                             persistent=False)
+        self.reset()
+
+    def reset(self):
+        self._past = []  # the last `depth` inputs, oldest first
+
+    def _per_channel(self, history: list, like):
+        """output[c] = the input of d_c steps ago, from a list of the last `depth` inputs (oldest first)."""
+        if isinstance(self.steps, int):
+            return history[0] if len(history) == self.depth else torch.zeros_like(like)
+        out = torch.zeros_like(like)
+        for c, d in enumerate(self.steps):
+            if d == 0:
+                out[:, c] = like[:, c]
+            elif len(history) >= d:
+                out[:, c] = history[len(history) - d][:, c]
+        return out
+
+    def seq(self, x):
+        if isinstance(self.steps, int):
+            return shift(x, self.steps)
+        T = x.shape[0]
+        idx = torch.arange(T, device=x.device)[:, None] - self._channel_steps.to(x.device)[None, :]  # [T, C]
+        valid = (idx >= 0).to(x.dtype)
+        gathered = x[idx.clamp(min=0), :, torch.arange(x.shape[2], device=x.device)[None, :]]  # [T, C, N, ...]
+        gathered = gathered.movedim(1, 2)  # [T, N, C, ...]
+        return gathered * valid.view(T, 1, -1, *([1] * (x.dim() - 3)))
+
+    def peek(self, like, shape):
+        """This step's output before this step's input is known (d >= 1): the input of d steps ago."""
+        zero = like.new_zeros((like.shape[0], *shape))
+        if isinstance(self.steps, int):
+            return self._past[0] if len(self._past) == self.depth and self.depth else zero
+        return self._per_channel(self._past, zero)
+
+    def step(self, x):
+        if self.depth == 0:
+            return x
+        if isinstance(self.steps, int):
+            out = self._past[0] if len(self._past) == self.depth else torch.zeros_like(x)
+        else:
+            out = self._per_channel(self._past, x)
+        self._past = (self._past + [x])[-self.depth:]
+        return out
+
+    def forward(self, x):
+        return self.seq(x) if self.step_mode == "m" else self.step(x)
+
+    def extra_repr(self):
+        return f"steps={self.steps!r}"
+
+
+def shift(x_seq, steps: int = 1):
+    """[T, N, ...] delayed by `steps`: zeros first (a neuron's previous output read through feedback)."""
+    if steps == 0:
+        return x_seq
+    if steps >= x_seq.shape[0]:
+        return torch.zeros_like(x_seq)
+    return torch.cat((torch.zeros_like(x_seq[:steps]), x_seq[:-steps]))
+
+
+def zeros(like, shape):
+    """Zeros [N, *shape] with `like`'s batch size, dtype and device (feedback before the first step)."""
+    return like.new_zeros((like.shape[0], *shape))
+
+
+class Layers(nn.ModuleDict):
+    """A network's nodes by name (blocks nest): state_dict keys are layers.<path>.<parameter>."""
 
 
 # ------------------------------------------------------------------ networks and functional helpers
@@ -278,53 +445,112 @@ def detach_net(net: nn.Module):
     for m in net.modules():
         if isinstance(m, NeuronBase):
             m.detach()
+        elif isinstance(m, Network):
+            m.memory = {k: v.detach() for k, v in m.memory.items()}
 
 
 def set_step_mode(net: nn.Module, step_mode: str):
+    """Every module's step mode; in a generated network in mode 'm', its loop nodes step one at a time ('s')."""
     if step_mode not in ("s", "m"):
         raise ValueError(f"step_mode must be 's' or 'm', not {step_mode!r}")
     for m in net.modules():
         if hasattr(m, "step_mode"):
             m.step_mode = step_mode
+    if step_mode == "m":
+        for m in net.modules():
+            if isinstance(m, Network):
+                for name in m.LOOPS:
+                    for sub in m.node(name).modules():
+                        if hasattr(sub, "step_mode"):
+                            sub.step_mode = "s"
 
 
-def set_backend(net: nn.Module, backend: str):
-    if backend not in ("torch", "cpp", "cupy"):
-        raise ValueError(f"backend must be 'torch', 'cpp' or 'cupy', not {backend!r}")
+def set_backend(net: nn.Module, backend: str | None):
+    """The backend of every neuron layer: a name in BACKENDS, or None for the fastest one available."""
+    _check_backend(backend)
     for m in net.modules():
         if isinstance(m, NeuronBase):
             m.backend = backend
 
 
+READOUTS = {
+    "mean": lambda y: y.mean(0),
+    "max": lambda y: y.max(0).values,
+    "last": lambda y: y[-1],
+}
+READOUTS["rate"] = READOUTS["membrane"] = READOUTS["mean"]
+
+
 def set_readout(net: nn.Module, readout: str):
-    """'rate': the network emits the last neuron layer's spikes; 'membrane': its membrane potential."""
-    if readout not in ("rate", "membrane"):
-        raise ValueError(f"readout must be 'rate' or 'membrane', not {readout!r}")
-    neurons = [m for m in net.modules() if isinstance(m, NeuronBase)]
-    if neurons:
-        neurons[-1].output = "v" if readout == "membrane" else "spike"
+    """'rate'/'mean', 'max', 'last': over the output node's values; 'membrane': its membrane potential, mean."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, not {readout!r}")
+    net.READOUT = readout
+    out = net.output_layer() if isinstance(net, Network) else None
+    if isinstance(out, NeuronBase) and not out.NONSPIKING:
+        out.output = "v" if readout == "membrane" else "spike"
 
 
 class Network(nn.Module):
-    """A generated network. In multi-step mode each call is a whole sample sequence, so state is reset first."""
+    """A generated network. In multi-step mode each call is a whole sample sequence, so state is reset first.
+
+    Subclasses define `forward_seq` ([T, N, ...]) and `forward_step` ([N, ...]); feedback that a single step
+    reads from the previous call lives in `self.memory`.
+    """
 
     T = 1
     INPUT_SHAPE: tuple = ()
     NUM_CLASSES = 0
     ENCODER = "direct"
-    READOUT = "rate"
+    READOUT = "mean"
+    OUTPUT = ""
+    GRAPH: tuple = ()
+    LOOPS: tuple = ()
     auto_reset = True
     step_mode = "m"
+    snnc_stateful = True
+
+    def __init__(self):
+        super().__init__()
+        self.memory: dict = {}
+
+    def finish(self, step_mode, backend):
+        set_step_mode(self, step_mode)
+        set_backend(self, backend)
+        set_readout(self, self.READOUT)
 
     def forward(self, x):
-        if self.step_mode == "m" and self.auto_reset:
-            reset_net(self.layers)
-        return self.layers(x)
+        if self.step_mode == "m":
+            if self.auto_reset:
+                reset_net(self.layers)
+                self.memory = {}
+            return self.forward_seq(x)
+        return self.forward_step(x)
 
     def reset(self):
-        reset_net(self.layers)
+        self.memory = {}
+        if hasattr(self, "layers"):
+            reset_net(self.layers)
+
+    def previous(self, name: str, like, shape):
+        """A node's output of the previous step (zeros before the first)."""
+        value = self.memory.get(name)
+        return value if value is not None else zeros(like, shape)
+
+    def readout(self, y_seq):
+        """The network's output over time [T, N, C] -> class scores [N, C] (mean, max or last step)."""
+        return READOUTS[self.READOUT](y_seq)
+
+    def node(self, name: str) -> nn.Module:
+        m = self.layers
+        for part in name.split("."):
+            m = m[part]
+        return m
+
+    def output_layer(self) -> nn.Module | None:
+        return self.node(self.OUTPUT) if self.OUTPUT and hasattr(self, "layers") else None
 
     def readout_layer(self):
-        """The last neuron layer (its v_seq gives output voltages when store_v_seq is set)."""
-        neurons = [m for m in self.layers if isinstance(m, NeuronBase)]
-        return neurons[-1] if neurons else None
+        """The output node if it is a neuron layer (its v_seq gives output voltages when store_v_seq is set)."""
+        out = self.output_layer()
+        return out if isinstance(out, NeuronBase) else None

@@ -172,39 +172,28 @@ def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: d
 
 # ------------------------------------------------------------------ running and comparing
 def backend_available(backend: str) -> tuple[bool, str]:
-    if backend == "cpp":
-        try:
-            from .cc import find_compiler
+    from .backends import problem
 
-            find_compiler()
-        except SnncError as exc:
-            return False, str(exc).splitlines()[0]
-        return True, ""
-    if backend == "cupy":
-        if not torch.cuda.is_available():
-            return False, "no CUDA device (torch.cuda.is_available() is False)"
-        try:
-            import cupy  # noqa: F401
-        except Exception as exc:  # pragma: no cover - depends on the environment
-            return False, f"CuPy is not importable: {exc}"
-        return True, ""
-    return False, f"unknown backend {backend!r}"
+    why = problem(backend)
+    return why is None, why or ""
+
+
+def backend_device(backend: str) -> str:
+    from .backends import get
+
+    return "cuda" if get(backend).device == "cuda" else "cpu"
 
 
 def _run_backend(backend: str, p: Plan, x, states, scalars, learnables):
-    if backend == "cpp":
-        from .host import multi_step
-    elif backend == "cupy":
-        from .cuda import multi_step
-    else:
-        raise SnncError(f"unknown backend {backend!r}")
-    return multi_step(p, x, states, scalars, learnables)
+    from .ops import run_plan
+
+    return run_plan(p, backend, x, states, scalars, learnables)
 
 
 def random_input(p: Plan, shape: tuple, scalars: dict, learnables: dict, seed: int = 0,
                  states: tuple | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """x [T, ...] and initial states, scaled so that between 5% and 60% of the neuron-steps spike if possible."""
-    from .fused import initial_states
+    from .plans import initial_states
 
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(shape, generator=g)
@@ -245,7 +234,7 @@ def compare(backend, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict, lear
             dtype: str = "float32", device: str = "cpu", seed: int = 0, name: str | None = None) -> VerifyResult:
     """One backend vs the eager reference on one input; gradients from a random linear loss on spikes and states.
 
-    `backend`: "cpp", "cupy", or a callable (x, inits, learnables) -> (spikes, final_states) to check instead.
+    `backend`: a backend's name, or a callable (x, inits, learnables) -> (spikes, final_states) to check instead.
     """
     label = name or (backend if isinstance(backend, str) else getattr(backend, "__name__", "custom"))
     res = VerifyResult(p.neuron.name, p.config.key(), label, dtype, tuple(x.shape))
@@ -312,25 +301,28 @@ def generated_runner(cls, p: Plan, scalars: dict, learn_values: dict):
         kwargs["v_reset"] = None if p.config.soft_reset else float(scalars.get("v_reset", 0.0))
 
     def run(x, inits, learnables):
-        cell = cls(**kwargs, step_mode="m", backend="torch").to(x.device)
+        cell = cls(**kwargs, step_mode="s").to(x.device)
         for name, value in zip(p.learnables, learnables):
             cell._parameters.pop(name, None)  # read the caller's leaf, so its gradient is the module's
             setattr(cell, name, value)
         cell._state = tuple(inits)  # start from the given states (NeuronBase keeps them here between calls)
-        spikes = cell(x)
+        spikes = torch.stack([cell(x[t]) for t in range(x.shape[0])]) if x.shape[0] else x.clone()
         return spikes, tuple(cell._state)
 
-    run.__name__ = "torch"
+    run.__name__ = "module"
     return run
 
 
-def verify(module: ir.Module, backends=("cpp", "cupy"), shapes=DEFAULT_SHAPES, seed: int = 0,
+def verify(module: ir.Module, backends=None, shapes=DEFAULT_SHAPES, seed: int = 0,
            dtypes=("float32",), generated: bool = True) -> list[VerifyResult]:
     """Every neuron of `module` x configurations x shapes x available backends, against eager autograd.
 
-    With `generated`, the generated torch modules (`snnc.load(module.file)`) are checked against the same
-    reference too, as backend "torch".
+    `backends`: names from the backend table (default: all of them). With `generated`, the generated modules'
+    own single steps (`snnc.load(module.file)`) are checked against the same reference too, as "module".
     """
+    from .backends import names
+
+    backends = names() if backends is None else backends
     results: list[VerifyResult] = []
     classes, why = generated_neurons(module.file) if generated else ({}, "")
     for neuron in module.neurons:
@@ -345,16 +337,16 @@ def verify(module: ir.Module, backends=("cpp", "cupy"), shapes=DEFAULT_SHAPES, s
             if generated:
                 cls = classes.get(neuron.name)
                 if cls is None:
-                    results.append(VerifyResult(neuron.name, cfg.key(), "torch", status="skipped",
+                    results.append(VerifyResult(neuron.name, cfg.key(), "module", status="skipped",
                                                 reason=why or "no generated module for this neuron"))
                 else:
                     for i, shape in enumerate(shapes):
                         x, inits = random_input(p, tuple(shape), scalars, learn, seed + i)
                         try:
                             res = compare(generated_runner(cls, p, scalars, learn), p, x, inits, scalars, learn,
-                                          seed=seed + i, name="torch")
+                                          seed=seed + i, name="module")
                         except Exception as exc:  # a broken generated module is a finding, not a crash
-                            res = VerifyResult(neuron.name, cfg.key(), "torch", "float32", tuple(shape), "error",
+                            res = VerifyResult(neuron.name, cfg.key(), "module", "float32", tuple(shape), "error",
                                                f"{type(exc).__name__}: {exc}")
                         results.append(res)
             for backend in backends:
@@ -362,12 +354,12 @@ def verify(module: ir.Module, backends=("cpp", "cupy"), shapes=DEFAULT_SHAPES, s
                 if not ok:
                     results.append(VerifyResult(neuron.name, cfg.key(), backend, status="skipped", reason=why))
                     continue
-                for dtype in dtypes if backend == "cupy" else ("float32",):
+                device = backend_device(backend)
+                for dtype in dtypes if device == "cuda" else ("float32",):
                     for i, shape in enumerate(shapes):
                         x, inits = random_input(p, tuple(shape), scalars, learn, seed + i)
                         try:
-                            res = compare(backend, p, x, inits, scalars, learn, dtype,
-                                          "cuda" if backend == "cupy" else "cpu", seed + i)
+                            res = compare(backend, p, x, inits, scalars, learn, dtype, device, seed + i)
                         except SnncError as exc:
                             res = VerifyResult(neuron.name, cfg.key(), backend, dtype, tuple(shape), "error",
                                                str(exc))

@@ -19,22 +19,23 @@ import torch.multiprocessing as mp
 from ..compiler.source import SnncError
 
 
-def spawn_train(exp, options) -> dict:
-    """Train in options.nproc spawned processes (gloo on CPU, nccl on CUDA) and return rank 0's result."""
-    from . import runner
+def spawn_train(exp, options, process) -> dict:
+    """Train in options.nproc spawned processes (gloo on CPU, nccl on CUDA) and return rank 0's result.
 
+    `process(exp, options, rank, world)` trains in one process (the runner's); the caller has checked the
+    output folder."""
     try:
         payload = pickle.dumps(exp)
     except Exception as exc:
         raise SnncError(f"--nproc needs a picklable experiment; {exp.name}'s is not ({exc})",
                         hint="launch with torchrun --nproc-per-node N instead") from None
-    runner._check_out_dir(runner._out_dir(exp, options), options)
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     port = _free_port()
     old = signal.signal(signal.SIGINT, lambda *a: None)  # the workers see Ctrl-C too and stop cleanly
     try:
-        mp.start_processes(_spawn_worker, args=(payload, _loaded_packages(), options, port, queue), nprocs=options.nproc,
+        mp.start_processes(_spawn_worker, args=(payload, _loaded_packages(), options, port, queue, process),
+                           nprocs=options.nproc,
                            join=True, start_method="spawn")
     except mp.ProcessExitedException as exc:
         raise SnncError(
@@ -53,7 +54,7 @@ def spawn_train(exp, options) -> dict:
     return next(payload for kind, payload in replies if kind == "result")
 
 
-def _spawn_worker(rank: int, payload: bytes, packages: list, options, port: int, queue):
+def _spawn_worker(rank: int, payload: bytes, packages: list, options, port: int, queue, process):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(options.nproc))
     for name, folder in packages:
@@ -61,7 +62,7 @@ def _spawn_worker(rank: int, payload: bytes, packages: list, options, port: int,
     _install_fused_backends()
     exp = pickle.loads(payload)
     try:
-        result = train_torchrun(exp, replace(options, nproc=1), options.nproc)
+        result = train_torchrun(exp, replace(options, nproc=1), options.nproc, process)
     except SnncError as exc:
         queue.put(("error", exc.diagnostics))
         return
@@ -84,12 +85,10 @@ def _loaded_packages() -> list[tuple[str, str]]:
 
 
 def _install_fused_backends():
-    """snnc.load() registers the compiled backends (cpp, cupy) in the parent; do the same here."""
-    try:
-        from ..runtime import fused_registry
-    except ImportError:
-        return
-    fused_registry.install()
+    """snnc.load() installs snnc's backend table in the parent; do the same here."""
+    from ..runtime import ops
+
+    ops.install()
 
 
 def _import_package(name: str, folder: str):
@@ -108,20 +107,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_torchrun(exp, options, world: int) -> dict:
-    from . import runner
-
+def train_torchrun(exp, options, world: int, process) -> dict:
+    """One rank of a torchrun (or spawned) run: join the process group, train with `process`, leave."""
     import torch.distributed as dist
 
+    from ..runtime.backends import run_device
+
     rank = int(os.environ.get("RANK", "0"))
-    device = runner._device(options.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = run_device(options.device, options.backend, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     owned = not dist.is_initialized()
     if owned:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return runner._train_process(exp, replace(options, device=str(device)), rank, world)
+        return process(exp, replace(options, device=str(device)), rank, world)
     finally:
         _leave_group(owned)
 

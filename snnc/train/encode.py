@@ -35,103 +35,12 @@ _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
 _SEED_SALT = 0x5EED5EED5EED5EED
 
-# The counter-based RNG, shared with the Poisson-fused first layer (snnc/fused_input.py).
-RNG_CPP = r"""
-#include <cstdint>
-#include <cstring>
-#include <cmath>
-#include <vector>
+def input_kernel_source(template: str) -> str:
+    """The C++ of a host input kernel (`templates/poisson.cpp.j2`, `poisson_linear.cpp.j2`)."""
+    from ..compiler.codegen import environment
 
-static const uint64_t GAMMA = 0x9E3779B97F4A7C15ULL;
-static const uint32_t ONE = 1u << 24;
+    return environment().get_template(template).render()
 
-static inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t sample_key(uint64_t seed, uint64_t stream, uint64_t epoch, uint64_t index) {
-    uint64_t k = mix64(seed ^ 0x5EED5EED5EED5EEDULL);
-    k = mix64(k + stream);
-    k = mix64(k + epoch);
-    return mix64(k + index);
-}
-
-// Spike threshold of a pixel: P(spike) = threshold / 2^24. -1 marks a value outside [0, 1] (or NaN).
-static inline int64_t threshold(float v) {
-    if (!(v >= 0.0f && v <= 1.0f)) return -1;
-    return (int64_t)std::ceil(v * 16777216.0f);
-}
-
-// Whether pixel j of the sample with RNG key k fires at step t (D pixels per step).
-static inline bool fires(uint64_t k, int64_t t, int64_t D, int64_t j, uint32_t th) {
-    return (uint32_t)(mix64(k + ((uint64_t)(t * D) + 1 + (uint64_t)j) * GAMMA) >> 40) < th;
-}
-"""
-
-_CPP = RNG_CPP + r"""
-extern "C" uint64_t snnc_key(uint64_t seed, uint64_t stream, uint64_t epoch, uint64_t index) {
-    return sample_key(seed, stream, epoch, index);
-}
-
-// Returns -1 on success, else the flat index of the first pixel outside [0, 1] (or NaN).
-template <typename Out>
-static int64_t encode(const float* x, int64_t N, int64_t D, int64_t T, const int64_t* index,
-                      uint64_t seed, uint64_t stream, uint64_t epoch, Out* out, int threads) {
-    std::vector<uint32_t> thr(N * D);
-    std::vector<int32_t> inner(N * D);
-    std::vector<int64_t> count(N);
-    std::vector<uint64_t> key(N);
-    std::vector<Out> base(N * D);
-    int64_t bad = -1;
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-        int64_t c = 0;
-        for (int64_t j = 0; j < D; ++j) {
-            int64_t i = n * D + j;
-            int64_t t_or_bad = threshold(x[i]);
-            if (t_or_bad < 0) {
-                #pragma omp critical
-                { if (bad < 0 || i < bad) bad = i; }
-                t_or_bad = 0;
-            }
-            uint32_t th = (uint32_t)t_or_bad;
-            thr[i] = th;
-            base[i] = (Out)(th == ONE ? 1 : 0);
-            if (th != 0 && th != ONE) inner[n * D + c++] = (int32_t)j;
-        }
-        count[n] = c;
-        key[n] = sample_key(seed, stream, epoch, (uint64_t)index[n]);
-    }
-    if (bad >= 0) return bad;
-    #pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
-        for (int64_t n = 0; n < N; ++n) {
-            Out* row = out + (t * N + n) * D;
-            std::memcpy(row, &base[n * D], D * sizeof(Out));
-            const int32_t* js = &inner[n * D];
-            const uint32_t* th = &thr[n * D];
-            const uint64_t k = key[n];
-            for (int64_t m = 0; m < count[n]; ++m) {
-                int32_t j = js[m];
-                row[j] = (Out)(fires(k, t, D, j, th[j]) ? 1 : 0);
-            }
-        }
-    }
-    return -1;
-}
-
-extern "C" int64_t snnc_poisson_u8(const float* x, int64_t N, int64_t D, int64_t T, const int64_t* index,
-                                   uint64_t seed, uint64_t stream, uint64_t epoch, uint8_t* out, int threads) {
-    return encode<uint8_t>(x, N, D, T, index, seed, stream, epoch, out, threads);
-}
-
-extern "C" int64_t snnc_poisson_f32(const float* x, int64_t N, int64_t D, int64_t T, const int64_t* index,
-                                    uint64_t seed, uint64_t stream, uint64_t epoch, float* out, int threads) {
-    return encode<float>(x, N, D, T, index, seed, stream, epoch, out, threads);
-}
-"""
 
 _U64 = ctypes.c_uint64
 _I64 = ctypes.c_int64
@@ -141,7 +50,7 @@ _P = ctypes.c_void_p
 def _library() -> ctypes.CDLL:
     from ..runtime.cc import load_library
 
-    lib = load_library(_CPP, "snnc_poisson")
+    lib = load_library(input_kernel_source("poisson.cpp.j2"), "snnc_poisson")
     for fn in (lib.snnc_poisson_u8, lib.snnc_poisson_f32):
         fn.restype = _I64
         fn.argtypes = [_P, _I64, _I64, _I64, _P, _U64, _U64, _U64, _P, ctypes.c_int]
@@ -161,6 +70,7 @@ def poisson(
     dtype: torch.dtype = torch.uint8,
     threads: int | None = None,
     out: torch.Tensor | None = None,
+    host: bool = True,
 ) -> torch.Tensor:
     """Poisson (Bernoulli-per-step) rate code: spike[t, n, ...] = u(seed, stream, epoch, index[n], t, pixel) < x.
 
@@ -169,9 +79,10 @@ def poisson(
     (uint8 by default; float32 writes the network's input dtype directly).
     `out`, a contiguous CPU tensor of that shape and dtype, is filled and returned
     instead of allocating (reusing one buffer avoids page faults on every batch).
+    `host=False` draws the same spikes with torch integer operations (no C++ compiler needed).
     """
     images, index = _check_args(images, T, index)
-    if images.device.type != "cpu":
+    if images.device.type != "cpu" or not host:
         return _poisson_torch(images, T, seed, index, epoch, stream).to(dtype)
     if dtype not in (torch.uint8, torch.float32):
         return poisson(images, T, seed, index, epoch, stream=stream).to(dtype)
@@ -217,7 +128,7 @@ def latency(images: torch.Tensor, T: int, dtype: torch.dtype = torch.uint8) -> t
 
 def encode(kind: str, images: torch.Tensor, T: int, *, seed: int = 0, index: torch.Tensor | None = None,
            epoch: int = 0, stream: int = 0, dtype: torch.dtype = torch.float32,
-           out: torch.Tensor | None = None) -> torch.Tensor:
+           out: torch.Tensor | None = None, host: bool = True) -> torch.Tensor:
     """Dispatch by encoder name; the result has `dtype` (the network's input dtype).
 
     `out` is an optional reusable buffer, used by the Poisson encoder on CPU only.
@@ -227,7 +138,7 @@ def encode(kind: str, images: torch.Tensor, T: int, *, seed: int = 0, index: tor
             index = torch.arange(images.shape[0])
         if images.device.type != "cpu" or dtype not in (torch.uint8, torch.float32):
             out = None
-        return poisson(images, T, seed, index, epoch, stream=stream, dtype=dtype, out=out)
+        return poisson(images, T, seed, index, epoch, stream=stream, dtype=dtype, out=out, host=host)
     if kind == "direct":
         return direct(images.to(dtype), T)
     if kind == "latency":

@@ -12,140 +12,13 @@ order: results do not depend on the thread count.
 from __future__ import annotations
 
 import ctypes
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from .encode import RNG_CPP, _check_args, _raise_range, _u64
+from .encode import _check_args, _raise_range, _u64, input_kernel_source
 
-_CPP = RNG_CPP + r"""
-struct Prepared {
-    std::vector<uint32_t> thr;     // [N, D] thresholds
-    std::vector<int32_t> inner;    // [N, D] per sample: pixels strictly inside (0, 1), ascending
-    std::vector<uint32_t> inner_thr;  // [N, D] their thresholds, in the same order
-    std::vector<int64_t> count;    // [N]
-    std::vector<uint64_t> key;     // [N]
-    int64_t bad = -1;
-};
-
-static void prepare(Prepared& p, const float* x, int64_t N, int64_t D, const int64_t* index,
-                    uint64_t seed, uint64_t stream, uint64_t epoch, int threads) {
-    p.thr.assign(N * D, 0); p.inner.assign(N * D, 0); p.inner_thr.assign(N * D, 0);
-    p.count.assign(N, 0); p.key.assign(N, 0);
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-        int64_t c = 0;
-        for (int64_t j = 0; j < D; ++j) {
-            int64_t th = threshold(x[n * D + j]);
-            if (th < 0) {
-                #pragma omp critical
-                { if (p.bad < 0 || n * D + j < p.bad) p.bad = n * D + j; }
-                th = 0;
-            }
-            p.thr[n * D + j] = (uint32_t)th;
-            if (th != 0 && th != ONE) {
-                p.inner[n * D + c] = (int32_t)j;
-                p.inner_thr[n * D + c++] = (uint32_t)th;
-            }
-        }
-        p.count[n] = c;
-        p.key[n] = sample_key(seed, stream, epoch, (uint64_t)index[n]);
-    }
-}
-
-// y[t, n, :] = sum over pixels j firing at (t, n) of wt[j, :]   (wt = weight^T, [D, O])
-extern "C" int64_t snnc_poisson_linear_fwd(const float* x, int64_t N, int64_t D, int64_t T, const int64_t* index,
-                                           uint64_t seed, uint64_t stream, uint64_t epoch,
-                                           const float* wt, int64_t O, float* y, int threads) {
-    Prepared p;
-    prepare(p, x, N, D, index, seed, stream, epoch, threads);
-    if (p.bad >= 0) return p.bad;
-    std::vector<float> base(N * O, 0.0f);  // the pixels at 1 fire at every step
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-        float* b = &base[n * O];
-        for (int64_t j = 0; j < D; ++j) {
-            if (p.thr[n * D + j] != ONE) continue;
-            const float* w = wt + j * O;
-            #pragma omp simd
-            for (int64_t o = 0; o < O; ++o) b[o] += w[o];
-        }
-    }
-    #pragma omp parallel num_threads(threads)
-    {
-        std::vector<uint8_t> bits(D);
-        std::vector<int32_t> fired(D);
-        #pragma omp for collapse(2) schedule(static)
-        for (int64_t t = 0; t < T; ++t) {
-            for (int64_t n = 0; n < N; ++n) {
-                float* acc = y + (t * N + n) * O;
-                std::memcpy(acc, &base[n * O], O * sizeof(float));
-                const uint64_t k = p.key[n];
-                const int32_t* js = &p.inner[n * D];
-                const uint32_t* th = &p.inner_thr[n * D];
-                const int64_t c = p.count[n];
-                // draw (vectorised), compact without branches, then add the rows that fired in ascending j
-                #pragma omp simd
-                for (int64_t m = 0; m < c; ++m) bits[m] = fires(k, t, D, js[m], th[m]);
-                int64_t nf = 0;
-                for (int64_t m = 0; m < c; ++m) { fired[nf] = js[m]; nf += bits[m]; }
-                for (int64_t f = 0; f < nf; ++f) {
-                    const float* w = wt + (int64_t)fired[f] * O;
-                    #pragma omp simd
-                    for (int64_t o = 0; o < O; ++o) acc[o] += w[o];
-                }
-            }
-        }
-    }
-    return -1;
-}
-
-// dwt[j, :] = sum over (t, n) where pixel j fires of g[t, n, :]; each thread owns a range of pixels.
-extern "C" int64_t snnc_poisson_linear_bwd(const float* x, int64_t N, int64_t D, int64_t T, const int64_t* index,
-                                           uint64_t seed, uint64_t stream, uint64_t epoch,
-                                           const float* g, int64_t O, float* dwt, int threads) {
-    Prepared p;
-    prepare(p, x, N, D, index, seed, stream, epoch, threads);
-    if (p.bad >= 0) return p.bad;
-    std::vector<float> gsum(N * O, 0.0f);  // sum over t, for the pixels that always fire
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; ++n)
-        for (int64_t t = 0; t < T; ++t) {
-            const float* gt = g + (t * N + n) * O;
-            #pragma omp simd
-            for (int64_t o = 0; o < O; ++o) gsum[n * O + o] += gt[o];
-        }
-    #pragma omp parallel num_threads(threads)
-    {
-        std::vector<uint8_t> bits(T);
-        std::vector<int32_t> fired(T);
-        #pragma omp for schedule(dynamic, 8)
-        for (int64_t j = 0; j < D; ++j) {
-            float* d = dwt + j * O;
-            for (int64_t n = 0; n < N; ++n) {
-                const uint32_t th = p.thr[n * D + j];
-                if (th == 0) continue;
-                if (th == ONE) {
-                    #pragma omp simd
-                    for (int64_t o = 0; o < O; ++o) d[o] += gsum[n * O + o];
-                    continue;
-                }
-                const uint64_t k = p.key[n];
-                #pragma omp simd
-                for (int64_t t = 0; t < T; ++t) bits[t] = fires(k, t, D, j, th);
-                int64_t nf = 0;
-                for (int64_t t = 0; t < T; ++t) { fired[nf] = (int32_t)t; nf += bits[t]; }
-                for (int64_t f = 0; f < nf; ++f) {
-                    const float* gt = g + ((int64_t)fired[f] * N + n) * O;
-                    #pragma omp simd
-                    for (int64_t o = 0; o < O; ++o) d[o] += gt[o];
-                }
-            }
-        }
-    }
-    return -1;
-}
-"""
 
 _I64, _U64, _P = ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p
 
@@ -153,7 +26,7 @@ _I64, _U64, _P = ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p
 def _library() -> ctypes.CDLL:
     from ..runtime.cc import load_library
 
-    lib = load_library(_CPP, "snnc_poisson_linear")
+    lib = load_library(input_kernel_source("poisson_linear.cpp.j2"), "snnc_poisson_linear")
     for fn in (lib.snnc_poisson_linear_fwd, lib.snnc_poisson_linear_bwd):
         fn.restype = _I64
         fn.argtypes = [_P, _I64, _I64, _I64, _P, _U64, _U64, _U64, _P, _I64, _P, ctypes.c_int]
@@ -197,11 +70,56 @@ def poisson_linear(images: torch.Tensor, linear: nn.Linear, T: int, seed: int, i
     return _PoissonLinear.apply(linear.weight, linear.bias, x, idx, T, _u64(seed, stream, epoch))
 
 
-def split_head(net: nn.Module) -> tuple[nn.Linear, nn.Module] | None:
-    """If the network starts with flatten -> linear, return (that linear layer, the rest of the network)."""
-    layers = getattr(net, "layers", None)
-    if not isinstance(layers, nn.Sequential) or len(layers) < 3:
+def split_head(net: nn.Module, graph: tuple) -> tuple[str, str] | None:
+    """If the network starts with flatten -> linear and nothing else reads the input or the flatten node,
+    the names of those two nodes (`graph`: the generated network's (node, layer, inputs) rows)."""
+    rows = {name: (kind, inputs) for name, kind, inputs in graph}
+    readers = {}
+    for name, (_, inputs) in rows.items():
+        for src in inputs:
+            readers.setdefault(src, []).append(name)
+    first = readers.get("in", [])
+    if len(first) != 1 or rows[first[0]][0] != "flatten":
         return None
-    if isinstance(layers[0], nn.Flatten) and isinstance(layers[1], nn.Linear):
-        return layers[1], layers[2:]
-    return None
+    second = readers.get(first[0], [])
+    if len(second) != 1 or rows[second[0]][0] != "linear" or rows[second[0]][1] != (first[0],):
+        return None
+    return first[0], second[0]
+
+
+class _Images(nn.Module):
+    """Stands for the flatten node while the fused head runs: passes the images on."""
+
+    def seq(self, x):
+        return x
+
+    step = forward = seq
+
+
+class _PoissonHead(nn.Module):
+    """Stands for the first linear layer: `poisson_linear` on the images, with the layer's own parameters."""
+
+    def __init__(self, linear: nn.Linear, T, seed, index, epoch, stream):
+        super().__init__()
+        self.linear, self.args = linear, (T, seed, index, epoch, stream)
+
+    def seq(self, images):
+        return poisson_linear(images, self.linear, *self.args)
+
+    step = forward = seq
+
+
+@contextmanager
+def fused_head(model: nn.Module, head: tuple[str, str], T, seed, index, epoch, stream):
+    """Run `model(images)` with its flatten -> linear head replaced by the fused Poisson + linear kernel."""
+    net = getattr(model, "module", model)
+    flatten, linear = head
+    layers_of = lambda name: net.node(name.rsplit(".", 1)[0]) if "." in name else net.layers  # noqa: E731
+    old = net.node(flatten), net.node(linear)
+    layers_of(flatten)[flatten.rsplit(".", 1)[-1]] = _Images()
+    layers_of(linear)[linear.rsplit(".", 1)[-1]] = _PoissonHead(old[1], T, seed, index, epoch, stream)
+    try:
+        yield
+    finally:
+        layers_of(flatten)[flatten.rsplit(".", 1)[-1]] = old[0]
+        layers_of(linear)[linear.rsplit(".", 1)[-1]] = old[1]

@@ -146,8 +146,8 @@ def summary(row: dict, epochs: int, best: float) -> str:
 @torch.no_grad()
 def plot_output(run) -> None:
     """`output.png`: the output layer's voltages and spikes over time for the first test image."""
+    from .batch import TEST_STREAM, encode_batch, host_inputs
     from .plots import plot_output as plot
-    from .runner import TEST_STREAM, _encode
 
     readout = getattr(run.net, "readout_layer", lambda: None)()
     if readout is None or not hasattr(readout, "store_v_seq"):
@@ -158,7 +158,7 @@ def plot_output(run) -> None:
     try:
         index = torch.arange(1)
         x, y = run.data.test.batch(index, run.device)
-        spikes = _encode(run.exp, x, run.settings, index, 0, TEST_STREAM, {})
+        spikes = encode_batch(run.exp, x, run.settings, index, 0, TEST_STREAM, {}, host_inputs(run.net, run.device))
         out = run.net(spikes)[:, 0].float()
         s = out if readout.output == "spike" else (out >= readout.v_threshold).float()
         plot(readout.v_seq[:, 0], s, run.out_dir / "output.png",

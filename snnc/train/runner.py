@@ -24,12 +24,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..compiler.source import SnncError, did_you_mean
+from ..runtime import backends, support
 from . import checkpoint as ckpt
 from . import data as datasets
 from . import distributed, logs
-from .encode import ENCODERS, encode
+from .batch import TEST_STREAM, TRAIN_STREAM, autocast, encode_batch, loss_of, readout, run_net  # noqa: F401
+from .encode import ENCODERS
+from .experiment import Experiment
 from .logs import METRIC_COLUMNS, read_metrics, write_metrics  # noqa: F401 (public API)
-from ..compiler.source import SnncError, did_you_mean
 
 DEFAULTS = {
     "epochs": 10, "batch_size": 64, "lr": 1e-3, "opt": "adam", "momentum": 0.9, "lr_schedule": "none",
@@ -39,24 +42,6 @@ CHOICES = {"opt": ("adam", "sgd"), "lr_schedule": ("none", "cosine"), "loss": ("
            "dataset": tuple(datasets.DATASETS)}
 # Settings that shape the training trajectory: fixed for the life of a run.
 RUN_KEYS = ("T", *DEFAULTS, "subset", "test_subset")
-TRAIN_STREAM, TEST_STREAM = 0, 1
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """What the compiler hands the runner for one network."""
-
-    name: str
-    make_net: Callable[[], torch.nn.Module]
-    input_shape: tuple[int, ...]
-    num_classes: int
-    T: int
-    encoder: str
-    readout: str
-    recipe: dict
-    model_hash: str
-    reset: Callable[[torch.nn.Module], None]
-    set_backend: Callable[[torch.nn.Module, str], None]
 
 
 @dataclass
@@ -131,9 +116,10 @@ def train(exp: Experiment, options: TrainOptions | None = None) -> dict:
     options = options or TrainOptions()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        return distributed.train_torchrun(exp, options, world)
+        return distributed.train_torchrun(exp, options, world, _train_process)
     if options.nproc > 1:
-        return distributed.spawn_train(exp, options)
+        _check_out_dir(_out_dir(exp, options), options)
+        return distributed.spawn_train(exp, options, _train_process)
     return _train_process(exp, options, 0, 1)
 
 
@@ -143,7 +129,7 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     state = ckpt.load(checkpoint, exp.model_hash)
     settings = _resolve(exp, TrainOptions(), state["settings"])
     settings.update({k: getattr(options, k) for k in ("T", "batch_size", "test_subset") if getattr(options, k)})
-    device = _device(options.device)
+    device = backends.run_device(options.device, options.backend)
     _threads(options.workers, 1, device)
     net = _build_net(exp, options.backend, device, settings["seed"])
     net.load_state_dict(state["model"])
@@ -172,7 +158,7 @@ def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Ru
     settings = _resolve(exp, options, state["settings"] if state else None)
     out_dir = _out_dir(exp, options)
     _check_out_dir(out_dir, options)  # on every rank, so that all ranks stop together
-    device = _device(options.device)
+    device = backends.run_device(options.device, options.backend)
     _threads(options.workers, world, device)
     data = datasets.load(settings["dataset"], options.data_dir, options.download)
     _check_shape(exp, data)
@@ -225,8 +211,8 @@ def _validate(exp: Experiment, s: dict):
             raise SnncError(f"{key} must be a positive number of images, got {s[key]!r}")
     if exp.encoder not in ENCODERS:
         raise SnncError(f"unknown encoder '{exp.encoder}'", hint=f"use one of: {', '.join(ENCODERS)}")
-    if exp.readout not in ("rate", "membrane"):
-        raise SnncError(f"unknown readout '{exp.readout}'", hint="use 'rate' or 'membrane'")
+    if exp.readout not in support.READOUTS:
+        raise SnncError(f"unknown readout '{exp.readout}'", hint=f"use one of: {', '.join(support.READOUTS)}")
 
 
 def _out_dir(exp: Experiment, options: TrainOptions) -> Path:
@@ -243,20 +229,6 @@ def _check_out_dir(out_dir: Path, options: TrainOptions):
     if taken and not options.resume and not options.overwrite:
         raise SnncError(f"{out_dir} already holds a training run ({', '.join(taken)})",
                         hint="resume it with --resume, choose another --out-dir, or allow overwriting")
-
-
-def _device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SnncError(f"unknown device '{name}'", hint="use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SnncError(f"device {name} requested but CUDA is not available", hint="use --device cpu")
-    return device
 
 
 def _threads(workers: int | None, world: int, device: torch.device):
@@ -277,27 +249,10 @@ def _check_shape(exp: Experiment, data: datasets.Dataset):
         )
 
 
-def default_backend(device: torch.device) -> str:
-    """The fastest backend this machine has: fused CUDA on a GPU with CuPy, fused host C++ with a compiler."""
-    if device.type == "cuda":
-        try:
-            import cupy  # noqa: F401
-        except ImportError:
-            return "torch"
-        return "cupy"
-    from ..runtime.cc import find_compiler
-
-    try:
-        find_compiler()
-    except SnncError:
-        return "torch"
-    return "cpp"
-
-
 def _build_net(exp: Experiment, backend: str | None, device: torch.device, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     net = exp.make_net().to(device)
-    exp.set_backend(net, backend or default_backend(device))
+    exp.set_backend(net, backend or backends.default(device))
     exp.reset(net)
     return net
 
@@ -377,10 +332,10 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
 def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: int) -> tuple[float, int]:
     x, y = split.batch(index, run.device)
     s = run.settings
-    with _autocast(run.device, s["amp"]):
-        rate = _run_net(run.exp, run.model, x, s, index, epoch, TRAIN_STREAM, run.buffers,
-                        run.options.fuse_input).float().mean(0)
-        loss = _loss(rate, y, s["loss"], run.exp.num_classes)
+    with autocast(run.device, s["amp"]):
+        out = run_net(run.exp, run.model, x, s, index, epoch, TRAIN_STREAM, run.buffers, run.options.fuse_input)
+        rate = readout(run.exp, run.model, out)
+        loss = loss_of(rate, y, s["loss"], run.exp.num_classes)
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is not None:
         run.scaler.scale(loss).backward()
@@ -403,9 +358,9 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: d
     ids = torch.arange(len(split))[rank::world]
     for index in ids.split(s["batch_size"]):
         x, y = split.batch(index, device)
-        with _autocast(device, s["amp"]):
-            rate = _run_net(exp, net, x, s, index, 0, TEST_STREAM, buffers, fuse).float().mean(0)
-            loss_sum += _loss(rate, y, s["loss"], exp.num_classes).item() * len(index)
+        with autocast(device, s["amp"]):
+            rate = readout(exp, net, run_net(exp, net, x, s, index, 0, TEST_STREAM, buffers, fuse))
+            loss_sum += loss_of(rate, y, s["loss"], exp.num_classes).item() * len(index)
         correct += int((rate.argmax(1) == y).sum())
         exp.reset(net)
     net.train(was_training)
@@ -413,60 +368,6 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: d
     if count == 0:
         raise SnncError("the test set is empty", hint="check the data files or --test-subset")
     return loss_sum / count, correct / count, int(count)
-
-
-def _run_net(exp: Experiment, model: torch.nn.Module, x: torch.Tensor, s: dict, index: torch.Tensor, epoch: int,
-             stream: int, buffers: dict, fuse: bool) -> torch.Tensor:
-    """The network's output [T, N, classes] for a batch of images, encoded as the model says.
-
-    Where the encoder is Poisson and the network starts with flatten -> linear, on the CPU with a fused
-    neuron backend, encoding and that layer run as one kernel (`fused_input`): the same spikes, never stored.
-    """
-    head = _fusable_head(exp, model, x, s) if fuse else None
-    if head is None:
-        return model(_encode(exp, x, s, index, epoch, stream, buffers))
-    from .fused_input import poisson_linear
-
-    linear, rest = head
-    exp.reset(model)
-    return rest(poisson_linear(x, linear, s["T"], s["seed"], index, epoch, stream))
-
-
-def _fusable_head(exp: Experiment, model: torch.nn.Module, x: torch.Tensor, s: dict):
-    from .fused_input import split_head
-
-    if exp.encoder != "poisson" or x.device.type != "cpu" or s["amp"] or getattr(model, "step_mode", "m") != "m":
-        return None
-    backends = {m.backend for m in model.modules() if hasattr(m, "backend") and hasattr(m, "single_step")}
-    if not backends or "torch" in backends:  # the torch backend stays plain eager PyTorch
-        return None
-    return split_head(model)
-
-
-def _encode(exp: Experiment, x: torch.Tensor, s: dict, index: torch.Tensor, epoch: int, stream: int,
-            buffers: dict) -> torch.Tensor:
-    out = None
-    if exp.encoder == "poisson" and x.device.type == "cpu":
-        shape = (s["T"], *x.shape)
-        out = buffers.get(shape)
-        if out is None:
-            out = buffers[shape] = torch.empty(shape, dtype=torch.float32)
-    return encode(exp.encoder, x, s["T"], seed=s["seed"], index=index, epoch=epoch, stream=stream,
-                  dtype=torch.float32, out=out)
-
-
-def _loss(rate: torch.Tensor, y: torch.Tensor, kind: str, num_classes: int) -> torch.Tensor:
-    if rate.dim() != 2 or rate.shape[1] != num_classes:
-        raise SnncError(f"the network's output has shape [T, {', '.join(map(str, rate.shape))}], "
-                        f"expected [T, N, {num_classes}]", hint="the last layer must have one neuron per class")
-    if kind == "ce":
-        return F.cross_entropy(rate, y)
-    return F.mse_loss(rate, F.one_hot(y, num_classes).to(rate.dtype))
-
-
-def _autocast(device: torch.device, amp: bool):
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=bool(amp))
 
 
 def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.Tensor:

@@ -29,12 +29,13 @@ class IF(rt.NeuronBase):
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"IF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"x"}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null}}'
+    SPEC_JSON = '{"name":"IF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"x"}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v',)
+    MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset')
     BOOL_PARAMS = ('detach_reset',)
 
-    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate_function=None, step_mode="s", backend="torch", store_v_seq=False):
+    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
         self.v_threshold = rt.as_float('IF', 'v_threshold', v_threshold)
         self.v_reset = rt.as_float('IF', 'v_reset', v_reset, optional=True)
         self.detach_reset = bool(detach_reset)

@@ -1,0 +1,67 @@
+"""The compiler driver: source -> parse -> assemble -> check -> derive -> render, in that order.
+
+Each stage hands plain values to the next: `assemble` an `ir.Module` (with the sources it read, for
+messages), `check` a `Checked` (the module and each network's analysed graph), `derive` the neuron plans,
+`render` the generated files as `{name: text}`. Nothing here writes files or imports generated code: that
+is `runtime`'s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import ir
+from .assemble import load_module
+from .check import Checked, check_module
+from .graph import Graph
+from .source import Source
+
+
+@dataclass(frozen=True)
+class Compiled:
+    checked: Checked
+    plans: dict  # (neuron name, Config) -> Plan
+
+    @property
+    def module(self) -> ir.Module:
+        return self.checked.module
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        return self.checked.sources
+
+    @property
+    def graphs(self) -> dict[str, Graph]:
+        return self.checked.graphs
+
+
+def check_file(path: str | Path, text: str | None = None) -> Checked:
+    """Parse, assemble and check: everything that needs no algebra."""
+    module, sources = load_module(path, text)
+    return check_module(module, sources)
+
+
+def compile_file(path: str | Path, text: str | None = None) -> Compiled:
+    """The whole front end: check, then derive every neuron plan the file's neurons and networks need."""
+    from .derive import derive
+
+    checked = check_file(path, text)
+    return Compiled(checked, derive(checked.module, checked.sources))
+
+
+def render_package(checked: Checked) -> dict[str, str]:
+    """The generated Python package of a checked file."""
+    from .codegen import render
+
+    return render(checked)
+
+
+def render_kernels(compiled: Compiled) -> dict[str, str]:
+    """The kernel sources of every plan, as `snnc build` ships them: kernels/<Neuron>.<config>.{cpp,fwd.cu,bwd.cu}."""
+    from .kernels import render_plan
+
+    files = {}
+    for (name, cfg), p in sorted(compiled.plans.items(), key=lambda kv: (kv[0][0], kv[0][1].key())):
+        for fname, text in render_plan(p).items():
+            files[f"kernels/{fname}"] = text
+    return files

@@ -1,0 +1,159 @@
+"""A network's `forward`, as Python lines, from its analysed graph.
+
+Two methods, one per step mode, both in dependency order:
+
+* `forward_seq(x)` ([T, N, ...]): a node outside any loop runs once over all T steps (its step_mode is
+  'm'); the nodes of a loop run step by step (step_mode 's', `LOOPS`) inside `for t in range(T)`, their
+  outside inputs computed before it.
+* `forward_step(x)` ([N, ...]): every node runs one step; what feedback reads between calls (a neuron's
+  previous output) lives in `self.memory`, a delay keeps its own past inputs.
+
+Every node is a module in `self.layers` (a nested `rt.Layers`, keyed by the node's path), so the state_dict
+keys are `layers.<path>.<parameter>` in both modes, and modules are called (forward hooks run).
+"""
+from __future__ import annotations
+
+from . import ir
+from .graph import Graph
+from .layers import describe
+
+
+def var(name: str) -> str:
+    """The local variable holding a node's value: '_' + its path, '.' written '__' ('b1.conv' -> '_b1__conv')."""
+    return "x" if name == ir.INPUT else "_" + name.replace(".", "__")
+
+
+def module(name: str) -> str:
+    """How generated code reaches a node's module: L["b1"]["conv"]."""
+    return "L" + "".join(f'["{part}"]' for part in name.split("."))
+
+
+def _is_neuron(graph: Graph, name: str) -> bool:
+    return isinstance(graph.nodes[name].layer.op, ir.NeuronLayer)
+
+
+def _comment(graph: Graph, name: str) -> str:
+    return describe(graph.nodes[name].layer.op)
+
+
+def forward_seq(graph: Graph) -> list[str]:
+    lines = ["L = self.layers"]
+    order = graph.order
+    loop_of = {n: g for g in graph.schedule if g.loop for n in g.nodes}
+    for group in graph.schedule:
+        if not group.loop:
+            name = group.nodes[0]
+            layer = graph.nodes[name].layer
+            args = []
+            for src in layer.inputs:
+                if src != ir.INPUT and order[src] >= order[name] and _is_neuron(graph, src):
+                    args.append(f"rt.shift({var(src)})")  # a neuron's previous output, all steps at once
+                else:
+                    args.append(var(src))
+            lines.append(f"{var(name)} = {module(name)}({', '.join(args)})  # {_comment(graph, name)}")
+        else:
+            lines += _loop(graph, group, loop_of)
+    lines.append(f"return {var(graph.network.layers[-1].name)}")
+    return lines
+
+
+def _loop(graph: Graph, group, loop_of) -> list[str]:
+    order = graph.order
+    members = set(group.nodes)
+    readers = {n: [l.name for l in graph.network.layers if n in l.inputs] for n in group.nodes}
+    out_names = [n for n in group.nodes if any(r not in members for r in readers[n])
+                 or n == graph.network.layers[-1].name]
+    fed_back = sorted({src for n in group.nodes for src in graph.nodes[n].layer.inputs
+                       if src in members and order[src] >= order[n] and _is_neuron(graph, src)}, key=order.get)
+    shifted = sorted({src for n in group.nodes for src in graph.nodes[n].layer.inputs
+                      if src != ir.INPUT and src not in members and order[src] >= order[n]
+                      and _is_neuron(graph, src)}, key=order.get)
+    names = ", ".join(group.nodes)
+    lines = [f"# loop over time: {names} (feedback: "
+             + ", ".join(f"{s} at t-1" if _is_neuron(graph, s) else f"{s}, delayed" for s in _feedback_sources(graph, group))
+             + ")"]
+    for s in fed_back:
+        lines.append(f"{var(s)}_prev = rt.zeros(x[0], {graph.nodes[s].out_shape!r})")
+    for s in shifted:
+        lines.append(f"{var(s)}_prev = rt.shift({var(s)})")
+    for n in out_names:
+        lines.append(f"{var(n)}_steps = []")
+    lines.append("for t in range(x.shape[0]):")
+    body = []
+    for n in group.nodes:
+        layer = graph.nodes[n].layer
+        args = []
+        for src in layer.inputs:
+            if src == ir.INPUT:
+                args.append("x[t]")
+            elif src in members:
+                if order[src] < order[n]:
+                    args.append(var(src))
+                elif _is_neuron(graph, src):
+                    args.append(f"{var(src)}_prev")
+                else:  # a delay read before it steps: its input d steps ago
+                    args.append(f"{module(src)}.peek(x[t], {graph.nodes[src].out_shape!r})")
+            elif src in shifted:
+                args.append(f"{var(src)}_prev[t]")
+            else:
+                args.append(f"{var(src)}[t]")
+        body.append(f"{var(n)} = {module(n)}({', '.join(args)})  # {_comment(graph, n)}")
+        if n in fed_back:
+            body.append(f"{var(n)}_prev = {var(n)}")
+    for n in out_names:
+        body.append(f"{var(n)}_steps.append({var(n)})")
+    lines += ["    " + b for b in body]
+    for n in out_names:
+        lines.append(f"{var(n)} = torch.stack({var(n)}_steps)")
+    return lines
+
+
+def _feedback_sources(graph: Graph, group) -> list[str]:
+    order = graph.order
+    return sorted({src for n in group.nodes for src in graph.nodes[n].layer.inputs
+                   if src in group.nodes and order[src] >= order[n]}, key=order.get)
+
+
+def forward_step(graph: Graph) -> list[str]:
+    lines = ["L = self.layers"]
+    order = graph.order
+    remembered = sorted({src for l in graph.network.layers for src in l.inputs
+                         if src != ir.INPUT and order[src] >= order[l.name] and _is_neuron(graph, src)},
+                        key=order.get)
+    for layer in graph.network.layers:
+        name = layer.name
+        args = []
+        for src in layer.inputs:
+            if src == ir.INPUT:
+                args.append("x")
+            elif order[src] < order[name]:
+                args.append(var(src))
+            elif _is_neuron(graph, src):
+                args.append(f'self.previous("{src}", x, {graph.nodes[src].out_shape!r})')
+            else:
+                args.append(f"{module(src)}.peek(x, {graph.nodes[src].out_shape!r})")
+        lines.append(f"{var(name)} = {module(name)}({', '.join(args)})  # {_comment(graph, name)}")
+        if name in remembered:
+            lines.append(f'self.memory["{name}"] = {var(name)}')
+    lines.append(f"return {var(graph.network.layers[-1].name)}")
+    return lines
+
+
+def modules(graph: Graph, emit) -> list[str]:
+    """The constructor lines: nested `rt.Layers` for block paths, one module per node, with a comment each."""
+    lines = ["L = self.layers = rt.Layers()"]
+    made = set()
+    for name, info in graph.nodes.items():
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            if prefix not in made:
+                made.add(prefix)
+                lines.append(f"{module(prefix)} = rt.Layers()")
+        lines.append(f"{module(name)} = {emit(info)}")
+    return lines
+
+
+def loops(graph: Graph) -> tuple[str, ...]:
+    """The nodes that run step by step in multi-step mode."""
+    return tuple(n for g in graph.schedule if g.loop for n in g.nodes)

@@ -1,0 +1,114 @@
+"""A neuron's configuration and its update rules as IR: what every later stage agrees on.
+
+The membrane is the state named `v` (`MEMBRANE`); the threshold acts on it and the reset rule resets it.
+A `Config` fixes what is folded into generated kernels at compile time: hard or soft reset, detach_reset,
+the values of boolean parameters and the surrogate. `charge_updates` and `reset_updates` are the neuron's
+equations under a config, as IR (no algebra here: `derive` differentiates them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ir
+from .exprs import fold, substitute
+
+MEMBRANE = "v"
+
+
+@dataclass(frozen=True)
+class Config:
+    soft_reset: bool = False
+    detach_reset: bool = False
+    bools: tuple[tuple[str, bool], ...] = ()
+    surrogate: ir.Surrogate | None = None  # None: the neuron's own
+    output: str = "spike"  # what the layer emits: "spike", or "v" (its membrane potential after the reset)
+
+    def key(self) -> str:
+        sg = self.surrogate
+        sg_text = "" if sg is None else f"{sg.name}{sg.args}"
+        out = "" if self.output == "spike" else f"-out_{self.output}"
+        return f"{'soft' if self.soft_reset else 'hard'}-{int(self.detach_reset)}-{self.bools}-{sg_text}{out}"
+
+
+def default_config(neuron: ir.Neuron) -> Config:
+    bools = tuple((p.name, bool(p.default.value)) for p in neuron.params
+                  if p.type == "bool" and p.name != "detach_reset" and isinstance(p.default, ir.Bool))
+    v_reset = neuron.param("v_reset")
+    detach = neuron.param("detach_reset")
+    return Config(
+        soft_reset=v_reset is None or v_reset.default is None,
+        detach_reset=bool(detach and isinstance(detach.default, ir.Bool) and detach.default.value),
+        bools=bools,
+        output="v" if neuron.output == "membrane" else "spike",
+    )
+
+
+def layer_config(neuron: ir.Neuron, overrides: tuple[tuple[str, ir.Value], ...]) -> Config:
+    """The configuration of a network's neuron layer: the neuron's defaults, then the layer's arguments."""
+    from .surrogates import surrogate_from_value
+
+    cfg = default_config(neuron)
+    given = dict(overrides)
+    bools = dict(cfg.bools)
+    soft, detach, surrogate = cfg.soft_reset, cfg.detach_reset, None
+    for key, value in given.items():
+        v = value.value if isinstance(value, ir.Lit) else None
+        if key == "v_reset":
+            soft = v is None
+        elif key == "detach_reset":
+            detach = bool(v)
+        elif key in bools:
+            bools[key] = bool(v)
+        elif key == "surrogate":
+            surrogate = surrogate_from_value(value)
+    return Config(soft_reset=soft, detach_reset=detach, bools=tuple(bools.items()), surrogate=surrogate,
+                  output=cfg.output)
+
+
+def specialise(e: ir.Expr, cfg: Config) -> ir.Expr:
+    env = {name: ir.Bool(value=value) for name, value in cfg.bools}
+    env["detach_reset"] = ir.Bool(value=cfg.detach_reset)
+    if cfg.soft_reset:
+        env["v_reset"] = ir.Num(value=0.0)
+    return fold(substitute(e, env))
+
+
+def charge_updates(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
+    out = []
+    for a in neuron.charge:
+        value = a.value if a.op == "=" else ir.BinOp(op="+", left=ir.Var(name=a.target), right=a.value)
+        out.append((a.target, specialise(value, cfg)))
+    return tuple(out)
+
+
+def reset_updates(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
+    """The states after firing, from the charged values `_h_<k>` and the spike (`_spike_r` where
+    detach_reset applies). A non-spiking neuron never fires: its states stay as charged."""
+    h = lambda s: ir.Var(name=f"_h_{s}")  # noqa: E731
+    if neuron.output == "membrane":
+        return tuple((s.name, h(s.name)) for s in neuron.states)
+    spike, spike_r = ir.Var(name="_spike"), ir.Var(name="_spike_r")
+    one = ir.Num(value=1.0)
+    if cfg.soft_reset:  # V = H - V_th * S
+        v = ir.BinOp(op="-", left=h(MEMBRANE), right=ir.BinOp(op="*", left=spike_r, right=ir.Var(name="v_threshold")))
+    else:  # V = S * V_reset + (1 - S) * H
+        v = ir.BinOp(op="+", left=ir.BinOp(op="*", left=spike_r, right=ir.Var(name="v_reset")),
+                     right=ir.BinOp(op="*", left=ir.BinOp(op="-", left=one, right=spike_r), right=h(MEMBRANE)))
+    values = {s.name: h(s.name) for s in neuron.states}
+    values[MEMBRANE] = v
+    env = {s.name: h(s.name) for s in neuron.states}  # on-spike updates read the charged values
+    for a in neuron.on_spike:
+        e = specialise(substitute(a.value, env), cfg)
+        if a.op == "+=":  # s + S * e
+            values[a.target] = ir.BinOp(op="+", left=values[a.target], right=ir.BinOp(op="*", left=spike, right=e))
+        else:  # S * e + (1 - S) * s
+            values[a.target] = ir.BinOp(op="+", left=ir.BinOp(op="*", left=spike, right=e),
+                                        right=ir.BinOp(op="*", left=ir.BinOp(op="-", left=one, right=spike),
+                                                       right=values[a.target]))
+    return tuple((s.name, values[s.name]) for s in neuron.states)
+
+
+def emitted_neurons(module: ir.Module) -> list[ir.Neuron]:
+    """The file's own neurons, and the imported ones its networks use."""
+    used = {l.op.neuron for net in module.networks for l in net.layers if isinstance(l.op, ir.NeuronLayer)}
+    return [n for n in module.neurons if n.file == module.file or n.name in used]

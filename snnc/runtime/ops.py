@@ -1,0 +1,143 @@
+"""Fused neuron layers as PyTorch custom operators: one dispatch and one autograd wiring for every backend.
+
+`snnc::neuron_forward` runs a neuron's T steps and `snnc::neuron_backward` their BPTT, on the backend the
+call names (the backend table's kernel loader builds the kernels, once per plan). Both have fake
+implementations that declare their outputs' shapes and dtypes, and the forward has a registered autograd
+formula, so `torch.compile` traces a network's neuron layers without graph breaks: the operators are
+opaque to it, and the Python around them only reads module attributes.
+
+Kernels (`torch_kernels`, `host`, `cuda`) implement
+
+    forward(x, inits, learn, scalars, need_saved) -> (out, finals, saved)
+    backward(gout, gfinals, saved, x, inits, learn, scalars) -> (gx, ginits, glearn)
+
+with `saved` the charged values H[t] of `plan.saved`, `finals` in the dtype of `inits`, `out` in x's dtype.
+"""
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from . import backends
+from .plans import plan_for, scalar_args, spec_for, spec_of
+
+_KERNELS: dict = {}
+_LOCK = threading.Lock()
+
+
+def kernels(spec: str, backend: str, device: torch.device, dtype: torch.dtype):
+    """The kernels of one plan on one backend, device and I/O dtype (built once per process)."""
+    key = (spec, backend, device.type, device.index, dtype)
+    hit = _KERNELS.get(key)
+    if hit is None:
+        with _LOCK:
+            hit = _KERNELS.get(key)
+            if hit is None:
+                row = backends.require(backend, device)
+                hit = _KERNELS[key] = row.kernels(plan_for(spec), device, dtype)
+    return hit
+
+
+# ------------------------------------------------------------------ the operators
+@torch.library.custom_op("snnc::neuron_forward", mutates_args=())
+def neuron_forward(spec: str, backend: str, x: torch.Tensor, inits: list[torch.Tensor], learn: list[torch.Tensor],
+                   scalars: list[float], need_saved: bool) -> list[torch.Tensor]:
+    k = kernels(spec, backend, x.device, x.dtype)
+    out, finals, saved = k.forward(x, list(inits), list(learn), list(scalars), need_saved)
+    return [out, *finals, *saved]
+
+
+@neuron_forward.register_fake
+def _(spec, backend, x, inits, learn, scalars, need_saved):
+    p = plan_for(spec)
+    dtype = _saved_dtype(backend, x.dtype)
+    saved = [x.new_empty(x.shape, dtype=dtype) for _ in p.saved] if need_saved else []
+    return [torch.empty_like(x), *(torch.empty_like(s) for s in inits), *saved]
+
+
+def _saved_dtype(backend: str, dtype: torch.dtype) -> torch.dtype:
+    return dtype if backend == "torch" else torch.float32
+
+
+@torch.library.custom_op("snnc::neuron_backward", mutates_args=())
+def neuron_backward(spec: str, backend: str, gout: torch.Tensor, gfinals: list[torch.Tensor],
+                    saved: list[torch.Tensor], x: torch.Tensor, inits: list[torch.Tensor], learn: list[torch.Tensor],
+                    scalars: list[float]) -> list[torch.Tensor]:
+    k = kernels(spec, backend, x.device, x.dtype)
+    gx, ginits, glearn = k.backward(gout, list(gfinals), list(saved), x, list(inits), list(learn), list(scalars))
+    return [gx, *ginits, *glearn]
+
+
+@neuron_backward.register_fake
+def _(spec, backend, gout, gfinals, saved, x, inits, learn, scalars):
+    return [torch.empty_like(x), *(torch.empty_like(s) for s in inits),
+            *(torch.empty((), dtype=torch.float32, device=x.device) for _ in learn)]
+
+
+def _setup_context(ctx, inputs, output):
+    spec, backend, x, inits, learn, scalars, need_saved = inputs
+    S = len(inits)
+    ctx.spec, ctx.backend, ctx.scalars, ctx.S, ctx.L = spec, backend, list(scalars), S, len(learn)
+    ctx.save_for_backward(x, *inits, *learn, *output[1 + S:])
+
+
+def _backward(ctx, grads):
+    x, *rest = ctx.saved_tensors
+    S, L = ctx.S, ctx.L
+    inits, learn, saved = rest[:S], rest[S:S + L], rest[S + L:]
+    gout = grads[0] if grads[0] is not None else torch.zeros_like(x)
+    gfinals = [g if g is not None else torch.zeros_like(s) for g, s in zip(grads[1:1 + S], inits)]
+    res = neuron_backward(ctx.spec, ctx.backend, gout.contiguous(), [g.contiguous() for g in gfinals],
+                          list(saved), x, list(inits), list(learn), ctx.scalars)
+    return None, None, res[0], list(res[1:1 + S]), list(res[1 + S:]), None, None
+
+
+neuron_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ------------------------------------------------------------------ from a module
+@torch.compiler.assume_constant_result
+def _signature(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The plan's runtime scalars and learnables, by name (a constant for torch.compile)."""
+    p = plan_for(spec)
+    return tuple(p.scalars), tuple(p.learnables)
+
+
+def multi_step(module, x_seq: torch.Tensor, states: tuple):
+    """`support.BACKENDS[name]`: a generated neuron module's T steps on its backend -> (out_seq, final states)."""
+    spec = spec_of(module)
+    backend = module.resolved_backend(x_seq.device)
+    scalar_names, learnable_names = _signature(spec)
+    scalars = [float(getattr(module, n)) for n in scalar_names]
+    learn = [getattr(module, n) for n in learnable_names]
+    inits = [s.to(x_seq.dtype) if backend == "torch" else s for s in states]
+    need_saved = torch.is_grad_enabled() and (
+        x_seq.requires_grad or any(s.requires_grad for s in inits) or any(p.requires_grad for p in learn))
+    res = neuron_forward(spec, backend, x_seq, inits, learn, scalars, need_saved)
+    return res[0], tuple(res[1:1 + len(inits)])
+
+
+def run_plan(p, backend: str, x_seq: torch.Tensor, states, scalars: dict, learnables=()):
+    """A plan's T steps on a backend, from explicit states and values: (out_seq, final states). Differentiable."""
+    spec = spec_for(p)
+    values = scalar_args(p, scalars)
+    learn = list(learnables)
+    inits = [s.to(x_seq.dtype) if backend == "torch" else s for s in states]
+    need_saved = torch.is_grad_enabled() and (
+        x_seq.requires_grad or any(s.requires_grad for s in inits) or any(l.requires_grad for l in learn))
+    res = neuron_forward(spec, backend, x_seq, inits, learn, values, need_saved)
+    return res[0], tuple(res[1:1 + len(inits)])
+
+
+def install() -> None:
+    """Make the generated modules' runtime (`support`) use this table: fused multi-step and the default rule."""
+    from . import support
+
+    if support.BACKENDS.get("torch") is not None:
+        return
+    for name in backends.names():
+        support.BACKENDS[name] = multi_step
+    support.DEFAULT_BACKENDS["cpu"] = backends.default("cpu")
+    if torch.cuda.is_available():
+        support.DEFAULT_BACKENDS["cuda"] = backends.default("cuda")
