@@ -200,7 +200,7 @@ class _Graph:
                                        f"write e.g. {lname}(a, b) with a and b names of earlier nodes", source)
                 if named:
                     self.out.error(f"{lname} has no named arguments", lspan, f"write {lname}(a, b)", source)
-                if not (kind.arity[0] <= len(inputs) <= (kind.arity[1] or len(inputs))):
+                if len(inputs) == len(positional) and not (kind.arity[0] <= len(inputs) <= (kind.arity[1] or len(inputs))):
                     want = f"exactly {kind.arity[0]}" if kind.arity[0] == kind.arity[1] else f"at least {kind.arity[0]}"
                     self.out.error(f"{lname} merges {want} inputs, not {len(positional)}", lspan,
                                    f"write {lname}(a, b)", source)

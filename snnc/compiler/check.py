@@ -300,10 +300,9 @@ def _networks(module: ir.Module, p: _Pass) -> dict[str, Graph]:
                     "e.g. 'input = [1, 28, 28]' for MNIST")
             continue
         for layer in net.layers:
-            if layer.label is not None:
-                reason = reserved_reason(layer.label)
-                if reason:
-                    p.error(f"'{layer.label}' cannot name a node: {reason}", layer, f"rename it, e.g. '{layer.label}_'")
+            if layer.label is not None and layer.label.startswith("_"):
+                p.error(f"node name '{layer.label}' starts with '_', which is reserved for generated code", layer,
+                        f"rename it, e.g. '{layer.label.lstrip('_')}'")
             if isinstance(layer.op, ir.NeuronLayer):
                 _check_neuron_layer(layer, module.neuron(layer.op.neuron), p)
         graph, problems = analyse(net, learnables)

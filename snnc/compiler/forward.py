@@ -19,8 +19,19 @@ from .layers import describe
 
 
 def var(name: str) -> str:
-    """The local variable holding a node's value: '_' + its path, '.' written '__' ('b1.conv' -> '_b1__conv')."""
+    """The local variable holding a node's value: '_' + its path, '.' written '__' ('b1.conv' -> '_b1__conv').
+    Every other local of a generated forward starts with a letter (L, x, t, prev_..., steps_...)."""
     return "x" if name == ir.INPUT else "_" + name.replace(".", "__")
+
+
+def prev(name: str) -> str:
+    """A loop's copy of a neuron's previous output."""
+    return "prev" + var(name)
+
+
+def steps(name: str) -> str:
+    """A loop's list of a node's per-step values."""
+    return "steps" + var(name)
 
 
 def module(name: str) -> str:
@@ -73,11 +84,11 @@ def _loop(graph: Graph, group, loop_of) -> list[str]:
              + ", ".join(f"{s} at t-1" if _is_neuron(graph, s) else f"{s}, delayed" for s in _feedback_sources(graph, group))
              + ")"]
     for s in fed_back:
-        lines.append(f"{var(s)}_prev = rt.zeros(x[0], {graph.nodes[s].out_shape!r})")
+        lines.append(f"{prev(s)} = rt.zeros(x[0], {graph.nodes[s].out_shape!r})")
     for s in shifted:
-        lines.append(f"{var(s)}_prev = rt.shift({var(s)})")
+        lines.append(f"{prev(s)} = rt.shift({var(s)})")
     for n in out_names:
-        lines.append(f"{var(n)}_steps = []")
+        lines.append(f"{steps(n)} = []")
     lines.append("for t in range(x.shape[0]):")
     body = []
     for n in group.nodes:
@@ -90,21 +101,21 @@ def _loop(graph: Graph, group, loop_of) -> list[str]:
                 if order[src] < order[n]:
                     args.append(var(src))
                 elif _is_neuron(graph, src):
-                    args.append(f"{var(src)}_prev")
+                    args.append(prev(src))
                 else:  # a delay read before it steps: its input d steps ago
                     args.append(f"{module(src)}.peek(x[t], {graph.nodes[src].out_shape!r})")
             elif src in shifted:
-                args.append(f"{var(src)}_prev[t]")
+                args.append(f"{prev(src)}[t]")
             else:
                 args.append(f"{var(src)}[t]")
         body.append(f"{var(n)} = {module(n)}({', '.join(args)})  # {_comment(graph, n)}")
         if n in fed_back:
-            body.append(f"{var(n)}_prev = {var(n)}")
+            body.append(f"{prev(n)} = {var(n)}")
     for n in out_names:
-        body.append(f"{var(n)}_steps.append({var(n)})")
+        body.append(f"{steps(n)}.append({var(n)})")
     lines += ["    " + b for b in body]
     for n in out_names:
-        lines.append(f"{var(n)} = torch.stack({var(n)}_steps)")
+        lines.append(f"{var(n)} = torch.stack({steps(n)})")
     return lines
 
 

@@ -225,7 +225,7 @@ def call_text(op) -> str:
         args = [f"{k} = {value_text(v)}" for k, v in op.overrides]
     else:
         kind = kind_of(op)
-        fields = op.model_fields
+        fields = type(op).model_fields
         args = []
         for name in kind.arguments:
             value, default = getattr(op, name), fields[name].default

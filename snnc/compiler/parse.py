@@ -274,6 +274,10 @@ class _Build(Transformer):
         return children[0]
 
     @v_args(meta=True)
+    def and_value(self, meta, children):
+        return ir.Lit(value="and", span=_span(self.source, meta))
+
+    @v_args(meta=True)
     def none_value(self, meta, children):
         return ir.Lit(value=None, span=_span(self.source, meta))
 
