@@ -226,6 +226,8 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--resume", help="checkpoint to resume from (e.g. OUT_DIR/last.pt)")
         t.add_argument("--seed", type=int)
         t.add_argument("--workers", type=int, help="CPU threads")
+        t.add_argument("--val-split", type=float, dest="val_split",
+                       help="fraction of the training images held out to choose best.pt (default 0.1)")
         t.add_argument("--subset", type=int, help="train on the first K images only")
         t.add_argument("--test-subset", type=int, dest="test_subset")
         t.add_argument("--nproc", type=int, help="processes for data-parallel training")

@@ -151,7 +151,7 @@ def test_train_writes_outputs(tmp_path, data_dir):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(0 <= r["train_acc"] <= 1 and 0 <= r["test_acc"] <= 1 and r["train_images_per_s"] > 0 for r in rows)
     assert result["metrics"][-1]["test_acc"] == rows[-1]["test_acc"]
-    assert result["best_test_acc"] == max(r["test_acc"] for r in rows)
+    assert result["best_val_acc"] == max(r["val_acc"] for r in rows)
     state = ckpt.load(out / "last.pt", "standin-1")
     assert state["epoch"] == 2 and state["batch"] == 0 and len(state["metrics"]) == 2
 
@@ -186,7 +186,7 @@ def test_interrupt_mid_epoch_saves_and_resume_matches(tmp_path, data_dir):
     def reset_then_interrupt(net):
         reset(net)
         calls["n"] += 1
-        if calls["n"] == 10:  # build 1 + epoch 1 (5 train, 2 test) + epoch 2 batch 2
+        if calls["n"] == 12:  # build 1 + epoch 1 (5 train, 2 validation, 2 test) + epoch 2 batch 2
             os.kill(os.getpid(), signal.SIGINT)
 
     out = tmp_path / "interrupted"

@@ -30,7 +30,8 @@ def test_train_resume_and_eval_compiled_model(tmp_path, capsys):
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "train_images_per_s", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                             "train_images_per_s", "seconds"]
     # 6,400 images, T = 20: measured 0.80-0.84 after one epoch; the floor leaves room for other seeds
     assert float(rows[-1]["test_acc"]) >= 0.78
     for name in ("last.pt", "best.pt", "accuracy.png", "loss.png"):

@@ -257,7 +257,7 @@ class Network(Node):
     file: str
     input_shape: tuple[int, ...]
     T: int
-    encoder: Literal["poisson", "direct", "latency"] = "poisson"
+    encoder: Literal["poisson", "direct", "latency", "rows", "pixels", "pixels_permuted"] = "poisson"
     readout: Literal["rate", "mean", "max", "last", "membrane"] = "rate"
     step_mode: Literal["s", "m"] = "m"
     layers: tuple[Layer, ...]  # in definition order; the last one is the output

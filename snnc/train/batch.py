@@ -14,7 +14,7 @@ from ..runtime import backends, support
 from .encode import encode
 from .experiment import Experiment
 
-TRAIN_STREAM, TEST_STREAM = 0, 1
+TRAIN_STREAM, TEST_STREAM, VAL_STREAM = 0, 1, 2  # Poisson spikes of each split are drawn apart
 
 
 def host_inputs(model: torch.nn.Module, device: torch.device) -> bool:

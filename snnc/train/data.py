@@ -28,6 +28,7 @@ FILES = {
 }
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 ENV_VAR = "SNNC_DATA_DIR"
+VALIDATION_SEED = 20261126  # which training images form the validation split: fixed, so runs compare
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,15 @@ class Split:
     def head(self, k: int | None) -> "Split":
         """The first k samples (all when k is None)."""
         return self if k is None else Split(self.images[:k], self.labels[:k])
+
+    def hold_out(self, fraction: float) -> tuple["Split", "Split"]:
+        """(rest, held out): `fraction` of the samples, chosen by a fixed seed (the same split in every run)."""
+        n_val = int(round(len(self) * fraction))
+        if n_val == 0:
+            return self, Split(self.images[:0], self.labels[:0])
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+        rest, held = order[n_val:].sort().values, order[:n_val].sort().values
+        return Split(self.images[rest], self.labels[rest]), Split(self.images[held], self.labels[held])
 
     def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Float images in [0, 1] and labels for the given sample ids."""

@@ -23,12 +23,13 @@ On CUDA the same hash runs as torch integer ops, giving bit-identical spikes.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from ..compiler.source import SnncError
 
-ENCODERS = ("poisson", "direct", "latency")
 
 _GAMMA = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9
@@ -126,6 +127,55 @@ def latency(images: torch.Tensor, T: int, dtype: torch.dtype = torch.uint8) -> t
     return ((steps == t_fire) & (images > 0)).to(dtype)
 
 
+def rows(images: torch.Tensor, T: int) -> torch.Tensor:
+    """Sequential MNIST, one image row per step: [N, C, H, W] -> [H, N, C*W] (T = H)."""
+    n, c, h, w = images.shape
+    return images.permute(2, 0, 1, 3).reshape(h, n, c * w)
+
+
+def pixels(images: torch.Tensor, T: int) -> torch.Tensor:
+    """Pixel-by-pixel sequential MNIST, one pixel (all channels) per step: [N, C, H, W] -> [H*W, N, C]."""
+    n, c, h, w = images.shape
+    return images.reshape(n, c, h * w).permute(2, 0, 1)
+
+
+PERMUTATION_SEED = 1234  # the permuted variant's fixed pixel order: the same in every run, as the benchmark asks
+
+
+def pixels_permuted(images: torch.Tensor, T: int) -> torch.Tensor:
+    """Permuted pixel-by-pixel MNIST: `pixels` in one fixed random order (torch.Generator seeded 1234)."""
+    seq = pixels(images, T)
+    order = torch.randperm(seq.shape[0], generator=torch.Generator().manual_seed(PERMUTATION_SEED))
+    return seq[order.to(seq.device)]
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """One row of the encoder table: how images [N, C, H, W] become a network's input over time."""
+
+    name: str
+    doc: str
+    steps: Callable[[tuple], int | None]  # the T the encoder fixes for an image shape (None: any T)
+    step_shape: Callable[[tuple], tuple]  # the network's input per step for an image shape
+
+
+_IMAGE = (lambda shape: None, lambda shape: tuple(shape))
+ENCODERS: dict[str, Encoder] = {e.name: e for e in (
+    Encoder("poisson", "a Bernoulli spike per pixel and step with probability = intensity", *_IMAGE),
+    Encoder("direct", "the image itself at every step", *_IMAGE),
+    Encoder("latency", "one spike per pixel, brighter earlier", *_IMAGE),
+    Encoder("rows", "one image row per step (sequential MNIST, T = height)",
+            lambda shape: shape[1], lambda shape: (shape[0] * shape[2],)),
+    Encoder("pixels", "one pixel per step (pixel-by-pixel sequential MNIST, T = height x width)",
+            lambda shape: shape[1] * shape[2], lambda shape: (shape[0],)),
+    Encoder("pixels_permuted", "one pixel per step in a fixed random order (permuted sequential MNIST)",
+            lambda shape: shape[1] * shape[2], lambda shape: (shape[0],)),
+)}
+
+
+_SEQUENCES = {"rows": rows, "pixels": pixels, "pixels_permuted": pixels_permuted}
+
+
 def encode(kind: str, images: torch.Tensor, T: int, *, seed: int = 0, index: torch.Tensor | None = None,
            epoch: int = 0, stream: int = 0, dtype: torch.dtype = torch.float32,
            out: torch.Tensor | None = None, host: bool = True) -> torch.Tensor:
@@ -143,6 +193,8 @@ def encode(kind: str, images: torch.Tensor, T: int, *, seed: int = 0, index: tor
         return direct(images.to(dtype), T)
     if kind == "latency":
         return latency(images, T, dtype)
+    if kind in _SEQUENCES:
+        return _SEQUENCES[kind](images.to(dtype), T)
     raise SnncError(f"unknown encoder '{kind}'", hint=f"use one of: {', '.join(ENCODERS)}")
 
 

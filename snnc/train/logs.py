@@ -11,7 +11,8 @@ import torch
 
 from . import checkpoint as ckpt
 
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "train_images_per_s", "seconds")
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                  "train_images_per_s", "seconds")
 
 
 def checkpoint_state(run, epoch: int, batch: int, sums: dict | None) -> dict:
@@ -33,12 +34,19 @@ def checkpoint_state(run, epoch: int, batch: int, sums: dict | None) -> dict:
     }
 
 
+def best_row(rows: list[dict]) -> dict | None:
+    """The epoch best.pt holds: the highest validation accuracy (the first such); None without validation."""
+    rows = [r for r in rows if r.get("val_acc") is not None and r["val_acc"] == r["val_acc"]]
+    return max(rows, key=lambda r: r["val_acc"], default=None)
+
+
 def result(run) -> dict:
-    best = max(run.metrics, key=lambda r: r["test_acc"], default=None)
+    best = best_row(run.metrics)
     return {
         "metrics": [dict(r) for r in run.metrics],
-        "best_test_acc": best["test_acc"] if best else None,
+        "best_val_acc": best["val_acc"] if best else None,
         "best_epoch": best["epoch"] if best else None,
+        "test_acc_at_best": best["test_acc"] if best else None,
         "out_dir": str(run.out_dir),
         "last": str(run.out_dir / ckpt.LAST),
         "best": str(run.out_dir / ckpt.BEST),
@@ -57,7 +65,8 @@ def write_metrics(rows: list[dict], path: str | os.PathLike):
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (int(v) if k == "epoch" else float(v if v != "" else "nan")) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 class Logger:
@@ -101,8 +110,10 @@ class Logger:
     def epoch(self, row: dict):
         run = self.run
         run.metrics.append(row)
-        improved = row["test_acc"] > run.best_acc
-        run.best_acc = max(run.best_acc, row["test_acc"])
+        validated = row["val_acc"] == row["val_acc"]  # NaN without a validation split
+        improved = validated and row["val_acc"] > run.best_acc
+        if validated:
+            run.best_acc = max(run.best_acc, row["val_acc"])
         run.start_batch, run.partial = 0, {}
         if not run.main:
             return
@@ -133,15 +144,18 @@ def describe(run) -> str:
     backends = sorted({m.backend for m in run.net.modules() if hasattr(m, "backend") and hasattr(m, "single_step")})
     world = f", {run.world} processes" if run.world > 1 else ""
     start = f", resuming at epoch {run.start_epoch + 1}" if run.start_epoch or run.start_batch else ""
-    n_train = min(len(run.data.train), s["subset"] or len(run.data.train))
-    return (f"{run.exp.name}: {s['dataset']} ({n_train:,} training images), T={s['T']}, batch {s['batch_size']}, "
+    n_train = len(run.train)
+    held = f", {len(run.val):,} held out for validation" if len(run.val) else ", no validation split"
+    return (f"{run.exp.name}: {s['dataset']} ({n_train:,} training images{held}), T={s['T']}, batch {s['batch_size']}, "
             f"{s['opt']} lr {s['lr']:g}, {s['epochs']} epochs, backend {'/'.join(backends) or 'torch'} "
             f"on {run.device}{world}{start} -> {run.out_dir}")
 
 
 def summary(row: dict, epochs: int, best: float) -> str:
-    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
-            f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%} (best {best:.2%}) | "
+    val = (f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} (best {best:.2%}) | "
+           if row["val_acc"] == row["val_acc"] else "")
+    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | {val}"
+            f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%} | "
             f"{row['train_images_per_s']:,.0f} images/s | {row['seconds']:.1f} s")
 @torch.no_grad()
 def plot_output(run) -> None:

@@ -39,8 +39,10 @@ def plot_curves(rows: list[dict], out_dir: str | os.PathLike) -> tuple[Path, Pat
     for key, label in (("acc", "accuracy"), ("loss", "loss")):
         fig = _figure()
         ax = fig.add_subplot()
-        for split in ("train", "test"):
-            ax.plot(epochs, [float(r[f"{split}_{key}"]) for r in rows], marker="o", label=split)
+        for split in ("train", "val", "test"):
+            values = [float(r.get(f"{split}_{key}", float("nan"))) for r in rows]
+            if any(v == v for v in values):
+                ax.plot(epochs, values, marker="o", label="validation" if split == "val" else split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

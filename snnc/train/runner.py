@@ -29,14 +29,14 @@ from ..runtime import backends, support
 from . import checkpoint as ckpt
 from . import data as datasets
 from . import distributed, logs
-from .batch import TEST_STREAM, TRAIN_STREAM, autocast, encode_batch, loss_of, readout, run_net  # noqa: F401
+from .batch import TEST_STREAM, TRAIN_STREAM, VAL_STREAM, autocast, encode_batch, loss_of, readout, run_net  # noqa: F401
 from .encode import ENCODERS
 from .experiment import Experiment
 from .logs import METRIC_COLUMNS, read_metrics, write_metrics  # noqa: F401 (public API)
 
 DEFAULTS = {
     "epochs": 10, "batch_size": 64, "lr": 1e-3, "opt": "adam", "momentum": 0.9, "lr_schedule": "none",
-    "loss": "mse", "dataset": "mnist", "seed": 0, "amp": False, "weight_decay": 0.0,
+    "loss": "mse", "dataset": "mnist", "seed": 0, "amp": False, "weight_decay": 0.0, "val_split": 0.1,
 }
 CHOICES = {"opt": ("adam", "sgd"), "lr_schedule": ("none", "cosine"), "loss": ("mse", "ce"),
            "dataset": tuple(datasets.DATASETS)}
@@ -60,6 +60,7 @@ class TrainOptions:
     dataset: str | None = None
     seed: int | None = None
     amp: bool | None = None
+    val_split: float | None = None
     subset: int | None = None
     test_subset: int | None = None
     device: str = "auto"
@@ -90,6 +91,8 @@ class _Run:
     scheduler: object | None
     scaler: object | None
     data: datasets.Dataset
+    train: datasets.Split  # the training images used (after the validation split and subset)
+    val: datasets.Split
     out_dir: Path
     rank: int = 0
     world: int = 1
@@ -134,7 +137,7 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     net = _build_net(exp, options.backend, device, settings["seed"])
     net.load_state_dict(state["model"])
     data = datasets.load(settings["dataset"], options.data_dir, options.download)
-    _check_shape(exp, data)
+    _check_shape(exp, data, settings["T"])
     loss, acc, n = _evaluate(exp, net, data.test.head(settings["test_subset"]), settings, device, {},
                              fuse=options.fuse_input)
     return {"test_loss": loss, "test_acc": acc, "samples": n, "epoch": state["epoch"]}
@@ -161,13 +164,15 @@ def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Ru
     device = backends.run_device(options.device, options.backend)
     _threads(options.workers, world, device)
     data = datasets.load(settings["dataset"], options.data_dir, options.download)
-    _check_shape(exp, data)
+    _check_shape(exp, data, settings["T"])
     net = _build_net(exp, options.backend, device, settings["seed"])
     optimizer = _optimizer(net, settings)
     scheduler = _scheduler(optimizer, settings)
     scaler = torch.amp.GradScaler("cuda") if settings["amp"] and device.type == "cuda" else None
     model = distributed.wrap_ddp(net, device) if world > 1 else net
-    run = _Run(exp, settings, options, device, net, model, optimizer, scheduler, scaler, data, out_dir, rank, world)
+    rest, val = data.train.hold_out(settings["val_split"])
+    run = _Run(exp, settings, options, device, net, model, optimizer, scheduler, scaler, data,
+               rest.head(settings["subset"]), val, out_dir, rank, world)
     if state is not None:
         _restore(run, state)
     return run
@@ -191,6 +196,8 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
                     hint="a resumed run keeps its settings (only --epochs may grow); start a new run to change them",
                 )
             settings[key] = saved[key] if given is None or key != "epochs" else given
+        elif saved is not None and key == "val_split":
+            settings[key] = 0.0  # a run from before validation splits trained on all training images
         else:
             settings[key] = base[key] if given is None else given
     _validate(exp, settings)
@@ -206,6 +213,9 @@ def _validate(exp: Experiment, s: dict):
             raise SnncError(f"{key} must be a positive integer, got {s[key]!r}")
     if not s["lr"] > 0:
         raise SnncError(f"learning rate must be positive, got {s['lr']}")
+    if not isinstance(s["val_split"], (int, float)) or not 0.0 <= s["val_split"] < 1.0:
+        raise SnncError(f"val_split must be a fraction of the training images in [0, 1), got {s['val_split']!r}",
+                        hint="e.g. --val-split 0.1 holds out 10% of the training set to choose best.pt")
     for key in ("subset", "test_subset"):
         if s[key] is not None and (not isinstance(s[key], int) or s[key] < 1):
             raise SnncError(f"{key} must be a positive number of images, got {s[key]!r}")
@@ -240,13 +250,19 @@ def _threads(workers: int | None, world: int, device: torch.device):
         torch.set_num_threads(workers)
 
 
-def _check_shape(exp: Experiment, data: datasets.Dataset):
-    if tuple(exp.input_shape) != data.input_shape or exp.num_classes != data.num_classes:
+def _check_shape(exp: Experiment, data: datasets.Dataset, T: int):
+    encoder = ENCODERS[exp.encoder]
+    step = encoder.step_shape(data.input_shape)
+    if tuple(exp.input_shape) != step or exp.num_classes != data.num_classes:
         raise SnncError(
-            f"{exp.name} takes input {tuple(exp.input_shape)} with {exp.num_classes} classes, "
-            f"but {data.name} has {data.input_shape} with {data.num_classes}",
-            hint="change the model's input shape / class count or the dataset",
+            f"{exp.name} takes input {list(exp.input_shape)} with {exp.num_classes} classes, but {data.name} "
+            f"through the {exp.encoder} encoder gives {list(step)} per step with {data.num_classes}",
+            hint=f"set 'input = {list(step)}' (and one output per class), or change the dataset or encoder",
         )
+    steps = encoder.steps(data.input_shape)
+    if steps is not None and T != steps:
+        raise SnncError(f"the {exp.encoder} encoder makes {steps} steps of {data.name}, but T is {T}",
+                        hint=f"set 'T = {steps}' in the network (or -T {steps})")
 
 
 def _build_net(exp: Experiment, backend: str | None, device: torch.device, seed: int) -> torch.nn.Module:
@@ -290,7 +306,7 @@ def _restore(run: _Run, state: dict):
 # ----------------------------------------------------------------------------- the loop
 
 def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Logger") -> dict:
-    train = run.data.train.head(run.settings["subset"])
+    train = run.train
     order = _epoch_order(len(train), run.settings["seed"], epoch, run.rank, run.world)
     batches = order.split(run.settings["batch_size"])
     first = run.start_batch if epoch == run.start_epoch else 0
@@ -313,6 +329,10 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
     bar.close()
     train_seconds = sums["seconds"] + time.perf_counter() - start
     totals = distributed.all_sum(run.world, [sums["loss"], sums["correct"], sums["count"]], run.device)
+    val_loss, val_acc = float("nan"), float("nan")
+    if len(run.val):
+        val_loss, val_acc, _ = _evaluate(run.exp, run.net, run.val, run.settings, run.device, run.buffers,
+                                         run.rank, run.world, run.options.fuse_input, VAL_STREAM)
     test_loss, test_acc, _ = _evaluate(run.exp, run.net, run.data.test.head(run.settings["test_subset"]),
                                        run.settings, run.device, run.buffers, run.rank, run.world,
                                        run.options.fuse_input)
@@ -322,6 +342,8 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
         "epoch": epoch + 1,
         "train_loss": totals[0] / totals[2],
         "train_acc": totals[1] / totals[2],
+        "val_loss": val_loss,
+        "val_acc": val_acc,
         "test_loss": test_loss,
         "test_acc": test_acc,
         "train_images_per_s": totals[2] / max(train_seconds, 1e-9),
@@ -350,8 +372,9 @@ def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: in
 
 @torch.no_grad()
 def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: dict, device: torch.device,
-              buffers: dict, rank: int = 0, world: int = 1, fuse: bool = True) -> tuple[float, float, int]:
-    """Mean test loss and accuracy over this rank's shard (summed over ranks)."""
+              buffers: dict, rank: int = 0, world: int = 1, fuse: bool = True,
+              stream: int = TEST_STREAM) -> tuple[float, float, int]:
+    """Mean loss and accuracy of a split over this rank's shard (summed over ranks)."""
     was_training = net.training
     net.eval()
     loss_sum, correct = 0.0, 0
@@ -359,14 +382,14 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: d
     for index in ids.split(s["batch_size"]):
         x, y = split.batch(index, device)
         with autocast(device, s["amp"]):
-            rate = readout(exp, net, run_net(exp, net, x, s, index, 0, TEST_STREAM, buffers, fuse))
+            rate = readout(exp, net, run_net(exp, net, x, s, index, 0, stream, buffers, fuse))
             loss_sum += loss_of(rate, y, s["loss"], exp.num_classes).item() * len(index)
         correct += int((rate.argmax(1) == y).sum())
         exp.reset(net)
     net.train(was_training)
     loss_sum, correct, count = distributed.all_sum(world, [loss_sum, correct, len(ids)], device)
     if count == 0:
-        raise SnncError("the test set is empty", hint="check the data files or --test-subset")
+        raise SnncError("the evaluation set is empty", hint="check the data files, --test-subset or --val-split")
     return loss_sum / count, correct / count, int(count)
 
 
