@@ -21,7 +21,8 @@ def _check(args) -> int:
     from .compiler.codegen import module_json
     from .compiler.derive import jacobian, reset_jacobian
     from .compiler.driver import compile_file
-    from .compiler.neuron import default_config
+    from .compiler.derive import plan
+    from .compiler.neuron import default_config, own_neurons
     from .compiler.printers import SnnPrinter
     from .compiler.surrogates import grad_expr
 
@@ -32,10 +33,9 @@ def _check(args) -> int:
         return 0
     snn = SnnPrinter()
     print(f"{module.file}: ok ({len(module.neurons)} neurons, {len(module.networks)} networks)")
-    for n in module.neurons:
-        if n.file != module.file and not args.all:
-            continue
-        p = compiled.plans[(n.name, default_config(n))]
+    shown = module.neurons if args.all else own_neurons(module)
+    for n in shown:
+        p = compiled.plans.get((n.name, default_config(n))) or plan(n)
         params = ", ".join(f"{prm.name}={'none' if prm.default is None else snn(prm.default)}" for prm in n.params)
         print(f"\nneuron {n.name}  ({n.file}:{n.span.line if n.span else '?'})")
         print(f"  parameters: {params}")
@@ -207,7 +207,7 @@ def parser() -> argparse.ArgumentParser:
                             ("eval", _eval, "evaluate a checkpoint on the test set")):
         t = sub.add_parser(name, help=help_)
         t.add_argument("model")
-        t.add_argument("--network", help="which network, if the file has several")
+        t.add_argument("--network", help="which network of the file (default: the first)")
         t.add_argument("-T", type=int, dest="T")
         t.add_argument("-b", "--batch-size", type=int, dest="batch_size")
         t.add_argument("--epochs", type=int)

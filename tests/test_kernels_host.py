@@ -319,3 +319,33 @@ def test_generated_module_with_cpp_backend_matches_torch_backend(name):
         torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-5 * float(g0.abs().max()))
         for a, b in zip(p0, p1):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * float(a.abs().max()))
+
+
+def test_fp16_learnable_bound_covers_fp16_rounded_upstream_gradients():
+    """The fp16 learnable-gradient tolerance is derived, not set by hand: feed the reference fp16-rounded
+    upstream gradients (what the fp16 kernels receive) and the change stays within the bound, which is not
+    vacuous (within 200x the change it must cover)."""
+    from snnc.runtime.verify import learnable_error_bound
+
+    n = LIB.neuron("PLIF")
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    learn = learnable_defaults(n, scalars)
+    ratios = []
+    for seed, shape in enumerate(((6, 3, 37), (5, 4099), (32, 1000))):
+        x, inits = random_input(p, shape, scalars, learn, seed)
+        x = x.half().float()
+        g = torch.Generator().manual_seed(seed + 1)
+        w_spike = torch.randn(x.shape, generator=g)
+        w_states = [torch.randn(x.shape[1:], generator=g) for _ in p.states]
+        grads = []
+        for w in (w_spike, w_spike.half().float()):
+            w_param = torch.tensor(learn["w"], requires_grad=True)
+            s, finals, _ = reference_multi_step(p, x, inits, scalars, (w_param,))
+            loss = (s * w).sum() + sum((f * ws).sum() for f, ws in zip(finals, w_states))
+            grads.append(float(torch.autograd.grad(loss, w_param)[0]))
+        (bound,) = learnable_error_bound(p, x, inits, scalars, learn, w_spike, w_states, "float16")
+        change = abs(grads[0] - grads[1])
+        assert change <= bound
+        ratios.append(bound / max(change, 1e-30))
+    assert min(ratios) < 200, ratios

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import ir
 from .layers import KINDS
 from .parse import parse_source, to_value
+from .resources import library
 from .source import Diagnostic, SnncError, Source, Span, did_you_mean
 
 # Parameters every neuron has, with SpikingJelly's defaults. A neuron may redeclare one to change its default.
@@ -448,10 +449,16 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
         drafts = []
         for item in parse_source(source):
             kind = item[0]
-            if kind == "import":
+            if kind in ("import", "library"):
                 _, rel, span = item
-                # normalise 'a/../b' so a cycle through a parent directory is still seen as a cycle
-                target = Path(os.path.normpath(Path(source.name).parent / rel))
+                if kind == "library":
+                    known = library()
+                    if rel not in known:
+                        raise SnncError(f"no library module '{rel}'", span, did_you_mean(rel, known) or
+                                        f"the library has: {', '.join(known)}", source)
+                    target = known[rel]
+                else:  # normalise 'a/../b' so a cycle through a parent directory is still seen as a cycle
+                    target = Path(os.path.normpath(Path(source.name).parent / rel))
                 key = str(target)
                 if key in stack:
                     raise SnncError(f"import cycle: {' -> '.join(stack + (key,))}", span,

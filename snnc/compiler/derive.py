@@ -15,7 +15,7 @@ import sympy as sp
 from . import ir
 from .surrogates import grad_expr
 from .exprs import free_names, substitute
-from .neuron import (MEMBRANE, Config, charge_updates, default_config, emitted_neurons, layer_config,  # noqa: F401
+from .neuron import (MEMBRANE, Config, charge_updates, default_config, layer_config, own_neurons,  # noqa: F401
                      reset_updates, specialise)
 from .source import Diagnostic, SnncError
 from .symbolic import NotDifferentiable, diff, from_sympy, symbol, to_sympy
@@ -45,7 +45,7 @@ class Plan:
 def derive(module: ir.Module, sources: dict) -> dict[tuple[str, Config], Plan]:
     """The derive stage: plans for the neurons a module emits, in their default configuration and in every
     configuration a network layer uses. A charge SymPy cannot differentiate is a located error."""
-    wanted: list[tuple[ir.Neuron, Config]] = [(n, default_config(n)) for n in emitted_neurons(module)]
+    wanted: list[tuple[ir.Neuron, Config]] = [(n, default_config(n)) for n in own_neurons(module)]
     for net in module.networks:
         for layer in net.layers:
             if isinstance(layer.op, ir.NeuronLayer):

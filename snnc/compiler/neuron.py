@@ -109,6 +109,11 @@ def reset_updates(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], 
 
 
 def emitted_neurons(module: ir.Module) -> list[ir.Neuron]:
-    """The file's own neurons, and the imported ones its networks use."""
-    used = {l.op.neuron for net in module.networks for l in net.layers if isinstance(l.op, ir.NeuronLayer)}
-    return [n for n in module.neurons if n.file == module.file or n.name in used]
+    """Every neuron a module can see (its own and imported ones): a loaded file offers them all."""
+    return list(module.neurons)
+
+
+def own_neurons(module: ir.Module) -> list[ir.Neuron]:
+    """The neurons a file defines itself, or, for a file that only imports (a library), the imported ones."""
+    own = [n for n in module.neurons if n.file == module.file]
+    return own if own or module.networks else list(module.neurons)

@@ -336,5 +336,9 @@ class _Build(Transformer):
     def import_(self, meta, children):
         return ("import", str(children[0])[1:-1], _span(self.source, meta))
 
+    @v_args(meta=True)
+    def library_import(self, meta, children):
+        return ("library", ".".join(str(c) for c in children), _span(self.source, meta))
+
     def start(self, children):
         return list(children)

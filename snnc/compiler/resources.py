@@ -13,3 +13,11 @@ def resource_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"snnc installation is missing its {name}/ folder")
+
+
+LIBRARY_PREFIX = "snnc."
+
+
+def library() -> dict[str, Path]:
+    """The bundled `.snn` library by import name: {'snnc.neurons': <path>, ...} (snnc/lib/*.snn)."""
+    return {LIBRARY_PREFIX + p.stem: p for p in sorted((_PACKAGE / "lib").glob("*.snn"))}

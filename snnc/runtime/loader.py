@@ -76,15 +76,16 @@ class Library:
         return self.network_class(name)(**kwargs)
 
     def network_class(self, name: str | None = None):
+        """A network class by name; without one, the file's first network."""
         if not self.networks:
             raise SnncError(f"{self.module.file} defines no network", hint="add 'network Name { ... }' to the file")
         if name is None:
-            if len(self.networks) > 1:
-                raise SnncError(f"{self.module.file} defines several networks: {', '.join(self.networks)}",
-                                hint="name the one you want")
             return next(iter(self.networks.values()))
         if name not in self.networks:
-            raise SnncError(f"no network '{name}' in {self.module.file}", hint=f"networks: {', '.join(self.networks)}")
+            from ..compiler.source import did_you_mean
+
+            raise SnncError(f"no network '{name}' in {self.module.file}",
+                            hint=did_you_mean(name, self.networks) or f"networks: {', '.join(self.networks)}")
         return self.networks[name]
 
     def model_hash(self, name: str | None = None) -> str:

@@ -139,10 +139,16 @@ def _leave_group(owned: bool):
 
 
 def wrap_ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel without buffer broadcasts in forward (neuron state is per rank): the keyword
+    that says so differs between torch versions, so it is looked up, not assumed."""
+    import inspect
+
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False)  # neuron state is per rank
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    extra = {key: False for key in ("forward_sync_buffers", "broadcast_buffers") if key in params}
+    return DistributedDataParallel(net, device_ids=ids, **dict(list(extra.items())[:1]))
 
 
 def all_sum(world: int, values: list, device: torch.device) -> list:
