@@ -151,7 +151,7 @@ def test_unknown_dataset(tmp_path):
 
 
 def test_download_failure_explains_offline(tmp_path, monkeypatch):
-    import torchvision
+    torchvision = pytest.importorskip("torchvision")
 
     def offline(*args, **kwargs):
         raise OSError("Name or service not known")
@@ -163,7 +163,7 @@ def test_download_failure_explains_offline(tmp_path, monkeypatch):
 
 
 def test_no_download_unless_asked(tmp_path, monkeypatch):
-    import torchvision
+    torchvision = pytest.importorskip("torchvision")
 
     def forbidden(*args, **kwargs):
         raise AssertionError("must not download")

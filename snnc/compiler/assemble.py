@@ -444,8 +444,11 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
     blocks: dict[str, Block] = {}
     root = Source(str(path), text) if text is not None else Source.read(path)
 
+    visited: set[str] = set()
+
     def visit(source: Source, stack: tuple[str, ...]):
         sources[source.name] = source
+        visited.add(stack[-1])
         drafts = []
         for item in parse_source(source):
             kind = item[0]
@@ -463,12 +466,15 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
                 if key in stack:
                     raise SnncError(f"import cycle: {' -> '.join(stack + (key,))}", span,
                                     "remove one of the imports", source)
-                if key in sources:
+                if key in visited:
                     continue
                 if not target.is_file():
                     raise SnncError(f"cannot import '{rel}': no such file {target}", span,
                                     "import paths are relative to the importing file", source)
-                visit(Source.read(target), stack + (key,))
+                source_read = Source.read(target)
+                if kind == "library":  # reported as snnc/lib/<name>.snn, wherever the package is installed
+                    source_read = Source(f"snnc/lib/{target.name}", source_read.text)
+                visit(source_read, stack + (key,))
             elif kind == "neuron":
                 _, name, items, span, name_span = item
                 _unique(name, span, neurons, blocks, source)

@@ -17,7 +17,7 @@ from .. import __version__
 from . import ir
 from . import forward
 from .check import Checked
-from .graph import Graph, NodeInfo
+from .graph import Graph, NodeInfo, rows
 from .layers import EmitContext, describe, kind_of
 from .neuron import MEMBRANE, Config, emitted_neurons, reset_updates  # noqa: F401 (emitted_neurons: API)
 from .printers import PythonPrinter, SnnPrinter
@@ -151,7 +151,7 @@ def _network_context(graph: Graph, surrogates: _Surrogates) -> dict:
         "classes": graph.output.out_shape[0], "encoder": net.encoder,
         "readout": "mean" if net.readout == "rate" else net.readout, "step_mode": net.step_mode,
         "train": net.train.model_dump(), "output": graph.output.layer.name,
-        "graph": tuple((l.name, describe(l.op), l.inputs) for l in net.layers), "loops": forward.loops(graph),
+        "graph": rows(net), "loops": forward.loops(graph),
         "modules": forward.modules(graph, emit), "seq": forward.forward_seq(graph), "step": forward.forward_step(graph),
         "rows": [comment(f"{name}: {_describe(info)}") for name, info in graph.nodes.items()],
     }

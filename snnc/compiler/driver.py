@@ -57,11 +57,16 @@ def render_package(checked: Checked) -> dict[str, str]:
 
 
 def render_kernels(compiled: Compiled) -> dict[str, str]:
-    """The kernel sources of every plan, as `snnc build` ships them: kernels/<Neuron>.<config>.{cpp,fwd.cu,bwd.cu}."""
+    """The kernel sources `snnc build` ships: every plan's (kernels/<Neuron>-<config>.{cpp,fwd.cu,bwd.cu}), and the
+    Poisson encoder fused with the first layer where a network's training uses it (kernels/poisson_linear.cpp)."""
+    from .codegen import environment
+    from .graph import input_head, rows
     from .kernels import render_plan
 
     files = {}
     for (name, cfg), p in sorted(compiled.plans.items(), key=lambda kv: (kv[0][0], kv[0][1].key())):
         for fname, text in render_plan(p).items():
             files[f"kernels/{fname}"] = text
+    if any(net.encoder == "poisson" and input_head(rows(net)) for net in compiled.module.networks):
+        files["kernels/poisson_linear.cpp"] = environment().get_template("poisson_linear.cpp.j2").render()
     return files

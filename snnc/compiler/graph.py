@@ -260,4 +260,28 @@ def _schedule(net: ir.Network) -> tuple[Group, ...]:
     return tuple(groups)
 
 
-__all__ = ["Graph", "Group", "NodeInfo", "Problem", "analyse", "KINDS"]
+def input_head(rows) -> tuple[str, str] | None:
+    """The (flatten, linear) nodes a Poisson encoder can be fused with: the first node reads the input and is
+    a flatten, the next reads only it and is a linear, and nothing else reads the input or the flatten.
+    `rows`: (node, layer, inputs) per node, as a generated network's GRAPH holds them."""
+    kinds = {name: kind for name, kind, _ in rows}
+    inputs = {name: tuple(ins) for name, _, ins in rows}
+    readers: dict[str, list[str]] = {}
+    for name, ins in inputs.items():
+        for src in ins:
+            readers.setdefault(src, []).append(name)
+    first = readers.get(ir.INPUT, [])
+    if len(first) != 1 or kinds[first[0]] != "flatten":
+        return None
+    second = readers.get(first[0], [])
+    if len(second) != 1 or kinds[second[0]] != "linear" or inputs[second[0]] != (first[0],):
+        return None
+    return first[0], second[0]
+
+
+def rows(net: ir.Network) -> tuple:
+    """(node, layer, inputs) per node: the graph as generated networks carry it (their GRAPH)."""
+    return tuple((l.name, describe(l.op), l.inputs) for l in net.layers)
+
+
+__all__ = ["Graph", "Group", "NodeInfo", "Problem", "analyse", "input_head", "rows"]

@@ -102,7 +102,7 @@ def learnable_defaults(neuron: ir.Neuron, values: dict) -> dict[str, float]:
 
 
 def configs(neuron: ir.Neuron) -> list[Config]:
-    """The default configuration, then hard/soft reset x detach_reset."""
+    """The default configuration, then hard/soft reset x detach_reset, then the membrane as the output."""
     base = default_config(neuron)
     out = [base]
     for soft in (False, True):
@@ -110,6 +110,9 @@ def configs(neuron: ir.Neuron) -> list[Config]:
             c = dataclasses.replace(base, soft_reset=soft, detach_reset=detach)
             if c not in out:
                 out.append(c)
+    membrane = dataclasses.replace(base, output="v")
+    if membrane not in out:
+        out.append(membrane)
     return out
 
 
@@ -132,7 +135,8 @@ def _heaviside(z):
 
 
 def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: dict, learnables: tuple = ()):
-    """Eager autograd over T steps from the plan's expressions: (spike_seq, final_states, H_seq of the membrane)."""
+    """Eager autograd over T steps from the plan's expressions: (output_seq, final_states, H_seq of the membrane).
+    The output is the spike, or for a configuration with output "v" the membrane potential after the reset."""
     tensors = {"x", *p.states, *(f"_h_{s}" for s in p.states), "_spike", "_spike_r", *p.learnables}
     printer = PythonPrinter(tensors=tensors)
     code = lambda e: compile(printer(e), "<snnc reference>", "eval")  # noqa: E731
@@ -163,7 +167,7 @@ def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: d
         for target, c in reset:
             value = eval(c, env)  # noqa: S307
             cur[target] = value if isinstance(value, torch.Tensor) else torch.full_like(spike, float(value))
-        spikes.append(spike)
+        spikes.append(cur[MEMBRANE] if p.config.output == "v" else spike)
         hs.append(env[f"_h_{MEMBRANE}"])
     if not spikes:
         return x_seq.clone(), tuple(cur[s] for s in p.states), x_seq.clone()
@@ -291,10 +295,13 @@ def compare(backend, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict, lear
     runner = backend if callable(backend) else (lambda xr, ir_, lr: _run_backend(backend, p, xr, ir_, scalars, lr))
     got_s, got_f, got_g = run(runner, x)
     S = len(p.states)
-    res.spike_mismatches = int((ref_s != got_s).sum())
-    res.spike_rate = float(ref_s.mean()) if ref_s.numel() else 0.0
+    emits_v = p.config.output == "v"  # a potential, compared within tolerance; spikes are compared exactly
+    res.spike_mismatches = 0 if emits_v else int((ref_s != got_s).sum())
+    res.spike_rate = float(ref_s.mean()) if ref_s.numel() and not emits_v else 0.0
     res.max_dv = max((float((a - b).abs().max()) if a.numel() else 0.0 for a, b in zip(got_f, ref_f)), default=0.0)
     dv_rel = max((_rel(a, b) for a, b in zip(got_f, ref_f)), default=0.0)
+    if emits_v:
+        dv_rel = max(dv_rel, _rel(got_s, ref_s))
     res.grad_x = _rel(got_g[0], ref_g[0])
     res.grad_init = max((_rel(a, b) for a, b in zip(got_g[1:1 + S], ref_g[1:1 + S])), default=0.0)
     res.grad_learnables = max((_rel(a, b) for a, b in zip(got_g[1 + S:], ref_g[1 + S:])), default=0.0)
@@ -342,6 +349,7 @@ def generated_runner(cls, p: Plan, scalars: dict, learn_values: dict):
 
     def run(x, inits, learnables):
         cell = cls(**kwargs, step_mode="s").to(x.device)
+        cell.output = "v" if p.config.output == "v" else "spike"
         for name, value in zip(p.learnables, learnables):
             cell._parameters.pop(name, None)  # read the caller's leaf, so its gradient is the module's
             setattr(cell, name, value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..compiler.graph import input_head
 from ..compiler.source import SnncError
 from ..runtime import backends, support
 from .encode import encode
@@ -37,11 +38,9 @@ def run_net(exp: Experiment, model: torch.nn.Module, x: torch.Tensor, s: dict, i
 
 
 def _fusable_head(exp: Experiment, model: torch.nn.Module, s: dict):
-    from .fused_input import split_head
-
     if exp.encoder != "poisson" or s["amp"] or getattr(model, "step_mode", "m") != "m":
         return None
-    return split_head(getattr(model, "module", model), exp.graph)
+    return input_head(exp.graph)
 
 
 def encode_batch(exp: Experiment, x: torch.Tensor, s: dict, index: torch.Tensor, epoch: int, stream: int,

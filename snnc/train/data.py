@@ -204,7 +204,12 @@ def _missing(root: Path, name: str) -> SnncError:
 
 
 def _download(root: Path, name: str) -> Path:
-    import torchvision
+    try:
+        import torchvision
+    except Exception as exc:  # noqa: BLE001 - missing, or built for another torch
+        raise SnncError(f"--download needs torchvision, which is not importable here ({exc})",
+                        hint="pip install torchvision (the one built for your torch), or download the four IDX "
+                        f"files yourself and pass --data-dir") from None
 
     cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
     try:

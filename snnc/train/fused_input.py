@@ -70,23 +70,6 @@ def poisson_linear(images: torch.Tensor, linear: nn.Linear, T: int, seed: int, i
     return _PoissonLinear.apply(linear.weight, linear.bias, x, idx, T, _u64(seed, stream, epoch))
 
 
-def split_head(net: nn.Module, graph: tuple) -> tuple[str, str] | None:
-    """If the network starts with flatten -> linear and nothing else reads the input or the flatten node,
-    the names of those two nodes (`graph`: the generated network's (node, layer, inputs) rows)."""
-    rows = {name: (kind, inputs) for name, kind, inputs in graph}
-    readers = {}
-    for name, (_, inputs) in rows.items():
-        for src in inputs:
-            readers.setdefault(src, []).append(name)
-    first = readers.get("in", [])
-    if len(first) != 1 or rows[first[0]][0] != "flatten":
-        return None
-    second = readers.get(first[0], [])
-    if len(second) != 1 or rows[second[0]][0] != "linear" or rows[second[0]][1] != (first[0],):
-        return None
-    return first[0], second[0]
-
-
 class _Images(nn.Module):
     """Stands for the flatten node while the fused head runs: passes the images on."""
 

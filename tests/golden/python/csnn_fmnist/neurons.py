@@ -20,16 +20,24 @@ def _sg_0(x):
 SURROGATE_0 = rt.Surrogate('sigmoid(alpha=4.0)', _sg_0, '{"name":"sigmoid","args":[["alpha",4.0]],"grad":null}')
 
 
+def _sg_1(x):
+    """d spike / dx of rect(alpha=1.0)"""
+    return torch.where(torch.abs(x) < 0.5 / 1.0, 1.0, 0.0)
+
+
+SURROGATE_1 = rt.Surrogate('rect(alpha=1.0)', _sg_1, '{"name":"rect","args":[["alpha",1.0]],"grad":null}')
+
+
 
 class IF(rt.NeuronBase):
-    """IF neuron (models/neurons.snn:9).
+    """IF neuron (snnc/lib/neurons.snn:10).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = v + x
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"IF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"x"}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"IF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"x"}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v',)
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset')
@@ -61,3 +69,462 @@ class IF(rt.NeuronBase):
         else:
             v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
         return _spike, (v,)
+
+
+class LIF(rt.NeuronBase):
+    """LIF neuron (snnc/lib/neurons.snn:15).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = where(decay_input, v + (x - (v - v_reset)) / tau, v - (v - v_reset) / tau + x)
+    Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
+    """
+
+    SPEC_JSON = '{"name":"LIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"decay_input","type":"bool","optional":false,"default":{"kind":"bool","value":true}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"call","func":"where","args":[{"kind":"var","name":"decay_input"},{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"tau"}}},{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}},"right":{"kind":"var","name":"tau"}}},"right":{"kind":"var","name":"x"}}]}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    STATES = ('v',)
+    MEMBRANE = 0
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau')
+    BOOL_PARAMS = ('detach_reset', 'decay_input')
+
+    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, tau=2.0, decay_input=True, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('LIF', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('LIF', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.tau = rt.as_float('LIF', 'tau', tau)
+        self.decay_input = bool(decay_input)
+        rt.require(tau > 1.0, 'LIF', 'tau > 1.0', {'tau': tau})
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        return (torch.full_like(x, v_reset), )
+
+    def single_step(self, x, v):
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        detach_reset = self.detach_reset
+        decay_input = self.decay_input
+        # charge
+        v = (v + (x - (v - v_reset)) / tau if decay_input else v - (v - v_reset) / tau + x)
+        _h_v = v
+        # fire
+        _spike = self.surrogate_function(_h_v - v_threshold)
+        _spike_r = _spike.detach() if detach_reset else _spike
+        # reset
+        if self.v_reset is None:
+            v = _h_v - _spike_r * v_threshold
+        else:
+            v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
+        return _spike, (v,)
+
+
+class PLIF(rt.NeuronBase):
+    """PLIF neuron (snnc/lib/neurons.snn:24).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = where(decay_input, v + (x - (v - v_reset)) * sigmoid(w), v - (v - v_reset) * sigmoid(w) + x)
+    Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
+    """
+
+    SPEC_JSON = '{"name":"PLIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"init_tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"decay_input","type":"bool","optional":false,"default":{"kind":"bool","value":true}}],"learnables":[{"name":"w","init":{"kind":"unary","op":"-","operand":{"kind":"call","func":"log","args":[{"kind":"binop","op":"-","left":{"kind":"var","name":"init_tau"},"right":{"kind":"num","value":1.0}}]}}}],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"call","func":"where","args":[{"kind":"var","name":"decay_input"},{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"call","func":"sigmoid","args":[{"kind":"var","name":"w"}]}}},{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}},"right":{"kind":"call","func":"sigmoid","args":[{"kind":"var","name":"w"}]}}},"right":{"kind":"var","name":"x"}}]}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"init_tau"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    STATES = ('v',)
+    MEMBRANE = 0
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'init_tau')
+    BOOL_PARAMS = ('detach_reset', 'decay_input')
+
+    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, init_tau=2.0, decay_input=True, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('PLIF', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('PLIF', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.init_tau = rt.as_float('PLIF', 'init_tau', init_tau)
+        self.decay_input = bool(decay_input)
+        rt.require(init_tau > 1.0, 'PLIF', 'init_tau > 1.0', {'init_tau': init_tau})
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+        init_tau = self.init_tau
+        self.w = torch.nn.Parameter(torch.tensor(-math.log(init_tau - 1.0), dtype=torch.float32))
+
+    def initial_states(self, x):
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        return (torch.full_like(x, v_reset), )
+
+    def single_step(self, x, v):
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        detach_reset = self.detach_reset
+        decay_input = self.decay_input
+        w = self.w
+        # charge
+        v = (v + (x - (v - v_reset)) * torch.sigmoid(w) if decay_input else v - (v - v_reset) * torch.sigmoid(w) + x)
+        _h_v = v
+        # fire
+        _spike = self.surrogate_function(_h_v - v_threshold)
+        _spike_r = _spike.detach() if detach_reset else _spike
+        # reset
+        if self.v_reset is None:
+            v = _h_v - _spike_r * v_threshold
+        else:
+            v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
+        return _spike, (v,)
+
+
+class QIF(rt.NeuronBase):
+    """QIF neuron (snnc/lib/neurons.snn:34).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = v + (x + a0 * (v - v_rest) * (v - v_c)) / tau
+    Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
+    """
+
+    SPEC_JSON = '{"name":"QIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"v_c","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"a0","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a0"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_c"}}}},"right":{"kind":"var","name":"tau"}}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"a0"},"right":{"kind":"num","value":0.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"v_c"},"right":{"kind":"var","name":"v_rest"}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    STATES = ('v',)
+    MEMBRANE = 0
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau', 'v_c', 'a0', 'v_rest')
+    BOOL_PARAMS = ('detach_reset',)
+
+    def __init__(self, *, v_threshold=1.0, v_reset=-0.1, detach_reset=False, tau=2.0, v_c=0.8, a0=1.0, v_rest=0.0, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('QIF', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('QIF', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.tau = rt.as_float('QIF', 'tau', tau)
+        self.v_c = rt.as_float('QIF', 'v_c', v_c)
+        self.a0 = rt.as_float('QIF', 'a0', a0)
+        self.v_rest = rt.as_float('QIF', 'v_rest', v_rest)
+        rt.require(tau > 1.0, 'QIF', 'tau > 1.0', {'tau': tau})
+        rt.require(a0 > 0.0, 'QIF', 'a0 > 0.0', {'a0': a0})
+        rt.require(v_c > v_rest, 'QIF', 'v_c > v_rest', {'v_c': v_c, 'v_rest': v_rest})
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        return (torch.full_like(x, v_reset), )
+
+    def single_step(self, x, v):
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        v_c = self.v_c
+        a0 = self.a0
+        v_rest = self.v_rest
+        detach_reset = self.detach_reset
+        # charge
+        v = v + (x + a0 * (v - v_rest) * (v - v_c)) / tau
+        _h_v = v
+        # fire
+        _spike = self.surrogate_function(_h_v - v_threshold)
+        _spike_r = _spike.detach() if detach_reset else _spike
+        # reset
+        if self.v_reset is None:
+            v = _h_v - _spike_r * v_threshold
+        else:
+            v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
+        return _spike, (v,)
+
+
+class EIF(rt.NeuronBase):
+    """EIF neuron (snnc/lib/neurons.snn:48).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = v + (x + v_rest - v + delta_T * exp((v - theta_rh) / delta_T)) / tau
+    Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
+    """
+
+    SPEC_JSON = '{"name":"EIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"delta_T","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"theta_rh","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"var","name":"v_rest"}},"right":{"kind":"var","name":"v"}},"right":{"kind":"binop","op":"*","left":{"kind":"var","name":"delta_T"},"right":{"kind":"call","func":"exp","args":[{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"theta_rh"}},"right":{"kind":"var","name":"delta_T"}}]}}},"right":{"kind":"var","name":"tau"}}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"delta_T"},"right":{"kind":"num","value":0.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    STATES = ('v',)
+    MEMBRANE = 0
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau', 'delta_T', 'theta_rh', 'v_rest')
+    BOOL_PARAMS = ('detach_reset',)
+
+    def __init__(self, *, v_threshold=1.0, v_reset=-0.1, detach_reset=False, tau=2.0, delta_T=1.0, theta_rh=0.8, v_rest=0.0, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('EIF', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('EIF', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.tau = rt.as_float('EIF', 'tau', tau)
+        self.delta_T = rt.as_float('EIF', 'delta_T', delta_T)
+        self.theta_rh = rt.as_float('EIF', 'theta_rh', theta_rh)
+        self.v_rest = rt.as_float('EIF', 'v_rest', v_rest)
+        rt.require(tau > 1.0, 'EIF', 'tau > 1.0', {'tau': tau})
+        rt.require(delta_T > 0.0, 'EIF', 'delta_T > 0.0', {'delta_T': delta_T})
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        return (torch.full_like(x, v_reset), )
+
+    def single_step(self, x, v):
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        delta_T = self.delta_T
+        theta_rh = self.theta_rh
+        v_rest = self.v_rest
+        detach_reset = self.detach_reset
+        # charge
+        v = v + (x + v_rest - v + delta_T * torch.exp((v - theta_rh) / delta_T)) / tau
+        _h_v = v
+        # fire
+        _spike = self.surrogate_function(_h_v - v_threshold)
+        _spike_r = _spike.detach() if detach_reset else _spike
+        # reset
+        if self.v_reset is None:
+            v = _h_v - _spike_r * v_threshold
+        else:
+            v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
+        return _spike, (v,)
+
+
+class Izhikevich(rt.NeuronBase):
+    """Izhikevich neuron (snnc/lib/neurons.snn:61).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = v + (x + a0 * (v - v_rest) * (v - v_c) - w) / tau
+        w = w + (a * (v - v_rest) - w) / tau_w
+    Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
+    On spike:
+        w += b
+    """
+
+    SPEC_JSON = '{"name":"Izhikevich","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"v_c","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"a0","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"w_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"tau_w","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"a","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"b","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"w","init":{"kind":"var","name":"w_rest"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a0"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_c"}}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau"}}}},{"target":"w","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"w"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau_w"}}}}],"on_spike":[{"target":"w","op":"+=","value":{"kind":"var","name":"b"}}],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau_w"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    STATES = ('v', 'w')
+    MEMBRANE = 0
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau', 'v_c', 'a0', 'v_rest', 'w_rest', 'tau_w', 'a', 'b')
+    BOOL_PARAMS = ('detach_reset',)
+
+    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, tau=2.0, v_c=0.8, a0=1.0, v_rest=-0.1, w_rest=0.0, tau_w=2.0, a=0.0, b=0.0, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('Izhikevich', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('Izhikevich', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.tau = rt.as_float('Izhikevich', 'tau', tau)
+        self.v_c = rt.as_float('Izhikevich', 'v_c', v_c)
+        self.a0 = rt.as_float('Izhikevich', 'a0', a0)
+        self.v_rest = rt.as_float('Izhikevich', 'v_rest', v_rest)
+        self.w_rest = rt.as_float('Izhikevich', 'w_rest', w_rest)
+        self.tau_w = rt.as_float('Izhikevich', 'tau_w', tau_w)
+        self.a = rt.as_float('Izhikevich', 'a', a)
+        self.b = rt.as_float('Izhikevich', 'b', b)
+        rt.require(tau > 1.0, 'Izhikevich', 'tau > 1.0', {'tau': tau})
+        rt.require(tau_w > 1.0, 'Izhikevich', 'tau_w > 1.0', {'tau_w': tau_w})
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        w_rest = self.w_rest
+        return (torch.full_like(x, v_reset), torch.full_like(x, w_rest), )
+
+    def single_step(self, x, v, w):
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        v_c = self.v_c
+        a0 = self.a0
+        v_rest = self.v_rest
+        tau_w = self.tau_w
+        a = self.a
+        b = self.b
+        detach_reset = self.detach_reset
+        # charge
+        v = v + (x + a0 * (v - v_rest) * (v - v_c) - w) / tau
+        w = w + (a * (v - v_rest) - w) / tau_w
+        _h_v = v
+        _h_w = w
+        # fire
+        _spike = self.surrogate_function(_h_v - v_threshold)
+        _spike_r = _spike.detach() if detach_reset else _spike
+        # reset
+        if self.v_reset is None:
+            v = _h_v - _spike_r * v_threshold
+            w = _h_w + _spike * b
+        else:
+            v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
+            w = _h_w + _spike * b
+        return _spike, (v, w,)
+
+
+class SquareIF(rt.NeuronBase):
+    """SquareIF neuron (snnc/lib/neurons.snn:82).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = v + x ^ 2.0
+    Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
+    """
+
+    SPEC_JSON = '{"name":"SquareIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"^","left":{"kind":"var","name":"x"},"right":{"kind":"num","value":2.0}}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    STATES = ('v',)
+    MEMBRANE = 0
+    FLOAT_PARAMS = ('v_threshold', 'v_reset')
+    BOOL_PARAMS = ('detach_reset',)
+
+    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('SquareIF', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('SquareIF', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        return (torch.full_like(x, v_reset), )
+
+    def single_step(self, x, v):
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        detach_reset = self.detach_reset
+        # charge
+        v = v + x ** 2.0
+        _h_v = v
+        # fire
+        _spike = self.surrogate_function(_h_v - v_threshold)
+        _spike_r = _spike.detach() if detach_reset else _spike
+        # reset
+        if self.v_reset is None:
+            v = _h_v - _spike_r * v_threshold
+        else:
+            v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
+        return _spike, (v,)
+
+
+class CUBALIF(rt.NeuronBase):
+    """CUBALIF neuron (snnc/lib/neurons.snn:88).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        c = c * c_decay + x
+        v = v * v_decay + c
+    Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
+    """
+
+    SPEC_JSON = '{"name":"CUBALIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":0.5}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"c_decay","type":"float","optional":false,"default":{"kind":"num","value":0.5}},{"name":"v_decay","type":"float","optional":false,"default":{"kind":"num","value":0.75}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"c","init":{"kind":"num","value":0.0}}],"charge":[{"target":"c","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"c"},"right":{"kind":"var","name":"c_decay"}},"right":{"kind":"var","name":"x"}}},{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_decay"}},"right":{"kind":"var","name":"c"}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":"and","left":{"kind":"binop","op":">=","left":{"kind":"var","name":"c_decay"},"right":{"kind":"num","value":0.0}},"right":{"kind":"binop","op":"<=","left":{"kind":"var","name":"c_decay"},"right":{"kind":"num","value":1.0}}}},{"cond":{"kind":"binop","op":"and","left":{"kind":"binop","op":">=","left":{"kind":"var","name":"v_decay"},"right":{"kind":"num","value":0.0}},"right":{"kind":"binop","op":"<=","left":{"kind":"var","name":"v_decay"},"right":{"kind":"num","value":1.0}}}}],"surrogate":{"name":"rect","args":[["alpha",1.0]],"grad":null},"output":"spike"}'
+    STATES = ('v', 'c')
+    MEMBRANE = 0
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'c_decay', 'v_decay')
+    BOOL_PARAMS = ('detach_reset',)
+
+    def __init__(self, *, v_threshold=0.5, v_reset=0.0, detach_reset=False, c_decay=0.5, v_decay=0.75, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('CUBALIF', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('CUBALIF', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.c_decay = rt.as_float('CUBALIF', 'c_decay', c_decay)
+        self.v_decay = rt.as_float('CUBALIF', 'v_decay', v_decay)
+        rt.require(c_decay >= 0.0 and c_decay <= 1.0, 'CUBALIF', 'c_decay >= 0.0 and c_decay <= 1.0', {'c_decay': c_decay})
+        rt.require(v_decay >= 0.0 and v_decay <= 1.0, 'CUBALIF', 'v_decay >= 0.0 and v_decay <= 1.0', {'v_decay': v_decay})
+        super().__init__(surrogate_function or SURROGATE_1, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        return (torch.full_like(x, v_reset), torch.full_like(x, 0.0), )
+
+    def single_step(self, x, v, c):
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        c_decay = self.c_decay
+        v_decay = self.v_decay
+        detach_reset = self.detach_reset
+        # charge
+        c = c * c_decay + x
+        v = v * v_decay + c
+        _h_v = v
+        _h_c = c
+        # fire
+        _spike = self.surrogate_function(_h_v - v_threshold)
+        _spike_r = _spike.detach() if detach_reset else _spike
+        # reset
+        if self.v_reset is None:
+            v = _h_v - _spike_r * v_threshold
+            c = _h_c
+        else:
+            v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
+            c = _h_c
+        return _spike, (v, c,)
+
+
+class AdaptiveLIF(rt.NeuronBase):
+    """AdaptiveLIF neuron (snnc/lib/neurons.snn:104).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = v + (x - (v - v_reset) - w) / tau
+        w = w + (a * (v - v_reset) - w) / tau_w
+    Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
+    On spike:
+        w += b
+    """
+
+    SPEC_JSON = '{"name":"AdaptiveLIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"tau_w","type":"float","optional":false,"default":{"kind":"num","value":20.0}},{"name":"a","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"b","type":"float","optional":false,"default":{"kind":"num","value":0.1}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"w","init":{"kind":"num","value":0.0}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau"}}}},{"target":"w","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"w"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau_w"}}}}],"on_spike":[{"target":"w","op":"+=","value":{"kind":"var","name":"b"}}],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau_w"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    STATES = ('v', 'w')
+    MEMBRANE = 0
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau', 'tau_w', 'a', 'b')
+    BOOL_PARAMS = ('detach_reset',)
+
+    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, tau=2.0, tau_w=20.0, a=0.0, b=0.1, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('AdaptiveLIF', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('AdaptiveLIF', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.tau = rt.as_float('AdaptiveLIF', 'tau', tau)
+        self.tau_w = rt.as_float('AdaptiveLIF', 'tau_w', tau_w)
+        self.a = rt.as_float('AdaptiveLIF', 'a', a)
+        self.b = rt.as_float('AdaptiveLIF', 'b', b)
+        rt.require(tau > 1.0, 'AdaptiveLIF', 'tau > 1.0', {'tau': tau})
+        rt.require(tau_w > 1.0, 'AdaptiveLIF', 'tau_w > 1.0', {'tau_w': tau_w})
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        return (torch.full_like(x, v_reset), torch.full_like(x, 0.0), )
+
+    def single_step(self, x, v, w):
+        v_threshold = self.v_threshold
+        v_reset = 0.0 if self.v_reset is None else self.v_reset
+        tau = self.tau
+        tau_w = self.tau_w
+        a = self.a
+        b = self.b
+        detach_reset = self.detach_reset
+        # charge
+        v = v + (x - (v - v_reset) - w) / tau
+        w = w + (a * (v - v_reset) - w) / tau_w
+        _h_v = v
+        _h_w = w
+        # fire
+        _spike = self.surrogate_function(_h_v - v_threshold)
+        _spike_r = _spike.detach() if detach_reset else _spike
+        # reset
+        if self.v_reset is None:
+            v = _h_v - _spike_r * v_threshold
+            w = _h_w + _spike * b
+        else:
+            v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
+            w = _h_w + _spike * b
+        return _spike, (v, w,)
+
+
+class LI(rt.NeuronBase):
+    """LI neuron (snnc/lib/neurons.snn:122).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = v + (x - v) / tau
+    Never fires: the output is the membrane potential v (a non-spiking readout).
+    """
+
+    SPEC_JSON = '{"name":"LI","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"num","value":0.0}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"var","name":"v"}},"right":{"kind":"var","name":"tau"}}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"membrane"}'
+    STATES = ('v',)
+    MEMBRANE = 0
+    NONSPIKING = True
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau')
+    BOOL_PARAMS = ('detach_reset',)
+
+    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, tau=2.0, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('LI', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('LI', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.tau = rt.as_float('LI', 'tau', tau)
+        rt.require(tau > 1.0, 'LI', 'tau > 1.0', {'tau': tau})
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        pass
+        return (torch.full_like(x, 0.0), )
+
+    def single_step(self, x, v):
+        v_threshold = self.v_threshold
+        tau = self.tau
+        detach_reset = self.detach_reset
+        # charge
+        v = v + (x - v) / tau
+        # no fire, no reset: the output is the membrane potential
+        return v, (v,)

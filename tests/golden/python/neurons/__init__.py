@@ -11,6 +11,7 @@ from .neurons import Izhikevich
 from .neurons import SquareIF
 from .neurons import CUBALIF
 from .neurons import AdaptiveLIF
+from .neurons import LI
 
-NEURONS = ('IF', 'LIF', 'PLIF', 'QIF', 'EIF', 'Izhikevich', 'SquareIF', 'CUBALIF', 'AdaptiveLIF', )
+NEURONS = ('IF', 'LIF', 'PLIF', 'QIF', 'EIF', 'Izhikevich', 'SquareIF', 'CUBALIF', 'AdaptiveLIF', 'LI', )
 NETWORKS = ()

@@ -30,14 +30,14 @@ SURROGATE_1 = rt.Surrogate('rect(alpha=1.0)', _sg_1, '{"name":"rect","args":[["a
 
 
 class IF(rt.NeuronBase):
-    """IF neuron (models/neurons.snn:9).
+    """IF neuron (snnc/lib/neurons.snn:10).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = v + x
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"IF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"x"}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"IF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"x"}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v',)
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset')
@@ -72,14 +72,14 @@ class IF(rt.NeuronBase):
 
 
 class LIF(rt.NeuronBase):
-    """LIF neuron (models/neurons.snn:14).
+    """LIF neuron (snnc/lib/neurons.snn:15).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = where(decay_input, v + (x - (v - v_reset)) / tau, v - (v - v_reset) / tau + x)
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"LIF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"decay_input","type":"bool","optional":false,"default":{"kind":"bool","value":true}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"call","func":"where","args":[{"kind":"var","name":"decay_input"},{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"tau"}}},{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}},"right":{"kind":"var","name":"tau"}}},"right":{"kind":"var","name":"x"}}]}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"LIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"decay_input","type":"bool","optional":false,"default":{"kind":"bool","value":true}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"call","func":"where","args":[{"kind":"var","name":"decay_input"},{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"tau"}}},{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}},"right":{"kind":"var","name":"tau"}}},"right":{"kind":"var","name":"x"}}]}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v',)
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau')
@@ -119,14 +119,14 @@ class LIF(rt.NeuronBase):
 
 
 class PLIF(rt.NeuronBase):
-    """PLIF neuron (models/neurons.snn:23).
+    """PLIF neuron (snnc/lib/neurons.snn:24).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = where(decay_input, v + (x - (v - v_reset)) * sigmoid(w), v - (v - v_reset) * sigmoid(w) + x)
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"PLIF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"init_tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"decay_input","type":"bool","optional":false,"default":{"kind":"bool","value":true}}],"learnables":[{"name":"w","init":{"kind":"unary","op":"-","operand":{"kind":"call","func":"log","args":[{"kind":"binop","op":"-","left":{"kind":"var","name":"init_tau"},"right":{"kind":"num","value":1.0}}]}}}],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"call","func":"where","args":[{"kind":"var","name":"decay_input"},{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"call","func":"sigmoid","args":[{"kind":"var","name":"w"}]}}},{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}},"right":{"kind":"call","func":"sigmoid","args":[{"kind":"var","name":"w"}]}}},"right":{"kind":"var","name":"x"}}]}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"init_tau"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"PLIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"init_tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"decay_input","type":"bool","optional":false,"default":{"kind":"bool","value":true}}],"learnables":[{"name":"w","init":{"kind":"unary","op":"-","operand":{"kind":"call","func":"log","args":[{"kind":"binop","op":"-","left":{"kind":"var","name":"init_tau"},"right":{"kind":"num","value":1.0}}]}}}],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"call","func":"where","args":[{"kind":"var","name":"decay_input"},{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"call","func":"sigmoid","args":[{"kind":"var","name":"w"}]}}},{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}},"right":{"kind":"call","func":"sigmoid","args":[{"kind":"var","name":"w"}]}}},"right":{"kind":"var","name":"x"}}]}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"init_tau"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v',)
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset', 'init_tau')
@@ -168,14 +168,14 @@ class PLIF(rt.NeuronBase):
 
 
 class QIF(rt.NeuronBase):
-    """QIF neuron (models/neurons.snn:33).
+    """QIF neuron (snnc/lib/neurons.snn:34).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = v + (x + a0 * (v - v_rest) * (v - v_c)) / tau
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"QIF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"v_c","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"a0","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a0"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_c"}}}},"right":{"kind":"var","name":"tau"}}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"a0"},"right":{"kind":"num","value":0.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"v_c"},"right":{"kind":"var","name":"v_rest"}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"QIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"v_c","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"a0","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a0"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_c"}}}},"right":{"kind":"var","name":"tau"}}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"a0"},"right":{"kind":"num","value":0.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"v_c"},"right":{"kind":"var","name":"v_rest"}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v',)
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau', 'v_c', 'a0', 'v_rest')
@@ -221,14 +221,14 @@ class QIF(rt.NeuronBase):
 
 
 class EIF(rt.NeuronBase):
-    """EIF neuron (models/neurons.snn:47).
+    """EIF neuron (snnc/lib/neurons.snn:48).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = v + (x + v_rest - v + delta_T * exp((v - theta_rh) / delta_T)) / tau
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"EIF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"delta_T","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"theta_rh","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"var","name":"v_rest"}},"right":{"kind":"var","name":"v"}},"right":{"kind":"binop","op":"*","left":{"kind":"var","name":"delta_T"},"right":{"kind":"call","func":"exp","args":[{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"theta_rh"}},"right":{"kind":"var","name":"delta_T"}}]}}},"right":{"kind":"var","name":"tau"}}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"delta_T"},"right":{"kind":"num","value":0.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"EIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"delta_T","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"theta_rh","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"+","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"var","name":"v_rest"}},"right":{"kind":"var","name":"v"}},"right":{"kind":"binop","op":"*","left":{"kind":"var","name":"delta_T"},"right":{"kind":"call","func":"exp","args":[{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"theta_rh"}},"right":{"kind":"var","name":"delta_T"}}]}}},"right":{"kind":"var","name":"tau"}}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"delta_T"},"right":{"kind":"num","value":0.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v',)
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau', 'delta_T', 'theta_rh', 'v_rest')
@@ -273,7 +273,7 @@ class EIF(rt.NeuronBase):
 
 
 class Izhikevich(rt.NeuronBase):
-    """Izhikevich neuron (models/neurons.snn:60).
+    """Izhikevich neuron (snnc/lib/neurons.snn:61).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = v + (x + a0 * (v - v_rest) * (v - v_c) - w) / tau
@@ -283,7 +283,7 @@ class Izhikevich(rt.NeuronBase):
         w += b
     """
 
-    SPEC_JSON = '{"name":"Izhikevich","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"v_c","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"a0","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"w_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"tau_w","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"a","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"b","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"w","init":{"kind":"var","name":"w_rest"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a0"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_c"}}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau"}}}},{"target":"w","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"w"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau_w"}}}}],"on_spike":[{"target":"w","op":"+=","value":{"kind":"var","name":"b"}}],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau_w"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"Izhikevich","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"v_c","type":"float","optional":false,"default":{"kind":"num","value":0.8}},{"name":"a0","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_rest","type":"float","optional":false,"default":{"kind":"unary","op":"-","operand":{"kind":"num","value":0.1}}},{"name":"w_rest","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"tau_w","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"a","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"b","type":"float","optional":false,"default":{"kind":"num","value":0.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"w","init":{"kind":"var","name":"w_rest"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"+","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"*","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a0"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_c"}}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau"}}}},{"target":"w","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"w"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_rest"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau_w"}}}}],"on_spike":[{"target":"w","op":"+=","value":{"kind":"var","name":"b"}}],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau_w"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v', 'w')
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau', 'v_c', 'a0', 'v_rest', 'w_rest', 'tau_w', 'a', 'b')
@@ -340,14 +340,14 @@ class Izhikevich(rt.NeuronBase):
 
 
 class SquareIF(rt.NeuronBase):
-    """SquareIF neuron (models/neurons.snn:81).
+    """SquareIF neuron (snnc/lib/neurons.snn:82).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = v + x ^ 2.0
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"SquareIF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"^","left":{"kind":"var","name":"x"},"right":{"kind":"num","value":2.0}}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"SquareIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"^","left":{"kind":"var","name":"x"},"right":{"kind":"num","value":2.0}}}}],"on_spike":[],"requires":[],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v',)
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset')
@@ -382,7 +382,7 @@ class SquareIF(rt.NeuronBase):
 
 
 class CUBALIF(rt.NeuronBase):
-    """CUBALIF neuron (models/neurons.snn:87).
+    """CUBALIF neuron (snnc/lib/neurons.snn:88).
 
     Charge, H[t] = f(V[t-1], X[t]):
         c = c * c_decay + x
@@ -390,7 +390,7 @@ class CUBALIF(rt.NeuronBase):
     Fire: S[t] = (H_v[t] >= v_threshold). Reset: hard (v_reset) or soft (v_reset=None).
     """
 
-    SPEC_JSON = '{"name":"CUBALIF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":0.5}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"c_decay","type":"float","optional":false,"default":{"kind":"num","value":0.5}},{"name":"v_decay","type":"float","optional":false,"default":{"kind":"num","value":0.75}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"c","init":{"kind":"num","value":0.0}}],"charge":[{"target":"c","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"c"},"right":{"kind":"var","name":"c_decay"}},"right":{"kind":"var","name":"x"}}},{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_decay"}},"right":{"kind":"var","name":"c"}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":"and","left":{"kind":"binop","op":">=","left":{"kind":"var","name":"c_decay"},"right":{"kind":"num","value":0.0}},"right":{"kind":"binop","op":"<=","left":{"kind":"var","name":"c_decay"},"right":{"kind":"num","value":1.0}}}},{"cond":{"kind":"binop","op":"and","left":{"kind":"binop","op":">=","left":{"kind":"var","name":"v_decay"},"right":{"kind":"num","value":0.0}},"right":{"kind":"binop","op":"<=","left":{"kind":"var","name":"v_decay"},"right":{"kind":"num","value":1.0}}}}],"surrogate":{"name":"rect","args":[["alpha",1.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"CUBALIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":0.5}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"c_decay","type":"float","optional":false,"default":{"kind":"num","value":0.5}},{"name":"v_decay","type":"float","optional":false,"default":{"kind":"num","value":0.75}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"c","init":{"kind":"num","value":0.0}}],"charge":[{"target":"c","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"c"},"right":{"kind":"var","name":"c_decay"}},"right":{"kind":"var","name":"x"}}},{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_decay"}},"right":{"kind":"var","name":"c"}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":"and","left":{"kind":"binop","op":">=","left":{"kind":"var","name":"c_decay"},"right":{"kind":"num","value":0.0}},"right":{"kind":"binop","op":"<=","left":{"kind":"var","name":"c_decay"},"right":{"kind":"num","value":1.0}}}},{"cond":{"kind":"binop","op":"and","left":{"kind":"binop","op":">=","left":{"kind":"var","name":"v_decay"},"right":{"kind":"num","value":0.0}},"right":{"kind":"binop","op":"<=","left":{"kind":"var","name":"v_decay"},"right":{"kind":"num","value":1.0}}}}],"surrogate":{"name":"rect","args":[["alpha",1.0]],"grad":null},"output":"spike"}'
     STATES = ('v', 'c')
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset', 'c_decay', 'v_decay')
@@ -435,7 +435,7 @@ class CUBALIF(rt.NeuronBase):
 
 
 class AdaptiveLIF(rt.NeuronBase):
-    """AdaptiveLIF neuron (models/neurons.snn:103).
+    """AdaptiveLIF neuron (snnc/lib/neurons.snn:104).
 
     Charge, H[t] = f(V[t-1], X[t]):
         v = v + (x - (v - v_reset) - w) / tau
@@ -445,7 +445,7 @@ class AdaptiveLIF(rt.NeuronBase):
         w += b
     """
 
-    SPEC_JSON = '{"name":"AdaptiveLIF","file":"models/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"tau_w","type":"float","optional":false,"default":{"kind":"num","value":20.0}},{"name":"a","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"b","type":"float","optional":false,"default":{"kind":"num","value":0.1}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"w","init":{"kind":"num","value":0.0}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau"}}}},{"target":"w","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"w"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau_w"}}}}],"on_spike":[{"target":"w","op":"+=","value":{"kind":"var","name":"b"}}],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau_w"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
+    SPEC_JSON = '{"name":"AdaptiveLIF","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}},{"name":"tau_w","type":"float","optional":false,"default":{"kind":"num","value":20.0}},{"name":"a","type":"float","optional":false,"default":{"kind":"num","value":0.0}},{"name":"b","type":"float","optional":false,"default":{"kind":"num","value":0.1}}],"learnables":[],"states":[{"name":"v","init":{"kind":"var","name":"v_reset"}},{"name":"w","init":{"kind":"num","value":0.0}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau"}}}},{"target":"w","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"w"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"binop","op":"*","left":{"kind":"var","name":"a"},"right":{"kind":"binop","op":"-","left":{"kind":"var","name":"v"},"right":{"kind":"var","name":"v_reset"}}},"right":{"kind":"var","name":"w"}},"right":{"kind":"var","name":"tau_w"}}}}],"on_spike":[{"target":"w","op":"+=","value":{"kind":"var","name":"b"}}],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}},{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau_w"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"spike"}'
     STATES = ('v', 'w')
     MEMBRANE = 0
     FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau', 'tau_w', 'a', 'b')
@@ -491,3 +491,40 @@ class AdaptiveLIF(rt.NeuronBase):
             v = _spike_r * v_reset + (1.0 - _spike_r) * _h_v
             w = _h_w + _spike * b
         return _spike, (v, w,)
+
+
+class LI(rt.NeuronBase):
+    """LI neuron (snnc/lib/neurons.snn:122).
+
+    Charge, H[t] = f(V[t-1], X[t]):
+        v = v + (x - v) / tau
+    Never fires: the output is the membrane potential v (a non-spiking readout).
+    """
+
+    SPEC_JSON = '{"name":"LI","file":"snnc/lib/neurons.snn","params":[{"name":"v_threshold","type":"float","optional":false,"default":{"kind":"num","value":1.0}},{"name":"v_reset","type":"float","optional":true,"default":{"kind":"num","value":0.0}},{"name":"detach_reset","type":"bool","optional":false,"default":{"kind":"bool","value":false}},{"name":"tau","type":"float","optional":false,"default":{"kind":"num","value":2.0}}],"learnables":[],"states":[{"name":"v","init":{"kind":"num","value":0.0}}],"charge":[{"target":"v","op":"=","value":{"kind":"binop","op":"+","left":{"kind":"var","name":"v"},"right":{"kind":"binop","op":"/","left":{"kind":"binop","op":"-","left":{"kind":"var","name":"x"},"right":{"kind":"var","name":"v"}},"right":{"kind":"var","name":"tau"}}}}],"on_spike":[],"requires":[{"cond":{"kind":"binop","op":">","left":{"kind":"var","name":"tau"},"right":{"kind":"num","value":1.0}}}],"surrogate":{"name":"sigmoid","args":[["alpha",4.0]],"grad":null},"output":"membrane"}'
+    STATES = ('v',)
+    MEMBRANE = 0
+    NONSPIKING = True
+    FLOAT_PARAMS = ('v_threshold', 'v_reset', 'tau')
+    BOOL_PARAMS = ('detach_reset',)
+
+    def __init__(self, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, tau=2.0, surrogate_function=None, step_mode="s", backend=None, store_v_seq=False):
+        self.v_threshold = rt.as_float('LI', 'v_threshold', v_threshold)
+        self.v_reset = rt.as_float('LI', 'v_reset', v_reset, optional=True)
+        self.detach_reset = bool(detach_reset)
+        self.tau = rt.as_float('LI', 'tau', tau)
+        rt.require(tau > 1.0, 'LI', 'tau > 1.0', {'tau': tau})
+        super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
+
+    def initial_states(self, x):
+        pass
+        return (torch.full_like(x, 0.0), )
+
+    def single_step(self, x, v):
+        v_threshold = self.v_threshold
+        tau = self.tau
+        detach_reset = self.detach_reset
+        # charge
+        v = v + (x - v) / tau
+        # no fire, no reset: the output is the membrane potential
+        return v, (v,)
