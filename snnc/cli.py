@@ -42,6 +42,11 @@ def _check(args) -> int:
         if n.learnables:
             print(f"  learnable:  {', '.join(f'{l.name} = {snn(l.init)}' for l in n.learnables)}")
         print(f"  states:     {', '.join(f'{s.name} = {snn(s.init)}' for s in n.states)}")
+        for a in n.written_charge:
+            op = f"d{a.target}/dt =" if a.op == "d/dt" else f"{a.target} {a.op}"
+            print(f"  written:    {op} {snn(a.value)}")
+        if n.written_charge:
+            print(f"  integrated: {n.integrate}, one step of dt, x held over the step")
         for target, e in p.charge:
             print(f"  charge:     {target} = {snn(e)}")
         for a in n.on_spike:

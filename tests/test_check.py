@@ -25,7 +25,8 @@ def test_every_case_is_present():
         "arithmetic_on_condition", "unknown_layer", "linear_without_flatten", "conv2d_flat_input",
         "unknown_network_setting", "missing_T", "unknown_neuron_param", "import_missing", "import_cycle",
         "unknown_train_setting", "algebraic_loop", "merge_shape_mismatch", "unknown_node", "unused_node",
-        "block_wrong_args", "block_recursion", "negative_delay",
+        "block_wrong_args", "block_recursion", "negative_delay", "ode_undeclared_state", "ode_twice",
+        "ode_exact_nonlinear", "ode_dt_nonpositive", "ode_dt_layer",
     }
     assert expected <= set(CASES)
 

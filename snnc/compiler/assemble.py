@@ -28,8 +28,9 @@ BUILTIN_PARAMS = (
     ir.Param(name="detach_reset", type="bool", default=ir.Bool(value=False)),
 )
 DEFAULT_SURROGATE = ir.Surrogate(name="sigmoid", args=(("alpha", 4.0),))
-NETWORK_SETTINGS = ("input", "T", "encoder", "readout", "step_mode")
+NETWORK_SETTINGS = ("input", "T", "encoder", "readout", "step_mode", "dt")
 OUTPUTS = ("spike", "membrane")
+INTEGRATORS = ("euler", "rk2", "exponential_euler", "exact")
 
 
 class _Collector:
@@ -60,6 +61,7 @@ def neuron_from_items(name: str, items: list, source: Source, span: Span, name_s
     blocks: dict[str, tuple] = {}
     surrogate = None
     output = None
+    integrate = None
     for item in items:
         match item:
             case ir.Param():
@@ -85,6 +87,13 @@ def neuron_from_items(name: str, items: list, source: Source, span: Span, name_s
                 if surrogate is not None:
                     out.error("second surrogate declaration", sg_span, "a neuron has one surrogate gradient")
                 surrogate = ir.Surrogate(name="custom", args=_surrogate_args(kwargs, out), grad=grad, span=sg_span)
+            case ("integrate", method, int_span):
+                if integrate is not None:
+                    out.error("second integrate declaration", int_span, "a neuron has one integration method")
+                if method not in INTEGRATORS:
+                    out.error(f"unknown integration method '{method}'", int_span,
+                              did_you_mean(method, INTEGRATORS) or f"methods: {', '.join(INTEGRATORS)}")
+                integrate = (method, int_span)
             case ("output", what, out_span):
                 if output is not None:
                     out.error("second output declaration", out_span, "a neuron has one output")
@@ -95,12 +104,23 @@ def neuron_from_items(name: str, items: list, source: Source, span: Span, name_s
     if "charge" not in blocks:
         out.error(f"neuron '{name}' has no charge equation", name_span,
                   "add e.g. 'charge v = v + (x - v) / tau' (H[t] = f(V[t-1], X[t]))")
+    odes = [a for a in blocks["charge"] if a.op == "d/dt"] if "charge" in blocks else []
+    if integrate is not None and not odes:
+        out.error(f"neuron '{name}' says how to integrate but has no differential equation", integrate[1],
+                  "write the charge as e.g. 'charge dv/dt = (-(v - v_reset) + x) / tau'")
     out.raise_if_any()
     all_params = [params.pop(p.name, p) for p in BUILTIN_PARAMS] + list(params.values())
+    if odes:  # a time step: declared, or the built-in dt = 1.0; positive either way
+        if not any(p.name == "dt" for p in all_params):
+            all_params.append(ir.Param(name="dt", type="float", default=ir.Num(value=1.0)))
+        dt_param = next(p for p in all_params if p.name == "dt")
+        requires.append(ir.Require(cond=ir.BinOp(op=">", left=ir.Var(name="dt"), right=ir.Num(value=0.0)),
+                                   span=dt_param.span or odes[0].span))
     return ir.Neuron(
         name=name, file=source.name, params=tuple(all_params), learnables=tuple(learnables), states=tuple(states),
         charge=blocks["charge"], on_spike=blocks.get("on_spike", ()), requires=tuple(requires),
-        surrogate=surrogate or DEFAULT_SURROGATE, output=output or "spike", span=span,
+        surrogate=surrogate or DEFAULT_SURROGATE, output=output or "spike",
+        integrate=integrate[0] if integrate else "euler", span=span,
     )
 
 
@@ -408,6 +428,9 @@ def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, 
         out.error(f"network '{name}' has no layers", net_span, "add a 'layers { ... }' block")
     layers = graph.finish()
     out.raise_if_any()
+    if "dt" in settings:  # the network's time step, for every layer of a neuron with one that sets none itself
+        value, _ = settings.pop("dt")
+        layers = [_with_dt(l, value, neurons) for l in layers]
     fields = {"name": name, "file": source.name, "span": net_span, "layers": tuple(layers)}
     spans = {}
     for key, (value, vspan) in settings.items():
@@ -419,6 +442,15 @@ def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, 
     net = validated(ir.Network, fields, out, net_span, "network", source, spans)
     out.raise_if_any()
     return net
+
+
+def _with_dt(layer: ir.Layer, value: ir.Value, neurons: dict[str, ir.Neuron]) -> ir.Layer:
+    op = layer.op
+    if not isinstance(op, ir.NeuronLayer) or neurons[op.neuron].param("dt") is None or "dt" in dict(op.overrides):
+        return layer
+    spans = (*(op.override_spans or (None,) * len(op.overrides)), value.span)
+    new_op = op.model_copy(update={"overrides": (*op.overrides, ("dt", value)), "override_spans": spans})
+    return layer.model_copy(update={"op": new_op})
 
 
 def _train(train: dict, out: _Collector, source: Source) -> ir.Train:

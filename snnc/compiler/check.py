@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass
 
 from . import ir
+from .constants import constant_value, param_defaults
 from .graph import Graph, analyse
+from .ode import lower_module
 from .printers import SnnPrinter
 from .surrogates import grad_expr, surrogate_from_value
 from .exprs import free_names
@@ -88,14 +90,21 @@ class Checked:
 
 
 def check_module(module: ir.Module, sources: dict[str, Source]) -> Checked:
-    """Run every pass; raise SnncError with all diagnostics of the first failing pass."""
-    graphs: dict[str, Graph] = {}
-    for run in (_declarations, _expressions, _networks):
+    """Run every pass; raise SnncError with all diagnostics of the first failing pass.
+
+    Between the neuron passes and the network pass, differential equations are lowered to difference
+    equations (`ode`), so that a network's layers are checked against the neurons as they will run (a closed
+    form's requirements included). The `Checked` module is the lowered one."""
+    for run in (_declarations, _expressions):
         p = _Pass(sources)
-        result = run(module, p)
+        run(module, p)
         if p.diags:
             raise SnncError(diagnostics=p.diags)
-        graphs = result or graphs
+    module = lower_module(module, sources)
+    p = _Pass(sources)
+    graphs = _networks(module, p)
+    if p.diags:
+        raise SnncError(diagnostics=p.diags)
     return Checked(module, sources, graphs)
 
 
@@ -136,6 +145,7 @@ def _declarations(module: ir.Module, p: _Pass) -> None:
                     "declare 'state v = v_reset'; the threshold and reset act on v")
         for a in n.charge:
             _check_target(n, a, p, "charge")
+        _check_odes(n, p)
         for a in n.on_spike:
             _check_target(n, a, p, "on_spike")
             if a.target == "v":
@@ -145,8 +155,25 @@ def _declarations(module: ir.Module, p: _Pass) -> None:
                     "write e.g. 'charge v = v + x'")
 
 
+def _check_odes(n: ir.Neuron, p: _Pass) -> None:
+    """A state has at most one differential equation (difference equations may also act on it, in order: a
+    jump `i += x` before its decay `di/dt = -i / tau`)."""
+    odes = {}
+    for a in n.charge:
+        if a.op == "d/dt":
+            if a.target in odes:
+                p.error(f"state '{a.target}' has two differential equations", a,
+                        f"the first is at {odes[a.target].span}; write one d{a.target}/dt")
+            odes.setdefault(a.target, a)
+
+
+
 def _check_target(n: ir.Neuron, a: ir.Assign, p: _Pass, block: str) -> None:
     if any(s.name == a.target for s in n.states):
+        return
+    if a.op == "d/dt":
+        hint = did_you_mean(a.target, [s.name for s in n.states]) or f"declare it: 'state {a.target} = 0.0'"
+        p.error(f"differential equation for undeclared state '{a.target}'", a, hint)
         return
     if n.param(a.target) is not None or any(l.name == a.target for l in n.learnables):
         p.error(f"cannot assign to parameter '{a.target}' in {block}", a,
@@ -243,48 +270,12 @@ def _expressions(module: ir.Module, p: _Pass) -> None:
                 p.diags.append(Diagnostic(d.message, d.span, d.hint, src))
 
 
-def constant_value(e: ir.Expr, env: dict[str, object]):
-    """Evaluate a constant expression of parameters (None if it cannot be)."""
-    import operator as op
-
-    fns = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "tanh": math.tanh, "atan": math.atan,
-           "erf": math.erf, "sigmoid": lambda z: 1.0 / (1.0 + math.exp(-z)), "min": min, "max": max,
-           "clamp": lambda a, lo, hi: min(max(a, lo), hi), "sign": lambda z: float((z > 0) - (z < 0)),
-           "heaviside": lambda z: float(z >= 0), "where": lambda c, a, b: a if c else b}
-    ops = {"+": op.add, "-": op.sub, "*": op.mul, "/": op.truediv, "^": op.pow, "<": op.lt, "<=": op.le,
-           ">": op.gt, ">=": op.ge, "==": op.eq, "!=": op.ne, "and": lambda a, b: a and b, "or": lambda a, b: a or b}
-    try:
-        match e:
-            case ir.Num(value=v) | ir.Bool(value=v):
-                return v
-            case ir.Var(name=n):
-                return env.get(n)
-            case ir.Unary(op="-", operand=a):
-                return -constant_value(a, env)
-            case ir.Unary(op="not", operand=a):
-                return not constant_value(a, env)
-            case ir.BinOp(op=o, left=a, right=b):
-                return ops[o](constant_value(a, env), constant_value(b, env))
-            case ir.Call(func=f, args=args):
-                return fns[f](*(constant_value(a, env) for a in args))
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError, KeyError):
-        return None
-    return None
-
-
-def param_defaults(n: ir.Neuron) -> dict[str, object]:
-    env: dict[str, object] = {}
-    for prm in n.params:
-        env[prm.name] = None if prm.default is None else constant_value(prm.default, env)
-    if env.get("v_reset") is None:
-        env["v_reset"] = 0.0
-    return env
-
-
 def _check_default(n: ir.Neuron, r: ir.Require, p: _Pass) -> None:
-    value = constant_value(r.cond, param_defaults(n))
-    if value is False:
-        p.error(f"the default parameters of neuron '{n.name}' violate this requirement", r,
+    env = param_defaults(n)
+    if constant_value(r.cond, env) is False:
+        text = SnnPrinter()(r.cond)
+        shown = ", ".join(f"{k} = {env[k]!r}" for k in sorted(free_names(r.cond)) if k in env)
+        p.error(f"the default parameters of neuron '{n.name}' break its requirement '{text}' ({shown})", r,
                 "change the defaults so the requirement holds")
 
 

@@ -95,7 +95,8 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
     scalar_py = PythonPrinter()
     states = tuple(s.name for s in n.states)
     learnables = tuple(l.name for l in n.learnables)
-    tensors = {"x", *states, *learnables, *(f"_h_{s}" for s in states), "_spike", "_spike_r"}
+    tensors = {"x", *states, *learnables, *(f"_h_{s}" for s in states), "_spike", "_spike_r",
+               *(a.target for a in n.charge)}
     charge = [(a.target, a.value if a.op == "=" else ir.BinOp(op="+", left=ir.Var(name=a.target), right=a.value))
               for a in n.charge]
     soft, hard = reset_updates(n, Config(soft_reset=True)), reset_updates(n, Config(soft_reset=False))

@@ -91,8 +91,10 @@ class State(Node):
 
 
 class Assign(Node):
+    """`target = value`, `target += value`, or a differential equation d target / dt = value ("d/dt")."""
+
     target: str
-    op: Literal["=", "+="]
+    op: Literal["=", "+=", "d/dt"]
     value: Expr
 
 
@@ -117,6 +119,8 @@ class Neuron(Node):
     requires: tuple[Require, ...] = ()
     surrogate: Surrogate
     output: Literal["spike", "membrane"] = "spike"  # membrane: a non-spiking neuron (never fires, emits v)
+    integrate: Literal["euler", "rk2", "exponential_euler", "exact"] = "euler"  # for differential equations
+    written_charge: tuple[Assign, ...] = ()  # the charge as written, where `ode` lowered it to difference equations
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

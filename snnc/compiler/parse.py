@@ -238,6 +238,16 @@ class _Build(Transformer):
         return ir.Assign(target=str(name), op=str(op), value=value, span=_span(self.source, meta))
 
     @v_args(meta=True)
+    def ode(self, meta, children):
+        lhs, value = children
+        target = str(lhs).split("/")[0].strip()[1:]
+        return ir.Assign(target=target, op="d/dt", value=value, span=_span(self.source, meta))
+
+    @v_args(meta=True)
+    def integrate(self, meta, children):
+        return ("integrate", str(children[0]), _span(self.source, meta))
+
+    @v_args(meta=True)
     def charge(self, meta, children):
         return ("charge", tuple(children), _span(self.source, meta))
 

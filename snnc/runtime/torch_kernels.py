@@ -21,7 +21,7 @@ _LOCK = threading.Lock()
 def render_torch_kernel(p: Plan) -> str:
     tensors = {"x", *p.states, *p.learnables, "_spike", "_spike_r", "_sp", "_sg", "_g_spike",
                *(f"_h_{s}" for s in p.states), *(f"_hp_{s}" for s in p.states), *(f"_g_{s}" for s in p.states),
-               *(t for t, _ in p.backward)}
+               *(t for t, _ in p.backward), *(t for t, _ in p.charge)}
     return environment().get_template("torch_kernel.py.j2").render(
         origin=f"neuron {p.neuron.name}", name=p.neuron.name, config=p.config.key(), scalars=p.scalars,
         learnables=p.learnables, states=p.states, saved=p.saved, charge=p.charge, reset=p.reset,

@@ -137,7 +137,8 @@ def _heaviside(z):
 def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: dict, learnables: tuple = ()):
     """Eager autograd over T steps from the plan's expressions: (output_seq, final_states, H_seq of the membrane).
     The output is the spike, or for a configuration with output "v" the membrane potential after the reset."""
-    tensors = {"x", *p.states, *(f"_h_{s}" for s in p.states), "_spike", "_spike_r", *p.learnables}
+    tensors = {"x", *p.states, *(f"_h_{s}" for s in p.states), "_spike", "_spike_r", *p.learnables,
+               *(t for t, _ in p.charge)}
     printer = PythonPrinter(tensors=tensors)
     code = lambda e: compile(printer(e), "<snnc reference>", "eval")  # noqa: E731
     charge = [(t, code(e)) for t, e in p.charge]
