@@ -109,7 +109,9 @@ def neuron_from_items(name: str, items: list, source: Source, span: Span, name_s
         out.error(f"neuron '{name}' says how to integrate but has no differential equation", integrate[1],
                   "write the charge as e.g. 'charge dv/dt = (-(v - v_reset) + x) / tau'")
     out.raise_if_any()
-    all_params = [params.pop(p.name, p) for p in BUILTIN_PARAMS] + list(params.values())
+    dynamic = {s.name for s in states} | {l.name for l in learnables}
+    all_params = [params.pop(p.name, p) for p in BUILTIN_PARAMS if p.name not in dynamic or p.name in params]
+    all_params += list(params.values())
     if odes:  # a time step: declared, or the built-in dt = 1.0; positive either way
         if not any(p.name == "dt" for p in all_params):
             all_params.append(ir.Param(name="dt", type="float", default=ir.Num(value=1.0)))

@@ -130,6 +130,12 @@ def _declarations(module: ir.Module, p: _Pass) -> None:
                 p.error(f"'{decl.name}' is declared twice in neuron '{n.name}'", decl,
                         f"first declared at {seen[decl.name].span}")
             seen[decl.name] = decl
+        for decl in (*n.states, *n.learnables):
+            if decl.name in ("v_reset", "detach_reset"):
+                what = "state" if isinstance(decl, ir.State) else "learnable"
+                p.error(f"'{decl.name}' is a built-in parameter and cannot be a {what}", decl,
+                        "only v_threshold may be a state (an adaptive threshold) or learnable; "
+                        f"name this {what} otherwise")
         builtin = {"v_threshold": "float", "v_reset": "float", "detach_reset": "bool"}
         for prm in n.params:
             if prm.name in builtin and prm.type != builtin[prm.name]:

@@ -19,7 +19,7 @@ from . import forward
 from .check import Checked
 from .graph import Graph, NodeInfo, rows
 from .layers import EmitContext, describe, kind_of
-from .neuron import MEMBRANE, Config, emitted_neurons, reset_updates  # noqa: F401 (emitted_neurons: API)
+from .neuron import MEMBRANE, Config, emitted_neurons, reset_updates, threshold  # noqa: F401 (emitted_neurons: API)
 from .printers import PythonPrinter, SnnPrinter
 from .resources import resource_dir
 from .surrogates import grad_expr, surrogate_from_value
@@ -117,6 +117,7 @@ def _neuron_context(n: ir.Neuron, surrogates: _Surrogates) -> dict:
     return {
         "name": n.name, "origin": _origin(n, n.file), "spec": n.model_dump_json(),
         "states": states, "membrane": states.index(MEMBRANE) if MEMBRANE in states else 0,
+        "threshold": threshold(n), "threshold_text": snn(threshold(n)).replace("_h_", "H_"),
         "nonspiking": n.output == "membrane", "float_params": float_params, "bool_params": bool_params,
         "params": [{"name": p.name, "type": p.type, "optional": p.optional,
                     "default": "None" if p.default is None else scalar_py(p.default)} for p in n.params],

@@ -16,7 +16,7 @@ from . import ir
 from .surrogates import grad_expr
 from .exprs import free_names, substitute
 from .neuron import (MEMBRANE, Config, charge_updates, default_config, layer_config, own_neurons,  # noqa: F401
-                     reset_updates, specialise)
+                     reset_updates, specialise, threshold)
 from .source import Diagnostic, SnncError
 from .symbolic import NotDifferentiable, diff, from_sympy, symbol, to_sympy
 
@@ -30,12 +30,18 @@ class Plan:
     learnables: tuple[str, ...]
     charge: tuple[tuple[str, ir.Expr], ...]  # sequential, in place: state = expr
     reset: tuple[tuple[str, ir.Expr], ...]  # post-reset state from _h_<k>, _spike, _spike_r
-    surrogate_grad: ir.Expr  # of _h_v and v_threshold
+    surrogate_grad: ir.Expr  # of _h_v and the threshold
     backward: tuple[tuple[str, ir.Expr], ...]  # _sg, _gh_<k>, then _gp_<k>, _g_x, _gl_<θ>
     saved: tuple[str, ...]  # states whose charged value H[t] the backward reads
     prev: tuple[tuple[str, ir.Expr], ...]  # previous state from _hp_<k>, _sp (step t-1)
     needs_x: bool
     init: tuple[tuple[str, ir.Expr], ...] = field(default=())
+    threshold: ir.Expr = field(default_factory=lambda: ir.Var(name="v_threshold"))  # of _h_<k> and parameters
+
+    @property
+    def threshold_prev(self) -> ir.Expr:
+        """The threshold of step t - 1 (from `_hp_<k>`), for the spike the backward rebuilds there."""
+        return substitute(self.threshold, {f"_h_{s}": ir.Var(name=f"_hp_{s}") for s in self.states})
 
     @property
     def grad_names(self) -> dict[str, str]:
@@ -74,25 +80,27 @@ def plan(neuron: ir.Neuron, cfg: Config | None = None) -> Plan:
     learnables = tuple(l.name for l in neuron.learnables)
     charge = charge_updates(neuron, cfg)
     reset = reset_updates(neuron, cfg)
+    thr = threshold(neuron)
     sg = substitute(grad_expr(cfg.surrogate or neuron.surrogate),
-                    {"x": ir.BinOp(op="-", left=ir.Var(name=f"_h_{MEMBRANE}"), right=ir.Var(name="v_threshold"))})
-    backward = _backward(states, learnables, charge, reset, cfg)
+                    {"x": ir.BinOp(op="-", left=ir.Var(name=f"_h_{MEMBRANE}"), right=thr)})
+    backward = _backward(states, learnables, charge, reset, cfg, thr)
     used = set().union(*(free_names(e) for _, e in backward), *(free_names(e) for _, e in charge),
                        *(free_names(e) for _, e in reset), free_names(sg))
     needs_prev = [s for s in states if s in used_in(backward, skip_targets=True)]
     prev = tuple((s, substitute(dict(reset)[s], {**{f"_h_{k}": ir.Var(name=f"_hp_{k}") for k in states},
                                                   "_spike": ir.Var(name="_sp"), "_spike_r": ir.Var(name="_sp")}))
                  for s in needs_prev)
-    h_used = used_in(backward, skip_targets=True) | set().union(set(), *(free_names(e) for _, e in prev))
+    h_used = (used_in(backward, skip_targets=True) | set().union(set(), *(free_names(e) for _, e in prev))
+              | free_names(thr) | free_names(sg))  # the backward recomputes the spike from H and the threshold
     saved = tuple(s for s in states if s == MEMBRANE or f"_h_{s}" in h_used or f"_hp_{s}" in h_used)
     param_names = {p.name for p in neuron.params if p.type == "float"}
     init_names = set().union(set(), *(free_names(s.init) for s in neuron.states))
     scalars = tuple(p.name for p in neuron.params
-                    if p.name in (used | init_names | {"v_threshold"}) and p.name in param_names
+                    if p.name in (used | init_names | free_names(thr)) and p.name in param_names
                     and not (cfg.soft_reset and p.name == "v_reset"))
     init = tuple((s.name, specialise(s.init, cfg)) for s in neuron.states)
     return Plan(neuron, cfg, states, scalars, learnables, charge, reset, sg, backward, saved, prev,
-                "x" in used_in(backward, skip_targets=True), init)
+                "x" in used_in(backward, skip_targets=True), init, thr)
 
 
 def used_in(assigns, skip_targets: bool = False) -> set[str]:
@@ -115,6 +123,8 @@ def jacobian(p: Plan) -> list[tuple[str, str, ir.Expr]]:
     out = []
     for j in p.states:
         for z in (*p.states, "x", *p.learnables):
+            if not _reads(F[j], z):
+                continue
             d = diff(F[j], symbol(z))
             if d != 0:
                 wrt = "x" if z == "x" else (z if z in p.learnables else f"V_{z}")
@@ -136,7 +146,13 @@ def reset_jacobian(p: Plan) -> list[tuple[str, str, ir.Expr]]:
     return out
 
 
-def _backward(states, learnables, charge, reset, cfg: Config) -> tuple[tuple[str, ir.Expr], ...]:
+def _reads(e, name: str) -> bool:
+    """Whether a SymPy expression depends on `name`: skips the derivatives that are zero, so that deriving a
+    neuron with S states costs what its couplings cost, not S^2 calls of `diff`."""
+    return symbol(name) in e.free_symbols
+
+
+def _backward(states, learnables, charge, reset, cfg: Config, thr: ir.Expr) -> tuple[tuple[str, ir.Expr], ...]:
     """Reverse-mode step: from dL/dS[t] (_g_spike) and dL/dV[t] (_g_<k>) to dL/dV[t-1], dL/dX[t], dL/dθ."""
     sym = symbol
     F = _composed(states, charge)
@@ -147,17 +163,18 @@ def _backward(states, learnables, charge, reset, cfg: Config) -> tuple[tuple[str
     g_spike = sum((g[k] * diff(R[k], S) for k in states), sym("_g_spike"))
     if not cfg.detach_reset:
         g_spike += sum((g[k] * diff(R[k], S_r) for k in states), sp.Integer(0))
+    z = sym(f"_h_{MEMBRANE}") - to_sympy(thr)  # the spike is heaviside(z): dS/dz = sg
     out: list[tuple[str, sp.Expr]] = []
     for j in states:
-        e = sum((g[k] * diff(R[k], sym(f"_h_{j}")) for k in states), sp.Integer(0))
-        if j == MEMBRANE:
-            e += g_spike * sg
+        e = sum((g[k] * diff(R[k], sym(f"_h_{j}")) for k in states if _reads(R[k], f"_h_{j}")), sp.Integer(0))
+        e += g_spike * sg * diff(z, sym(f"_h_{j}"))
         out.append((f"_gh_{j}", e.subs(S_r, S)))
     for i in states:
-        out.append((f"_gp_{i}", sum((g_h[j] * diff(F[j], sym(i)) for j in states), sp.Integer(0))))
-    out.append(("_g_x", sum((g_h[j] * diff(F[j], sym("x")) for j in states), sp.Integer(0))))
+        out.append((f"_gp_{i}", sum((g_h[j] * diff(F[j], sym(i)) for j in states if _reads(F[j], i)), sp.Integer(0))))
+    out.append(("_g_x", sum((g_h[j] * diff(F[j], sym("x")) for j in states if _reads(F[j], "x")), sp.Integer(0))))
     for l in learnables:
-        e = sum((g_h[j] * diff(F[j], sym(l)) for j in states), sp.Integer(0))
-        e += sum((g[k] * diff(R[k], sym(l)) for k in states), sp.Integer(0))
+        e = sum((g_h[j] * diff(F[j], sym(l)) for j in states if _reads(F[j], l)), sp.Integer(0))
+        e += sum((g[k] * diff(R[k], sym(l)) for k in states if _reads(R[k], l)), sp.Integer(0))
+        e += g_spike * sg * diff(z, sym(l))  # a learnable threshold
         out.append((f"_gl_{l}", e.subs(S_r, S)))
     return tuple((name, from_sympy(sp.sympify(e))) for name, e in out)  # NotDifferentiable reaches `check`

@@ -332,10 +332,10 @@ def spec(p: Plan, host: bool = True) -> KernelSpec:
     h = lambda items: tuple((t, hoist(e)) for t, e in items)  # noqa: E731
     charge = h(p.charge)
     reset = h(p.reset)
-    th = ir.Var(name="v_threshold")
-    fire = ir.Call(func="where", args=(ir.BinOp(op=">=", left=ir.Var(name=f"_h_{MEMBRANE}"), right=th),
+    fire = ir.Call(func="where", args=(ir.BinOp(op=">=", left=ir.Var(name=f"_h_{MEMBRANE}"), right=hoist(p.threshold)),
                                         ir.Num(value=1.0), ir.Num(value=0.0)))
-    fire_prev = ir.Call(func="where", args=(ir.BinOp(op=">=", left=ir.Var(name=f"_hp_{MEMBRANE}"), right=th),
+    fire_prev = ir.Call(func="where", args=(ir.BinOp(op=">=", left=ir.Var(name=f"_hp_{MEMBRANE}"),
+                                                     right=hoist(p.threshold_prev)),
                                              ir.Num(value=1.0), ir.Num(value=0.0)))
     surrogate = hoist(p.surrogate_grad)
     backward = h(p.backward)

@@ -13,6 +13,15 @@ from . import ir
 from .exprs import fold, substitute
 
 MEMBRANE = "v"
+THRESHOLD = "v_threshold"
+
+
+def threshold(neuron: ir.Neuron) -> ir.Expr:
+    """What the membrane is compared with: the parameter v_threshold, a learnable v_threshold, or a state
+    v_threshold (an adaptive threshold) at its charged value `_h_v_threshold`."""
+    if any(s.name == THRESHOLD for s in neuron.states):
+        return ir.Var(name=f"_h_{THRESHOLD}")
+    return ir.Var(name=THRESHOLD)
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,7 @@ def reset_updates(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], 
     spike, spike_r = ir.Var(name="_spike"), ir.Var(name="_spike_r")
     one = ir.Num(value=1.0)
     if cfg.soft_reset:  # V = H - V_th * S
-        v = ir.BinOp(op="-", left=h(MEMBRANE), right=ir.BinOp(op="*", left=spike_r, right=ir.Var(name="v_threshold")))
+        v = ir.BinOp(op="-", left=h(MEMBRANE), right=ir.BinOp(op="*", left=spike_r, right=threshold(neuron)))
     else:  # V = S * V_reset + (1 - S) * H
         v = ir.BinOp(op="+", left=ir.BinOp(op="*", left=spike_r, right=ir.Var(name="v_reset")),
                      right=ir.BinOp(op="*", left=ir.BinOp(op="-", left=one, right=spike_r), right=h(MEMBRANE)))

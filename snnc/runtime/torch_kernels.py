@@ -27,7 +27,8 @@ def render_torch_kernel(p: Plan) -> str:
         learnables=p.learnables, states=p.states, saved=p.saved, charge=p.charge, reset=p.reset,
         membrane=MEMBRANE, out=MEMBRANE if p.config.output == "v" else "_spike", output=p.config.output,
         prev=p.prev, state_index={s: i for i, s in enumerate(p.states)}, needs_x=p.needs_x,
-        surrogate=p.surrogate_grad, backward=p.backward, tensors=sorted(tensors))
+        surrogate=p.surrogate_grad, backward=p.backward, threshold=p.threshold, threshold_prev=p.threshold_prev,
+        tensors=sorted(tensors))
 
 
 def torch_kernels(p: Plan):

@@ -20,6 +20,7 @@ import torch
 from ..compiler import ir
 from ..compiler.derive import MEMBRANE, Config, Plan, default_config, plan as make_plan
 from ..compiler.printers import PythonPrinter
+from ..compiler.surrogates import grad_expr
 from ..compiler.source import SnncError
 
 __all__ = ["VerifyResult", "verify", "reference_multi_step", "default_values", "learnable_defaults", "configs",
@@ -143,15 +144,16 @@ def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: d
     code = lambda e: compile(printer(e), "<snnc reference>", "eval")  # noqa: E731
     charge = [(t, code(e)) for t, e in p.charge]
     reset = [(t, code(e)) for t, e in p.reset]
-    sg_code = compile(PythonPrinter(tensors={f"_h_{MEMBRANE}"})(p.surrogate_grad), "<snnc surrogate>", "eval")
+    sg_code = compile(PythonPrinter(tensors={"x"})(grad_expr(p.config.surrogate or p.neuron.surrogate)),
+                      "<snnc surrogate>", "eval")
     base = {"torch": torch, "math": math, "_heaviside": _heaviside,
             **{k: float(v) for k, v in scalars.items() if v is not None},
             **dict(zip(p.learnables, learnables))}
-    threshold = float(scalars["v_threshold"])
+    threshold_code = code(p.threshold)
 
-    def grad_fn(h):
-        out = eval(sg_code, {**base, f"_h_{MEMBRANE}": h})  # noqa: S307
-        return out if isinstance(out, torch.Tensor) else torch.full_like(h, float(out))
+    def grad_fn(z):  # the surrogate's derivative at z = H_v - threshold
+        out = eval(sg_code, {**base, "x": z})  # noqa: S307
+        return out if isinstance(out, torch.Tensor) else torch.full_like(z, float(out))
 
     cur = dict(zip(p.states, states))
     spikes, hs = [], []
@@ -161,7 +163,7 @@ def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: d
             env[target] = eval(c, env)  # noqa: S307
         for s in p.states:
             env[f"_h_{s}"] = env[s]
-        spike = _Spike.apply(env[f"_h_{MEMBRANE}"], threshold, grad_fn)
+        spike = _Spike.apply(env[f"_h_{MEMBRANE}"] - eval(threshold_code, env), 0.0, grad_fn)  # noqa: S307
         env["_spike"] = spike
         env["_spike_r"] = spike.detach() if p.config.detach_reset else spike
         cur = {}
@@ -205,7 +207,7 @@ def random_input(p: Plan, shape: tuple, scalars: dict, learnables: dict, seed: i
     fresh = initial_states(p, scalars, noise[0]) if states is None else states
     inits = tuple(f + 0.1 * torch.randn(f.shape, generator=g) for f in fresh)
     learn = tuple(torch.tensor(learnables[l]) for l in p.learnables)
-    threshold = float(scalars.get("v_threshold", 1.0))
+    threshold = float(scalars.get("v_threshold", 1.0))  # a scale for the input (a state threshold: 1)
     best, best_gap = None, math.inf
     with torch.no_grad():
         for scale in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0):
