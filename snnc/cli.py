@@ -144,6 +144,32 @@ def _eval(args) -> int:
     return 0
 
 
+def _param_value(item: str):
+    key, eq, text = item.partition("=")
+    if not eq or not key:
+        raise SnncError(f"--param {item!r} is not NAME=VALUE", hint="write e.g. --param tau=2.0 (or v_reset=none)")
+    if text in ("none", "true", "false"):
+        return key, {"none": None, "true": True, "false": False}[text]
+    try:
+        return key, float(text)
+    except ValueError:
+        raise SnncError(f"--param {key}={text}: {text!r} is not a number", hint="use a number, true, false or none") from None
+
+
+def _plot_target(path: str | None):
+    """A plot path that can be written: a PNG (or PDF/SVG) file in an existing folder."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    target = Path(path)
+    if target.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise SnncError(f"--plot {path}: plots are written as .png, .pdf or .svg", hint=f"e.g. --plot {target.stem}.png")
+    if not target.parent.is_dir():
+        raise SnncError(f"--plot {path}: the folder {target.parent} does not exist", hint="create it, or plot elsewhere")
+    return target
+
+
 def _simulate(args) -> int:
     import torch
 
@@ -151,26 +177,35 @@ def _simulate(args) -> int:
 
     from .train.plots import plot_neuron
 
+    if args.T < 1:
+        raise SnncError(f"-T must be at least 1, not {args.T}", hint="e.g. -T 50")
+    target = _plot_target(args.plot)
+    kwargs = dict(_param_value(item) for item in args.param or [])
     lib = snnc.load(args.model)
     if args.neuron not in lib.neurons:
+        from .compiler.source import did_you_mean
+
         raise SnncError(f"no neuron '{args.neuron}' in {args.model}",
-                        hint=f"neurons: {', '.join(lib.neurons)}")
-    kwargs = {}
-    for item in args.param or []:
-        key, _, value = item.partition("=")
-        kwargs[key] = None if value == "none" else (value == "true" if value in ("true", "false") else float(value))
+                        hint=did_you_mean(args.neuron, lib.neurons) or f"neurons: {', '.join(lib.neurons)}")
     try:
         cell = lib.neurons[args.neuron](**kwargs, step_mode="m", store_v_seq=True)
-    except (TypeError, ValueError) as exc:
-        raise SnncError(f"cannot create {args.neuron}: {exc}", hint="use --param NAME=VALUE with the neuron's parameters")
+    except TypeError as exc:
+        raise SnncError(f"cannot create {args.neuron}: {exc}",
+                        hint="use --param NAME=VALUE with the neuron's parameters") from None
     x = torch.full((args.T, 1), float(args.input))
     with torch.no_grad():
         s = cell(x)[:, 0]
     v = cell.v_seq[:, 0]
-    print(f"{args.neuron}: input {args.input} for T={args.T}: {int(s.sum())} spikes, "
-          f"first at t={int(s.nonzero()[0]) if s.any() else '-'}; final v={float(v[-1]):.4f}")
-    if args.plot:
-        path = plot_neuron(v, s, args.plot, v_threshold=cell.v_threshold, title=f"{args.neuron}, x={args.input}")
+    first = int(s.nonzero()[0]) if s.any() else "-"
+    print(f"{args.neuron}: input {args.input} for T={args.T}: {int(s.sum())} spikes, first at t={first}; "
+          f"final v={float(v[-1]):.4f}")
+    if target is not None:
+        threshold = getattr(cell, "v_threshold", None)
+        threshold = threshold if isinstance(threshold, float) else None  # a state or learnable: no line
+        try:
+            path = plot_neuron(v, s, target, v_threshold=threshold, title=f"{args.neuron}, x = {args.input}")
+        except OSError as exc:
+            raise SnncError(f"cannot write {target}: {exc.strerror or exc}") from None
         print(f"wrote {path}")
     return 0
 
@@ -180,10 +215,16 @@ def _verify(args) -> int:
     from .runtime.verify import format_table, verify
 
     results = verify(check_file(args.model).module)
-    print(format_table(results))
     failed = [r for r in results if r.failed]
-    if failed:
-        print(f"\n{len(failed)} of {len(results)} checks FAILED", file=sys.stderr)
+    if not args.quiet:
+        print(format_table(results))
+    ok = sum(r.status == "ok" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    neurons = len({r.neuron for r in results})
+    print(f"{args.model}: {ok} checks passed, {len(failed)} failed, {skipped} skipped (backend not here) "
+          f"over {neurons} neurons", file=sys.stderr if failed else sys.stdout)
+    for r in failed if args.quiet else ():
+        print(f"  FAILED {r}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -238,6 +279,8 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--nproc", type=int, help="processes for data-parallel training")
         t.add_argument("--download", action="store_true", default=None, help="allow downloading the dataset")
         t.add_argument("--quiet", action="store_true", default=None)
+        t.add_argument("--no-plots", dest="plots", action="store_false", default=None,
+                       help="write no accuracy.png, loss.png or output.png")
         t.add_argument("--no-fuse-input", dest="fuse_input", action="store_false", default=None,
                        help="encode to a spike tensor and run the first layer separately (slower; for comparison)")
         t.add_argument("--overwrite", action="store_true", default=None,
@@ -257,6 +300,7 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="check the fused backends of every neuron against eager autograd")
     v.add_argument("model")
+    v.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and any failures)")
     v.set_defaults(run=_verify)
     return p
 
@@ -277,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked to
         if os.environ.get("SNNC_DEBUG"):
             raise
-        if type(exc).__name__ in ("ParameterError", "StateError", "BackendError") or isinstance(exc, OSError):
+        if type(exc).__name__ in ("ParameterError", "StateError", "BackendError", "ShapeError") or isinstance(exc, OSError):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"snnc: internal error: {type(exc).__name__}: {exc}\n"

@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 from snnc.compiler import ir
 from snnc.compiler.parse import parse_expr
 from snnc.compiler.printers import CPrinter, PythonPrinter, SnnPrinter
+from snnc.runtime import support
 
 py = PythonPrinter()
 pyt = PythonPrinter({"x", "v"})
@@ -22,16 +23,17 @@ snn = SnnPrinter()
 @pytest.mark.parametrize("text, python, ctext", [
     ("a - (b - c)", "a - (b - c)", "a - (b - c)"),
     ("a - b - c", "a - b - c", "a - b - c"),
-    ("a / b / c", "a / b / c", "a / b / c"),
-    ("a / (b * c)", "a / (b * c)", "a / (b * c)"),
-    ("-x ^ 2", "-x ** 2.0", "-(x * x)"),
-    ("(-x) ^ 2", "(-x) ** 2.0", "((-x) * (-x))"),
-    ("2 ^ 3 ^ 2", "2.0 ** 3.0 ** 2.0", "powf(2.0f, (3.0f * 3.0f))"),
-    ("(2 ^ 3) ^ 2", "(2.0 ** 3.0) ** 2.0", "((powf(2.0f, 3.0f)) * (powf(2.0f, 3.0f)))"),
+    ("a / b / c", "rt.div(rt.div(a, b), c)", "a / b / c"),
+    ("a / (b * c)", "rt.div(a, b * c)", "a / (b * c)"),
+    ("-x ^ 2", "-rt.pow(x, 2.0)", "-(x * x)"),
+    ("(-x) ^ 2", "rt.pow(-x, 2.0)", "((-x) * (-x))"),
+    ("2 ^ 3 ^ 2", "rt.pow(2.0, rt.pow(3.0, 2.0))", "powf(2.0f, (3.0f * 3.0f))"),
+    ("(2 ^ 3) ^ 2", "rt.pow(rt.pow(2.0, 3.0), 2.0)", "((powf(2.0f, 3.0f)) * (powf(2.0f, 3.0f)))"),
     ("not a and b", "not a and b", "!a && b"),
     ("not (a or b)", "not (a or b)", "!(a || b)"),
     ("a < b or c >= d", "a < b or c >= d", "a < b || c >= d"),
-    ("exp(-x) * 2.5", "math.exp(-x) * 2.5", "expf(-x) * 2.5f"),
+    ("exp(-x) * 2.5", "rt.exp(-x) * 2.5", "expf(-x) * 2.5f"),
+    ("1.0 / 0.0 + log(0.0)", "rt.div(1.0, 0.0) + rt.log(0.0)", "1.0f / 0.0f + logf(0.0f)"),
     ("where(a > 1.0, b, c)", "(b if a > 1.0 else c)", "(a > 1.0f ? b : c)"),
 ])
 def test_scalar_python_and_c(text, python, ctext):
@@ -88,7 +90,8 @@ ENV = {"a": 0.7, "b": -1.3, "v": 0.25, "x": 2.0}
 
 
 def _eval_py(text: str, env: dict):
-    return eval(text, {"math": math, "torch": torch, "_heaviside": lambda z: (z >= 0).to(z.dtype)}, dict(env))
+    return eval(text, {"math": math, "torch": torch, "rt": support, "_heaviside": lambda z: (z >= 0).to(z.dtype)},
+                dict(env))
 
 
 @settings(max_examples=150, deadline=None)

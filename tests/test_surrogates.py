@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from snnc.runtime import support
 from snnc.compiler import ir, printers, surrogates
 from snnc.compiler.parse import parse_expr
 from snnc.compiler.source import SnncError
@@ -30,7 +31,7 @@ NAMES = surrogates.names()
 
 def evaluate(e: ir.Expr, x: torch.Tensor) -> torch.Tensor:
     text = printers.PythonPrinter(tensors={"x"})(e)
-    env = {"torch": torch, "math": math, "x": x, "_heaviside": lambda z: (z >= 0).to(z.dtype)}
+    env = {"torch": torch, "math": math, "rt": support, "x": x, "_heaviside": lambda z: (z >= 0).to(z.dtype)}
     out = eval(text, env)  # noqa: S307 - our own printed formula
     return torch.as_tensor(out, dtype=x.dtype).expand_as(x)
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from . import ir
-from .constants import constant_value, param_defaults
+from .constants import Failure, evaluate
 from .graph import Graph, analyse
 from .ode import lower_module
 from .printers import SnnPrinter
@@ -44,7 +44,12 @@ MODULE_ATTRIBUTES = {
 }
 
 
+MAX_NAME = 64  # generated file and folder names are built from names: keep them well under 255 bytes
+
+
 def reserved_reason(name: str) -> str | None:
+    if len(name) > MAX_NAME:
+        return f"it is longer than {MAX_NAME} characters"
     if name.startswith("_"):
         return "names starting with '_' are reserved for generated code"
     if keyword.iskeyword(name) or name in ("None", "True", "False"):
@@ -62,7 +67,7 @@ def reserved_reason(name: str) -> str | None:
 
 def _reserved_type_name(name: str) -> str | None:
     """Neuron and network names become class names in generated modules."""
-    if name.startswith("_") or keyword.iskeyword(name) or name in ("None", "True", "False"):
+    if len(name) > MAX_NAME or name.startswith("_") or keyword.iskeyword(name) or name in ("None", "True", "False"):
         return reserved_reason(name)
     if name in GENERATED_NAMES or name in ("torch", "math") or name.startswith("SURROGATE_"):
         return "the generated Python code uses this name itself"
@@ -205,16 +210,18 @@ def _kind(e: ir.Expr, types: dict[str, str]) -> str:
 
 
 def _walk(e: ir.Expr):
-    yield e
-    match e:
-        case ir.Unary(operand=a):
-            yield from _walk(a)
-        case ir.BinOp(left=a, right=b):
-            yield from _walk(a)
-            yield from _walk(b)
-        case ir.Call(args=args):
-            for a in args:
-                yield from _walk(a)
+    """Every node of an expression, parents first (without recursion)."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        match node:
+            case ir.Unary(operand=a):
+                stack.append(a)
+            case ir.BinOp(left=a, right=b):
+                stack += [b, a]
+            case ir.Call(args=args):
+                stack += reversed(args)
 
 
 def _check_expr(e: ir.Expr, scope: dict[str, str], p: _Pass, where: str) -> None:
@@ -241,6 +248,14 @@ def _check_expr(e: ir.Expr, scope: dict[str, str], p: _Pass, where: str) -> None
             case ir.BinOp(op="and" | "or", left=a, right=b):
                 if "float" in (_kind(a, scope), _kind(b, scope)):
                     p.error(f"'{node.op}' needs conditions on both sides", node, "compare the number, e.g. a > 0.0")
+            case ir.Unary(op="not", operand=a) if _kind(a, scope) == "float":
+                p.error("'not' needs a condition, not a number", node, "compare the number, e.g. not (v > 0.0)")
+            case ir.Unary(op="-", operand=a) if _kind(a, scope) == "bool":
+                p.error("'-' on a condition", node, "use not for a condition, or where(cond, -1.0, 0.0) for a number")
+            case ir.BinOp(op="<" | "<=" | ">" | ">=", left=a, right=b):
+                if "bool" in (_kind(a, scope), _kind(b, scope)):
+                    p.error(f"'{node.op}' compares numbers, not conditions", node,
+                            "compare conditions with == or !=")
 
 
 def _expressions(module: ir.Module, p: _Pass) -> None:
@@ -265,8 +280,8 @@ def _expressions(module: ir.Module, p: _Pass) -> None:
             _check_expr(r.cond, params, p, "require")
             if _kind(r.cond, params) != "bool":
                 p.error("require needs a condition", r, "e.g. 'require tau > 1.0'")
-            else:
-                _check_default(n, r, p)
+        if not p.diags:
+            check_values(n, p)
         try:
             g = grad_expr(n.surrogate)
             _check_expr(g, {"x": "float"}, p, "the surrogate gradient")
@@ -276,13 +291,59 @@ def _expressions(module: ir.Module, p: _Pass) -> None:
                 p.diags.append(Diagnostic(d.message, d.span, d.hint, src))
 
 
-def _check_default(n: ir.Neuron, r: ir.Require, p: _Pass) -> None:
-    env = param_defaults(n)
-    if constant_value(r.cond, env) is False:
-        text = SnnPrinter()(r.cond)
-        shown = ", ".join(f"{k} = {env[k]!r}" for k in sorted(free_names(r.cond)) if k in env)
-        p.error(f"the default parameters of neuron '{n.name}' break its requirement '{text}' ({shown})", r,
-                "change the defaults so the requirement holds")
+def check_values(n: ir.Neuron, p: _Pass, given: dict | None = None, layer: ir.Layer | None = None) -> None:
+    """Everything a neuron computes from its parameters when it is built — the defaults themselves (in
+    order), the requirements, the initial values of its learnables and states — has a finite value and the
+    requirements hold: with the defaults, or (`given`, `layer`) with a network layer's arguments."""
+    snn = SnnPrinter()
+    env: dict[str, object] = {}
+
+    def fail(what: str, failure: Failure, expr: ir.Expr) -> None:
+        if layer is None:
+            p.error(f"{what} of neuron '{n.name}' {failure.message}: {snn(failure.node)}", failure.node,
+                    "change the expression or the parameters it reads")
+        else:
+            p.error(f"with this layer's arguments, {what} of {n.name} {failure.message}: {snn(expr)}", layer,
+                    "change the layer's arguments")
+
+    for prm in n.params:
+        if given and prm.name in given:
+            env[prm.name] = given[prm.name]
+            continue
+        if prm.default is None:
+            env[prm.name] = None
+            continue
+        value = evaluate(prm.default, env)
+        env[prm.name] = None
+        if isinstance(value, Failure):
+            if layer is None:
+                fail(f"the default of '{prm.name}'", value, prm.default)
+        elif (prm.type == "bool") != isinstance(value, bool):
+            if layer is None:
+                p.error(f"the default of '{prm.name}' is {'a condition' if isinstance(value, bool) else 'a number'},"
+                        f" but the parameter is a {prm.type}", prm, f"declare it 'param {prm.name}: "
+                        f"{'bool' if isinstance(value, bool) else 'float'} = ...'")
+        else:
+            env[prm.name] = value
+    if env.get("v_reset") is None:
+        env["v_reset"] = 0.0
+    for r in n.requires:
+        value = evaluate(r.cond, env)
+        if isinstance(value, Failure):
+            fail(f"the requirement '{snn(r.cond)}'", value, r.cond)
+        elif value is False:
+            shown = ", ".join(f"{k} = {env[k]!r}" for k in sorted(free_names(r.cond)) if k in env)
+            if layer is None:
+                p.error(f"the default parameters of neuron '{n.name}' break its requirement '{snn(r.cond)}' "
+                        f"({shown})", r, "change the defaults so the requirement holds")
+            else:
+                p.error(f"this {n.name} layer breaks its requirement '{snn(r.cond)}' ({shown})", layer,
+                        f"change the layer's arguments so that {snn(r.cond)}")
+    for what, decl, expr in (*(("the initial value of learnable", l, l.init) for l in n.learnables),
+                             *(("the initial value of state", s, s.init) for s in n.states)):
+        value = evaluate(expr, env)
+        if isinstance(value, Failure):
+            fail(f"{what} '{decl.name}'", value, expr)
 
 
 # ------------------------------------------------------------------ pass 3: networks
@@ -300,6 +361,9 @@ def _networks(module: ir.Module, p: _Pass) -> dict[str, Graph]:
             if layer.label is not None and layer.label.startswith("_"):
                 p.error(f"node name '{layer.label}' starts with '_', which is reserved for generated code", layer,
                         f"rename it, e.g. '{layer.label.lstrip('_')}'")
+            elif layer.label is not None and len(layer.label) > MAX_NAME:
+                p.error(f"node name '{layer.label[:20]}...' is longer than {MAX_NAME} characters", layer,
+                        "use a shorter name")
             if isinstance(layer.op, ir.NeuronLayer):
                 _check_neuron_layer(layer, module.neuron(layer.op.neuron), p)
         graph, problems = analyse(net, learnables)
@@ -322,7 +386,7 @@ def _check_neuron_layer(layer: ir.Layer, n: ir.Neuron, p: _Pass) -> None:
     """Overrides of a neuron layer: known parameters of the right type, a valid surrogate, requirements hold."""
     op: ir.NeuronLayer = layer.op
     known = {prm.name: prm for prm in n.params}
-    values = dict(param_defaults(n))
+    given: dict[str, object] = {}
     spans = op.override_spans or (None,) * len(op.overrides)
     for (key, value), span in zip(op.overrides, spans):
         at = span or value.span or layer.span
@@ -350,12 +414,5 @@ def _check_neuron_layer(layer: ir.Layer, n: ir.Neuron, p: _Pass) -> None:
             p.error(f"'{key}' of {n.name} must be a {prm.type}{' or none' if prm.optional else ''}, not {shown!r}",
                     at)
             continue
-        values[key] = v
-    env = dict(values)
-    if env.get("v_reset") is None:
-        env["v_reset"] = 0.0
-    for r in n.requires:
-        if constant_value(r.cond, env) is False:
-            shown = ", ".join(f"{k} = {env[k]!r}" for k in sorted(free_names(r.cond)) if k in env)
-            p.error(f"this {n.name} layer breaks its requirement '{SnnPrinter()(r.cond)}' ({shown})", layer,
-                    f"change the layer's arguments so that {SnnPrinter()(r.cond)}")
+        given[key] = v
+    check_values(n, p, given, layer)

@@ -183,7 +183,7 @@ def render(checked: Checked) -> dict[str, str]:
 def package_name(path: str) -> str:
     from pathlib import Path
 
-    stem = re.sub(r"\W", "_", Path(path).stem, flags=re.ASCII) or "model"
+    stem = re.sub(r"\W", "_", Path(path).stem, flags=re.ASCII)[:40] or "model"
     return stem if stem[0].isalpha() else f"snn_{stem}"
 
 

@@ -86,11 +86,12 @@ def plan(neuron: ir.Neuron, cfg: Config | None = None) -> Plan:
     backward = _backward(states, learnables, charge, reset, cfg, thr)
     used = set().union(*(free_names(e) for _, e in backward), *(free_names(e) for _, e in charge),
                        *(free_names(e) for _, e in reset), free_names(sg))
-    needs_prev = [s for s in states if s in used_in(backward, skip_targets=True)]
+    backward_reads = used_in(backward, skip_targets=True)
+    needs_prev = [s for s in states if s in backward_reads]
     prev = tuple((s, substitute(dict(reset)[s], {**{f"_h_{k}": ir.Var(name=f"_hp_{k}") for k in states},
                                                   "_spike": ir.Var(name="_sp"), "_spike_r": ir.Var(name="_sp")}))
                  for s in needs_prev)
-    h_used = (used_in(backward, skip_targets=True) | set().union(set(), *(free_names(e) for _, e in prev))
+    h_used = (backward_reads | set().union(set(), *(free_names(e) for _, e in prev))
               | free_names(thr) | free_names(sg))  # the backward recomputes the spike from H and the threshold
     saved = tuple(s for s in states if s == MEMBRANE or f"_h_{s}" in h_used or f"_hp_{s}" in h_used)
     param_names = {p.name for p in neuron.params if p.type == "float"}
@@ -100,7 +101,7 @@ def plan(neuron: ir.Neuron, cfg: Config | None = None) -> Plan:
                     and not (cfg.soft_reset and p.name == "v_reset"))
     init = tuple((s.name, specialise(s.init, cfg)) for s in neuron.states)
     return Plan(neuron, cfg, states, scalars, learnables, charge, reset, sg, backward, saved, prev,
-                "x" in used_in(backward, skip_targets=True), init, thr)
+                "x" in backward_reads, init, thr)
 
 
 def used_in(assigns, skip_targets: bool = False) -> set[str]:
@@ -122,9 +123,7 @@ def jacobian(p: Plan) -> list[tuple[str, str, ir.Expr]]:
     previous = {s: ir.Var(name=f"V_{s}") for s in p.states}
     out = []
     for j in p.states:
-        for z in (*p.states, "x", *p.learnables):
-            if not _reads(F[j], z):
-                continue
+        for z in _in_order(F[j], (*p.states, "x", *p.learnables)):
             d = diff(F[j], symbol(z))
             if d != 0:
                 wrt = "x" if z == "x" else (z if z in p.learnables else f"V_{z}")
@@ -139,17 +138,27 @@ def reset_jacobian(p: Plan) -> list[tuple[str, str, ir.Expr]]:
     out = []
     for k, e in p.reset:
         r = to_sympy(substitute(e, rename))
-        for z in (*(f"H_{j}" for j in p.states), "S"):
+        for z in _in_order(r, (*(f"H_{j}" for j in p.states), "S")):
             d = diff(r, symbol(z))
             if d != 0:
                 out.append((f"V_{k}", z, from_sympy(d)))
     return out
 
 
-def _reads(e, name: str) -> bool:
-    """Whether a SymPy expression depends on `name`: skips the derivatives that are zero, so that deriving a
-    neuron with S states costs what its couplings cost, not S^2 calls of `diff`."""
-    return symbol(name) in e.free_symbols
+def _in_order(e, names: tuple[str, ...]) -> list[str]:
+    """The names an expression depends on, in the given order. Deriving only by these keeps a neuron with S
+    states at the cost of its couplings, not S^2 calls of `diff`."""
+    free = {s.name for s in e.free_symbols}
+    return [n for n in names if n in free]
+
+
+def _readers(exprs: dict[str, object]) -> dict[str, list[str]]:
+    """name -> the keys of `exprs` whose expression depends on it (in key order)."""
+    out: dict[str, list[str]] = {}
+    for key, e in exprs.items():
+        for s in e.free_symbols:
+            out.setdefault(s.name, []).append(key)
+    return out
 
 
 def _backward(states, learnables, charge, reset, cfg: Config, thr: ir.Expr) -> tuple[tuple[str, ir.Expr], ...]:
@@ -157,24 +166,29 @@ def _backward(states, learnables, charge, reset, cfg: Config, thr: ir.Expr) -> t
     sym = symbol
     F = _composed(states, charge)
     R = {s: to_sympy(e) for s, e in reset}
+    F_readers, R_readers = _readers(F), _readers(R)
     S, S_r, sg = sym("_spike"), sym("_spike_r"), sym("_sg")
     g = {s: sym(f"_g_{s}") for s in states}
     g_h = {s: sym(f"_gh_{s}") for s in states}
-    g_spike = sum((g[k] * diff(R[k], S) for k in states), sym("_g_spike"))
+
+    def through_reset(name):  # sum over the reset updates that read `name`: dL/dV_k * dV_k/d name
+        return [g[k] * diff(R[k], sym(name)) for k in R_readers.get(name, ())]
+
+    def through_charge(name):  # sum over the charged values that read `name`: dL/dH_j * dH_j/d name
+        return [g_h[j] * diff(F[j], sym(name)) for j in F_readers.get(name, ())]
+
+    g_spike = sp.Add(sym("_g_spike"), *through_reset("_spike"))
     if not cfg.detach_reset:
-        g_spike += sum((g[k] * diff(R[k], S_r) for k in states), sp.Integer(0))
+        g_spike += sp.Add(*through_reset("_spike_r"))
     z = sym(f"_h_{MEMBRANE}") - to_sympy(thr)  # the spike is heaviside(z): dS/dz = sg
     out: list[tuple[str, sp.Expr]] = []
     for j in states:
-        e = sum((g[k] * diff(R[k], sym(f"_h_{j}")) for k in states if _reads(R[k], f"_h_{j}")), sp.Integer(0))
-        e += g_spike * sg * diff(z, sym(f"_h_{j}"))
+        e = sp.Add(*through_reset(f"_h_{j}")) + g_spike * sg * diff(z, sym(f"_h_{j}"))
         out.append((f"_gh_{j}", e.subs(S_r, S)))
     for i in states:
-        out.append((f"_gp_{i}", sum((g_h[j] * diff(F[j], sym(i)) for j in states if _reads(F[j], i)), sp.Integer(0))))
-    out.append(("_g_x", sum((g_h[j] * diff(F[j], sym("x")) for j in states if _reads(F[j], "x")), sp.Integer(0))))
+        out.append((f"_gp_{i}", sp.Add(*through_charge(i))))
+    out.append(("_g_x", sp.Add(*through_charge("x"))))
     for l in learnables:
-        e = sum((g_h[j] * diff(F[j], sym(l)) for j in states if _reads(F[j], l)), sp.Integer(0))
-        e += sum((g[k] * diff(R[k], sym(l)) for k in states if _reads(R[k], l)), sp.Integer(0))
-        e += g_spike * sg * diff(z, sym(l))  # a learnable threshold
+        e = sp.Add(*through_charge(l), *through_reset(l)) + g_spike * sg * diff(z, sym(l))  # z: a learned threshold
         out.append((f"_gl_{l}", e.subs(S_r, S)))
     return tuple((name, from_sympy(sp.sympify(e))) for name, e in out)  # NotDifferentiable reaches `check`

@@ -254,6 +254,7 @@ class Train(Node):
     loss: Literal["mse", "ce"] = "mse"
     seed: int = 0
     amp: bool = False
+    val_split: float = 0.1  # the share of training images held out to choose best.pt
 
 
 class Network(Node):

@@ -20,7 +20,7 @@ over one step of the parameter `dt` with the input x and every state outside the
   adds the requirement that it is not zero.
 
 The result is an `ir.Neuron` whose charge holds only `=` statements (intermediate values under internal
-names `_ode_...`) and whose `written_charge` keeps the equations as the user wrote them.
+names `_odenew_...`, `_odek1_...`, `_odemid_...`) and whose `written_charge` keeps the equations as the user wrote them.
 """
 from __future__ import annotations
 
@@ -104,12 +104,13 @@ DT = ir.Var(name="dt")
 
 
 def _simultaneous(odes: list[ir.Assign], values: dict[str, ir.Expr]) -> list[ir.Assign]:
-    """Set every state of a system from its old values: via `_ode_<s>` when another statement still reads it."""
+    """Set every state of a system from its old values: via `_odenew_<s>` when another statement still reads it.
+    (Internal names use prefixes none of which starts another, so no state name can make two of them equal.)"""
     if len(odes) == 1:
         a = odes[0]
         return [_assign(a.target, values[a.target], a.span)]
-    temps = [_assign(f"_ode_{a.target}", values[a.target], a.span) for a in odes]
-    return temps + [_assign(a.target, ir.Var(name=f"_ode_{a.target}"), a.span) for a in odes]
+    temps = [_assign(f"_odenew_{a.target}", values[a.target], a.span) for a in odes]
+    return temps + [_assign(a.target, ir.Var(name=f"_odenew_{a.target}"), a.span) for a in odes]
 
 
 def _euler(odes: list[ir.Assign]) -> list[ir.Assign]:
@@ -120,11 +121,11 @@ def _euler(odes: list[ir.Assign]) -> list[ir.Assign]:
 def _rk2(odes: list[ir.Assign]) -> list[ir.Assign]:
     """The midpoint method: k1 = f(y); y + dt * f(y + dt/2 * k1)."""
     half = _bin("*", ir.Num(value=0.5), DT)
-    k1 = [_assign(f"_ode_k1_{a.target}", a.value, a.span) for a in odes]
-    mid = {a.target: _bin("+", ir.Var(name=a.target), _bin("*", half, ir.Var(name=f"_ode_k1_{a.target}")))
+    k1 = [_assign(f"_odek1_{a.target}", a.value, a.span) for a in odes]
+    mid = {a.target: _bin("+", ir.Var(name=a.target), _bin("*", half, ir.Var(name=f"_odek1_{a.target}")))
            for a in odes}
-    mids = [_assign(f"_ode_mid_{a.target}", mid[a.target], a.span) for a in odes]
-    at_mid = {a.target: ir.Var(name=f"_ode_mid_{a.target}") for a in odes}
+    mids = [_assign(f"_odemid_{a.target}", mid[a.target], a.span) for a in odes]
+    at_mid = {a.target: ir.Var(name=f"_odemid_{a.target}") for a in odes}
     values = {a.target: _bin("+", ir.Var(name=a.target), _bin("*", DT, substitute(a.value, at_mid))) for a in odes}
     return k1 + mids + _simultaneous(odes, values)
 

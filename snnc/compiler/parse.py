@@ -111,12 +111,29 @@ def parse_source(source: Source) -> list:
         tree = _parser().parse(source.text)
     except UnexpectedInput as exc:
         raise _syntax_error(source, exc) from None
+    _check_depth(source, tree)
     try:
         return _Build(source).transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, SnncError):
             raise exc.orig_exc from None
         raise
+
+
+MAX_DEPTH = 100  # how deeply expressions (and values) may nest: every later stage walks them recursively
+_STRUCTURE = 10  # the levels a file's own structure takes (start, neuron, charge, assign, ...)
+
+
+def _check_depth(source: Source, tree) -> None:
+    """A located error for an expression nested past MAX_DEPTH levels (found without recursion)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH + _STRUCTURE:
+            raise SnncError(f"expression nested more than {MAX_DEPTH} levels deep", _span(source, node.meta),
+                            f"snnc allows {MAX_DEPTH} levels of operators and calls: split it over several "
+                            "statements or states, or group a long sum with parentheses", source)
+        stack.extend((child, depth + 1) for child in node.children if hasattr(child, "children"))
 
 
 def parse_expr(text: str, name: str = "<expr>") -> ir.Expr:

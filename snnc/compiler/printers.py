@@ -92,13 +92,16 @@ class PythonPrinter(Printer):
     OPS = {"+": "+", "-": "-", "*": "*", "/": "/", "^": "**", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
            "==": "==", "!=": "!=", "and": "and", "or": "or", "not": "not "}
     TENSOR_OPS = {"and": "&", "or": "|", "not": "~"}
+    # Python floats with IEEE results where math would raise (rt: the runtime, snnc/runtime/support.py):
+    # x / 0 is inf, exp overflows to inf, log(0) is -inf, sqrt(-1) and (-8) ^ 0.5 are nan, as in the kernels.
     SCALAR_CALLS = {
-        "exp": "math.exp({0})", "log": "math.log({0})", "sqrt": "math.sqrt({0})", "abs": "abs({0})",
-        "tanh": "math.tanh({0})", "sigmoid": "(1.0 / (1.0 + math.exp(-({0}))))", "atan": "math.atan({0})",
+        "exp": "rt.exp({0})", "log": "rt.log({0})", "sqrt": "rt.sqrt({0})", "abs": "abs({0})",
+        "tanh": "math.tanh({0})", "sigmoid": "rt.sigmoid({0})", "atan": "math.atan({0})",
         "erf": "math.erf({0})", "sign": "float(({0} > 0) - ({0} < 0))", "heaviside": "float({0} >= 0)",
         "min": "min({0}, {1})", "max": "max({0}, {1})", "clamp": "min(max({0}, {1}), {2})",
         "where": "({1} if {0} else {2})",
     }
+    SCALAR_OPS = {"/": "rt.div({0}, {1})", "^": "rt.pow({0}, {1})"}
     CALLS = {
         "exp": "torch.exp({0})", "log": "torch.log({0})", "sqrt": "torch.sqrt({0})", "abs": "torch.abs({0})",
         "tanh": "torch.tanh({0})", "sigmoid": "torch.sigmoid({0})", "atan": "torch.atan({0})",
@@ -128,8 +131,11 @@ class PythonPrinter(Printer):
         return super().unary(op, a)
 
     def binop(self, op: str, a: ir.Expr, b: ir.Expr) -> str:
-        if op in self.TENSOR_OPS and (self.is_tensor(a) or self.is_tensor(b)):
+        tensor = self.is_tensor(a) or self.is_tensor(b)
+        if op in self.TENSOR_OPS and tensor:
             return f"{self.wrap(a, ATOM)} {self.TENSOR_OPS[op]} {self.wrap(b, ATOM)}"
+        if op in self.SCALAR_OPS and not tensor:
+            return self.SCALAR_OPS[op].format(self.expr(a), self.expr(b))
         return super().binop(op, a, b)
 
     def call(self, f: str, args) -> str:

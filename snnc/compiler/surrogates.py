@@ -168,10 +168,10 @@ def _num_env(values: dict[str, float]) -> dict[str, ir.Expr]:
 def _check_require(name: str, d: SurrogateDef, values: dict[str, float], span) -> None:
     if not d.require:
         return
-    from .printers import PythonPrinter
+    from .constants import constant_value
 
     cond = substitute(parse_expr(d.require), _num_env(values))
-    if not eval(PythonPrinter()(cond), {"math": math}):  # noqa: S307 - our own formula over numbers
+    if constant_value(cond, {}) is not True:
         shown = ", ".join(f"{k} = {v:g}" for k, v in values.items())
         raise SnncError(f"surrogate '{name}' needs {d.require} (got {shown})", span)
 

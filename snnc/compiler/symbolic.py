@@ -47,11 +47,11 @@ def to_sympy(e: ir.Expr, env: dict[str, sp.Expr] | None = None):
             return -rec(a)
         case ir.Unary(op="not", operand=a):
             return sp.Not(rec(a))
+        case ir.BinOp(op="+" | "-"):
+            return sp.Add(*(rec(term) if sign > 0 else -rec(term) for sign, term in _summands(e)))
         case ir.BinOp(op=op, left=a, right=b):
             l, r = rec(a), rec(b)
             match op:
-                case "+": return l + r
-                case "-": return l - r
                 case "*": return l * r
                 case "/": return l / r
                 case "^": return l**r
@@ -72,8 +72,26 @@ def to_sympy(e: ir.Expr, env: dict[str, sp.Expr] | None = None):
     raise TypeError(f"cannot convert {e!r}")
 
 
+def _summands(e: ir.Expr) -> list[tuple[int, ir.Expr]]:
+    """The terms of a chain of + and - with their signs, gathered without recursion: SymPy adds them at once
+    (pairwise `+` re-sorts the whole sum each time: quadratic in a long sum)."""
+    out, stack = [], [(1, e)]
+    while stack:
+        sign, node = stack.pop()
+        if isinstance(node, ir.BinOp) and node.op in ("+", "-"):
+            stack.append((sign if node.op == "+" else -sign, node.right))
+            stack.append((sign, node.left))
+        else:
+            out.append((sign, node))
+    return out
+
+
 def diff(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
-    """Derivative with the generalised derivatives of steps (Dirac deltas) taken as zero, as autograd does."""
+    """Derivative with the generalised derivatives of steps (Dirac deltas) taken as zero, as autograd does.
+    A sum is differentiated term by term, skipping the terms without `var` (a long sum over states stays
+    linear in its length)."""
+    if isinstance(expr, sp.Add):
+        return sp.Add(*(diff(term, var) for term in expr.args if var in term.free_symbols))
     d = sp.diff(expr, var)
     return d.replace(lambda f: isinstance(f, sp.DiracDelta), lambda f: sp.Integer(0))
 

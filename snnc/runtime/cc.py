@@ -16,17 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..compiler.source import SnncError
+from .cache import cache_dir, digest, subdir  # noqa: F401 (cache_dir: for the CUDA target)
 
 DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("SNNC_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "snnc"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @lru_cache(maxsize=None)
@@ -58,12 +50,11 @@ def find_compiler() -> str:
 def compile_library(source: str, name: str, flags: tuple[str, ...] = DEFAULT_FLAGS) -> Path:
     """Compile `source` to a shared library (cached by content) and return its path."""
     compiler = find_compiler()
-    key = hashlib.sha256("\0".join((compiler, cpu_identity(), *flags, source)).encode()).hexdigest()[:16]
-    target = cache_dir() / "cpp" / f"{name}-{key}.so"
+    key = digest(compiler, cpu_identity(), *flags, source)
+    target = subdir("cpp") / f"{name}-{key}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
         src = Path(tmp) / f"{name}.cpp"
         src.write_text(source)
         out = Path(tmp) / f"{name}.so"

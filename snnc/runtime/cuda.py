@@ -27,7 +27,7 @@ import torch
 from ..compiler import kernels
 from ..compiler.derive import Plan
 from ..compiler.source import SnncError
-from .cc import cache_dir
+from .cache import cache_dir
 
 __all__ = ["CudaKernels", "cuda_kernels", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
            "nvrtc_version", "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS"]

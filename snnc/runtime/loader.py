@@ -20,24 +20,22 @@ from .. import __version__
 from ..compiler import ir
 from ..compiler.codegen import RUNTIME_FILE, package_name
 from ..compiler.driver import Compiled, check_file, compile_file, render_kernels, render_package
-from ..compiler.resources import resource_dir
 from ..compiler.source import SnncError
-from .cc import cache_dir
+from .cache import digest, generator_hash, subdir, write_dir
 
 _SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\n"
 
 
 def _fingerprint(sources: dict) -> str:
-    h = hashlib.sha256(__version__.encode())
+    """The cache key of a file's package: snnc's version and generator sources, every source read (by name)."""
+    parts = [__version__, generator_hash()]
     for name in sorted(sources):
-        h.update(name.encode() + b"\0" + sources[name].text.encode() + b"\0")
-    for t in sorted(resource_dir("templates").iterdir()):
-        h.update(t.read_bytes())
-    return h.hexdigest()[:16]
+        parts += [name, sources[name].text]
+    return digest(*parts)[:16]
 
 
 def write_package(files: dict[str, str], target: Path, runtime_text: str) -> None:
-    """Write a package directory atomically (rename of a complete temp dir)."""
+    """Write a package directory atomically (rename of a complete temp dir); `snnc build`'s output folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
@@ -47,8 +45,6 @@ def write_package(files: dict[str, str], target: Path, runtime_text: str) -> Non
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except FileExistsError:  # another process won the race with identical content
-        shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -102,9 +98,9 @@ def load(path: str | Path) -> Library:
     module, sources = checked.module, checked.sources
     key = _fingerprint(sources)
     name = f"snnc_gen_{package_name(module.file)}_{key}"
-    target = cache_dir() / "packages" / name
+    target = subdir("packages") / name
     if not (target / "__init__.py").exists():
-        write_package(render_package(checked), target, _SHIM)
+        write_dir({**render_package(checked), RUNTIME_FILE: _SHIM}, target)
     pkg = sys.modules.get(name) or _import(name, target)
     ops.install()
     return Library(

@@ -16,6 +16,7 @@ from ..compiler import ir
 from ..compiler.derive import Config, Plan, plan as make_plan
 from ..compiler.printers import PythonPrinter
 from ..compiler.source import SnncError
+from . import support
 
 _LOCK = threading.Lock()
 
@@ -85,7 +86,7 @@ def scalar_args(p: Plan, values: dict) -> list[float]:
 def initial_states(p: Plan, values: dict, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Fresh states shaped like one time step of the input, from the neuron's `state k = <init>` expressions."""
     printer = PythonPrinter()
-    env = {"math": math, **{k: float(v) for k, v in values.items() if v is not None}}
+    env = {"math": math, "rt": support, **{k: float(v) for k, v in values.items() if v is not None}}
     out = []
     for _, e in p.init:
         value = float(eval(printer(e), env))  # noqa: S307 - printed from the checked IR

@@ -17,6 +17,8 @@ table with its own (fused kernels as PyTorch custom operators) when imported.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -42,6 +44,10 @@ class ParameterError(ValueError):
 
 class BackendError(ValueError):
     """A backend that is not known here."""
+
+
+class ShapeError(ValueError):
+    """An input of a shape a module cannot take."""
 
 
 def _check_backend(backend) -> None:
@@ -82,6 +88,49 @@ class Surrogate:
 
     def __repr__(self):
         return self.text
+
+
+# ------------------------------------------------------------------ IEEE arithmetic on Python floats
+# Generated code computes constant subexpressions of parameters with Python floats, as eager PyTorch does,
+# but where Python raises, these give what torch and the kernels compute.
+def div(a, b):
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a != a or a == 0:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def pow(a, b):  # noqa: A001 - the expression language's ^
+    try:
+        out = a ** b
+    except ZeroDivisionError:
+        return math.inf
+    except OverflowError:
+        return math.inf if a > 0 or float(b).is_integer() and int(b) % 2 == 0 else -math.inf
+    return math.nan if isinstance(out, complex) else out
+
+
+def exp(a):
+    try:
+        return math.exp(a)
+    except OverflowError:
+        return math.inf
+
+
+def log(a):
+    if a > 0:
+        return math.log(a)
+    return -math.inf if a == 0 else math.nan
+
+
+def sqrt(a):
+    return math.sqrt(a) if a >= 0 else math.nan
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + math.exp(-a)) if a >= 0 else math.exp(a) / (1.0 + math.exp(a))
 
 
 # ------------------------------------------------------------------ helpers for generated code
@@ -184,6 +233,10 @@ class NeuronBase(nn.Module):
 
     def seq(self, x_seq):
         """All steps: x_seq [T, N, ...] -> outputs [T, N, ...], from the kept (or initial) state."""
+        if x_seq.dim() == 0:
+            raise ShapeError(f"{type(self).__name__}: a multi-step input has time first, [T, N, ...]; this one is 0-d")
+        if x_seq.shape[0] == 0:  # no steps: no output, the state as it was
+            return x_seq.clone()
         states = self._states_for(x_seq[0])
         fused = BACKENDS.get(self.resolved_backend(x_seq.device))
         if fused is not None and not self.store_v_seq:
@@ -441,6 +494,18 @@ def reset_net(net: nn.Module):
             m.reset()
 
 
+def nonfinite_states(net: nn.Module) -> list[str]:
+    """The neuron layers whose state holds NaN or infinity (one device sync when all are finite)."""
+    named = [(name, m) for name, m in net.named_modules() if isinstance(m, NeuronBase) and m._state is not None]
+    if not named:
+        return []
+    flags = torch.stack([torch.stack([torch.isfinite(s).all() for s in m._state]).all() for _, m in named])
+    if bool(flags.all()):
+        return []
+    return [f"{name or type(m).__name__} ({type(m).__name__})" for (name, m), ok in zip(named, flags.tolist())
+            if not ok]
+
+
 def detach_net(net: nn.Module):
     for m in net.modules():
         if isinstance(m, NeuronBase):
@@ -521,6 +586,9 @@ class Network(nn.Module):
 
     def forward(self, x):
         if self.step_mode == "m":
+            if x.dim() == 0 or x.shape[0] == 0:
+                raise ShapeError(f"{type(self).__name__}: a multi-step input has T >= 1 steps first, [T, N, ...]; "
+                                 f"this one has shape {list(x.shape)}")
             if self.auto_reset:
                 reset_net(self.layers)
                 self.memory = {}

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 from ..compiler.codegen import environment
 from ..compiler.derive import MEMBRANE, Plan
+from . import support
 
 _CACHE: dict = {}
 _LOCK = threading.Lock()
@@ -38,7 +39,7 @@ def torch_kernels(p: Plan):
     if hit is not None and hit[0] is p:
         return hit[1]
     source = render_torch_kernel(p)
-    namespace: dict = {}
+    namespace: dict = {"rt": support}
     exec(compile(source, f"<snnc torch kernel {p.neuron.name}>", "exec"), namespace)  # printed from the IR
     kernels = SimpleNamespace(forward=namespace["forward"], backward=namespace["backward"], source=source, plan=p)
     with _LOCK:

@@ -22,6 +22,7 @@ from ..compiler.derive import MEMBRANE, Config, Plan, default_config, plan as ma
 from ..compiler.printers import PythonPrinter
 from ..compiler.surrogates import grad_expr
 from ..compiler.source import SnncError
+from . import support
 
 __all__ = ["VerifyResult", "verify", "reference_multi_step", "default_values", "learnable_defaults", "configs",
            "backend_available", "compare", "random_input", "generated_neurons", "generated_runner", "format_table",
@@ -84,7 +85,7 @@ def format_table(results: list[VerifyResult]) -> str:
 
 # ------------------------------------------------------------------ values
 def _eval_scalar(e: ir.Expr, env: dict) -> float:
-    return float(eval(PythonPrinter()(e), {"math": math, **env}))  # noqa: S307 - printed from the checked IR
+    return float(eval(PythonPrinter()(e), {"math": math, "rt": support, **env}))  # noqa: S307 - printed from the checked IR
 
 
 def default_values(neuron: ir.Neuron, cfg: Config | None = None) -> dict[str, float]:
@@ -146,7 +147,7 @@ def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: d
     reset = [(t, code(e)) for t, e in p.reset]
     sg_code = compile(PythonPrinter(tensors={"x"})(grad_expr(p.config.surrogate or p.neuron.surrogate)),
                       "<snnc surrogate>", "eval")
-    base = {"torch": torch, "math": math, "_heaviside": _heaviside,
+    base = {"torch": torch, "math": math, "rt": support, "_heaviside": _heaviside,
             **{k: float(v) for k, v in scalars.items() if v is not None},
             **dict(zip(p.learnables, learnables))}
     threshold_code = code(p.threshold)

@@ -34,11 +34,40 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _fault_point(path.name, "before")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    _fault_point(path.name, "after")
+
+
+_WRITES: dict[str, int] = {}
+
+
+def _fault_point(name: str, when: str) -> None:
+    """Fault injection for the resume tests: SNNC_KILL_AT="<file>:<n>:<before|after>" kills this process
+    (SIGKILL, no clean-up) at the n-th write of that file, before or after it is renamed into place."""
+    spec = os.environ.get("SNNC_KILL_AT")
+    if not spec:
+        return
+    file, n, at = spec.split(":")
+    if file != name:
+        return
+    if when == "before":
+        _WRITES[name] = _WRITES.get(name, 0) + 1
+    if _WRITES.get(name) == int(n) and at == when:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> None:
+    """Temporary files of writes a killed process never finished (".<name>.<random>.tmp")."""
+    for entry in Path(folder).glob(".*.tmp"):
+        try:
+            entry.unlink()
+        except OSError:
+            pass
 
 
 def atomic_write_text(path: str | os.PathLike, text: str):
@@ -78,6 +107,48 @@ def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
             "since, its weights no longer fit: train it afresh",
         )
     return state
+
+
+def epoch_of(path: str | os.PathLike) -> int | None:
+    """The epoch a checkpoint file holds, or None (missing or unreadable)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return int(state["epoch"])
+    except Exception:  # noqa: BLE001 - any unreadable file is "none"
+        return None
+
+
+def copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    atomic_write_bytes(target, Path(source).read_bytes())
+
+
+def load_into(module, state: dict, key: str, path) -> None:
+    """Load `state[key]` (a state_dict) into `module`, naming the first mismatching key or shape."""
+    saved = state.get(key)
+    if not isinstance(saved, dict):
+        raise SnncError(f"checkpoint {path} has no {key} state", hint="use a last.pt/best.pt written by snnc")
+    try:
+        expected = module.state_dict()
+    except Exception:  # noqa: BLE001 - an optimizer or scheduler without the usual state_dict
+        expected = None
+    if key == "model" and expected is not None:
+        missing = [k for k in expected if k not in saved]
+        extra = [k for k in saved if k not in expected]
+        shapes = [k for k in expected if k in saved and hasattr(saved[k], "shape")
+                  and tuple(saved[k].shape) != tuple(expected[k].shape)]
+        if missing or extra or shapes:
+            what = (f"has no '{missing[0]}'" if missing else f"has an unknown '{extra[0]}'" if extra else
+                    f"has '{shapes[0]}' of shape {list(saved[shapes[0]].shape)} where the model's is "
+                    f"{list(expected[shapes[0]].shape)}")
+            raise SnncError(f"checkpoint {path} does not fit the model: it {what}"
+                            + (f" (and {len(missing) + len(extra) + len(shapes) - 1} more)"
+                               if len(missing) + len(extra) + len(shapes) > 1 else ""),
+                            hint="use the checkpoint of this network, or train it afresh")
+    try:
+        module.load_state_dict(saved)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise SnncError(f"checkpoint {path} does not fit the run's {key}: {str(exc).splitlines()[0][:300]}",
+                        hint="resume with the settings the run was started with, or start a new run") from None
 
 
 def resolve(path: str | os.PathLike) -> Path:

@@ -20,7 +20,8 @@ import torch
 
 from ..compiler.source import SnncError
 
-DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's folder names
+NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 NUM_CLASSES = 10
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -122,9 +123,39 @@ def read_idx(path: Path, magic: int) -> torch.Tensor:
 
 @lru_cache(maxsize=4)
 def _load_folder(name: str, folder: Path, mtime: float) -> Dataset:
+    _check_identity(name, folder)
     sums = _read_sums(folder)
     splits = {key: _load_split(folder, images, labels, sums) for key, (images, labels) in FILES.items()}
     return Dataset(name, splits["train"], splits["test"], folder)
+
+
+# Which dataset a label file is, by content: SHA-256 of the decompressed bytes (MNIST, from the files this
+# project trains on) and MD5 of the original .gz downloads (torchvision's published checksums).
+KNOWN_LABELS = {
+    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5": "mnist",
+    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2": "mnist",
+    "d53e105ee54ea40749a09fcbcd1e9432": "mnist",
+    "ec29112dd5afa0611ce80d1b7f02629c": "mnist",
+    "25c81989df183df01b3e8a0aad5dffbe": "fashion_mnist",
+    "bb300cfdad3c16e7a12a480ee83cd310": "fashion_mnist",
+}
+
+
+def identify(label_path: Path) -> str | None:
+    """The known dataset a label file belongs to, or None for files snnc does not know (your own data)."""
+    if label_path.suffix == ".gz":
+        known = KNOWN_LABELS.get(hashlib.md5(label_path.read_bytes(), usedforsecurity=False).hexdigest())
+        if known:
+            return known
+    return KNOWN_LABELS.get(hashlib.sha256(_read_bytes(label_path)).hexdigest())
+
+
+def _check_identity(name: str, folder: Path) -> None:
+    for _, label_name in FILES.values():
+        found = identify(_find_file(folder, label_name))
+        if found is not None and found != name:
+            raise SnncError(f"{folder} holds the {NAMES[found]} files, not {NAMES[name]}",
+                            hint=f"point --data-dir at the {NAMES[name]} files, or use --dataset {found}")
 
 
 def _load_split(folder: Path, image_name: str, label_name: str, sums: dict[str, str]) -> Split:

@@ -54,6 +54,29 @@ def result(run) -> dict:
     }
 
 
+def repair(run) -> None:
+    """Bring a resumed run's files up to its last.pt, whatever instant a kill struck: metrics.csv holds every
+    epoch last.pt has, best.pt holds the best epoch (last.pt itself, when that is its epoch), no temporary
+    files are left, and the plots show the curves so far."""
+    path = run.out_dir / "metrics.csv"
+    try:
+        current = read_metrics(path) if path.exists() else []
+    except (OSError, ValueError, KeyError):
+        current = []
+    if [r["epoch"] for r in current] != [r["epoch"] for r in run.metrics]:
+        write_metrics(run.metrics, path)
+    best = best_row(run.metrics)
+    if best is not None and best["epoch"] == run.start_epoch and run.start_batch == 0:
+        best_path = run.out_dir / ckpt.BEST
+        held = ckpt.epoch_of(best_path)
+        if held != best["epoch"]:
+            ckpt.copy(run.out_dir / ckpt.LAST, best_path)
+    if run.options.plots and run.metrics:
+        from .plots import plot_curves
+
+        plot_curves(run.metrics, run.out_dir, run.exp.name)
+
+
 def write_metrics(rows: list[dict], path: str | os.PathLike):
     """Atomically (re)write metrics.csv with METRIC_COLUMNS, one row per epoch."""
     text = io.StringIO()
@@ -126,7 +149,7 @@ class Logger:
         if run.options.plots:
             from .plots import plot_curves
 
-            plot_curves(run.metrics, run.out_dir)
+            plot_curves(run.metrics, run.out_dir, run.exp.name)
             plot_output(run)
         if self.show:
             print(summary(row, run.settings["epochs"], run.best_acc), flush=True)

@@ -31,20 +31,30 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
-def plot_curves(rows: list[dict], out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """accuracy.png and loss.png (train and test per epoch) from metrics rows."""
+def plot_curves(rows: list[dict], out_dir: str | os.PathLike, name: str | None = None) -> tuple[Path, Path]:
+    """accuracy.png and loss.png (train, validation and test per epoch) from metrics rows, titled with the
+    run's name; each point is labelled with its value, so that a run of one or two epochs reads too."""
     out_dir = Path(out_dir)
     epochs = [int(r["epoch"]) for r in rows]
     paths = []
     for key, label in (("acc", "accuracy"), ("loss", "loss")):
         fig = _figure()
         ax = fig.add_subplot()
-        for split in ("train", "val", "test"):
+        for split, shown in (("train", "train"), ("val", "validation"), ("test", "test")):
             values = [float(r.get(f"{split}_{key}", float("nan"))) for r in rows]
-            if any(v == v for v in values):
-                ax.plot(epochs, values, marker="o", label="validation" if split == "val" else split)
+            if not any(v == v for v in values):
+                continue
+            line, = ax.plot(epochs, values, marker="o", label=shown)
+            if len(epochs) <= 3:
+                for e, v in zip(epochs, values):
+                    ax.annotate(f"{v:.2%}" if key == "acc" else f"{v:.4f}", (e, v), textcoords="offset points",
+                                xytext=(6, 4), fontsize=8, color=line.get_color())
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        ax.set_xticks(epochs if len(epochs) <= 12 else ax.get_xticks())
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+        ax.set_title(f"{name}: {label} per epoch" if name else f"{label} per epoch")
         ax.grid(alpha=0.3)
         ax.legend()
         paths.append(_save(fig, out_dir / f"{label}.png"))

@@ -102,6 +102,7 @@ class _Run:
     metrics: list = field(default_factory=list)
     best_acc: float = -1.0
     buffers: dict = field(default_factory=dict)
+    nonfinite: list = field(default_factory=list)  # neuron layers whose state held NaN/inf after the last batch
 
     @property
     def main(self) -> bool:
@@ -135,7 +136,7 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     device = backends.run_device(options.device, options.backend)
     _threads(options.workers, 1, device)
     net = _build_net(exp, options.backend, device, settings["seed"])
-    net.load_state_dict(state["model"])
+    ckpt.load_into(net, state, "model", checkpoint)
     data = datasets.load(settings["dataset"], options.data_dir, options.download)
     _check_shape(exp, data, settings["T"])
     loss, acc, n = _evaluate(exp, net, data.test.head(settings["test_subset"]), settings, device, {},
@@ -147,6 +148,10 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
 
 def _train_process(exp: Experiment, options: TrainOptions, rank: int, world: int) -> dict:
     run = _setup(exp, options, rank, world)
+    if run.main:
+        ckpt.remove_temporaries(run.out_dir)  # of writes a killed run never finished
+        if options.resume:
+            logs.repair(run)
     with ckpt.InterruptGuard() as guard, logs.Logger(run) as log:
         for epoch in range(run.start_epoch, run.settings["epochs"]):
             row = _run_epoch(run, epoch, guard, log)
@@ -289,13 +294,14 @@ def _scheduler(optimizer: torch.optim.Optimizer, s: dict):
 
 
 def _restore(run: _Run, state: dict):
-    run.net.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
+    where = run.options.resume
+    ckpt.load_into(run.net, state, "model", where)
+    ckpt.load_into(run.optimizer, state, "optimizer", where)
     if run.scheduler is not None and state.get("scheduler"):
-        run.scheduler.load_state_dict(state["scheduler"])
+        ckpt.load_into(run.scheduler, state, "scheduler", where)
         run.scheduler.T_max = run.settings["epochs"]
     if run.scaler is not None and state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
+        ckpt.load_into(run.scaler, state, "scaler", where)
     ckpt.set_rng_state(state["rng"])
     run.start_epoch, run.start_batch = state["epoch"], state["batch"]
     run.partial = dict(state.get("partial") or {})
@@ -321,7 +327,7 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
         sums["correct"] += correct
         sums["count"] += n
         log.batch(bar, sums, time.perf_counter() - start + sums["seconds"])
-        stop = _consensus(run, interrupted=guard.requested, bad_loss=not math.isfinite(loss))
+        stop = _consensus(run, interrupted=guard.requested, bad_loss=not math.isfinite(loss) or bool(run.nonfinite))
         if stop:
             bar.close()
             sums["seconds"] += time.perf_counter() - start
@@ -366,6 +372,7 @@ def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: in
     else:
         loss.backward()
         run.optimizer.step()
+    run.nonfinite = support.nonfinite_states(run.net)  # checked with the loss: one extra sync per batch
     run.exp.reset(run.net)
     return loss.item(), int((rate.argmax(1) == y).sum())
 
@@ -415,8 +422,10 @@ def _stop(run: _Run, epoch: int, batch: int, sums: dict, why: str):
     last = run.out_dir / ckpt.LAST
     if why == "nan":
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written"
+        what = (f"neuron state became NaN or infinite in {', '.join(run.nonfinite)}" if run.nonfinite
+                else "training loss became NaN or infinite")
         raise SnncError(
-            f"training loss became NaN or infinite at epoch {epoch + 1}, batch {batch + 1}; training stopped ({kept})",
+            f"{what} at epoch {epoch + 1}, batch {batch + 1}; training stopped ({kept})",
             hint=f"the learning rate is probably too high: start a new run with a lower one "
             f"(e.g. --lr {run.settings['lr'] / 10:g})",
         )

@@ -94,7 +94,7 @@ extern "C" void snnc_forward(const float* __restrict _x, const float* __restrict
             const long long off = t * _N + n0;
             const float* __restrict xt = _x + off;
             float* __restrict st = _spike_out + off;
-            float* __restrict ht_v = _H_v ? _H_v + off : _hbuf_v.p;
+            float* __restrict _ht_v = _H_v ? _H_v + off : _hbuf_v.p;
 #pragma omp simd
             for (long long i = 0; i < len; ++i) {
                 const float x_ = xt[i];
@@ -109,7 +109,7 @@ extern "C" void snnc_forward(const float* __restrict _x, const float* __restrict
                 v_ = _spike_r * v_reset_ + (1.0f - _spike_r) * _h_v;
                 c_ = _h_c;
                 st[i] = _spike;
-                ht_v[i] = _h_v;
+                _ht_v[i] = _h_v;
                 _st_v[i] = v_;
                 _st_c[i] = c_;
             }
@@ -152,13 +152,13 @@ extern "C" void snnc_backward(const float* __restrict _gspike, const float* __re
             const long long off = t * _N + n0;
             const float* __restrict gst = _gspike + off;
             float* __restrict gxt = _gx + off;
-            const float* __restrict ht_v = _H_v + off;
+            const float* __restrict _ht_v = _H_v + off;
             #pragma omp simd
             for (long long i = 0; i < len; ++i) {
                 const float _g_spike = gst[i];
                 const float _g_v = _carry_v[i];
                 const float _g_c = _carry_c[i];
-                const float _h_v = ht_v[i];
+                const float _h_v = _ht_v[i];
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _sg = (fabsf(_h_v - v_threshold_) < _c0 ? 1.0f : 0.0f);
                 const float _gh_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));

@@ -88,7 +88,7 @@ extern "C" void snnc_forward(const float* __restrict _x, const float* __restrict
             const long long off = t * _N + n0;
             const float* __restrict xt = _x + off;
             float* __restrict st = _spike_out + off;
-            float* __restrict ht_v = _H_v ? _H_v + off : _hbuf_v.p;
+            float* __restrict _ht_v = _H_v ? _H_v + off : _hbuf_v.p;
 #pragma omp simd
             for (long long i = 0; i < len; ++i) {
                 const float x_ = xt[i];
@@ -99,7 +99,7 @@ extern "C" void snnc_forward(const float* __restrict _x, const float* __restrict
                 const float _spike_r = _spike;
                 v_ = _spike_r * v_reset_ + (1.0f - _spike_r) * _h_v;
                 st[i] = _spike;
-                ht_v[i] = _h_v;
+                _ht_v[i] = _h_v;
                 _st_v[i] = v_;
             }
         }
@@ -130,12 +130,12 @@ extern "C" void snnc_backward(const float* __restrict _gspike, const float* __re
             const long long off = t * _N + n0;
             const float* __restrict gst = _gspike + off;
             float* __restrict gxt = _gx + off;
-            const float* __restrict ht_v = _H_v + off;
+            const float* __restrict _ht_v = _H_v + off;
             #pragma omp simd
             for (long long i = 0; i < len; ++i) {
                 const float _g_spike = gst[i];
                 const float _g_v = _carry_v[i];
-                const float _h_v = ht_v[i];
+                const float _h_v = _ht_v[i];
                 const float _spike = (_h_v >= v_threshold_ ? 1.0f : 0.0f);
                 const float _sg = 4.0f * (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))) * (1.0f - (1.0f / (1.0f + SNNC_EXPF(-(4.0f * (_h_v - v_threshold_))))));
                 const float _gh_v = _g_v * (1.0f - _spike) + _sg * (_g_spike + _g_v * (-_h_v + v_reset_));

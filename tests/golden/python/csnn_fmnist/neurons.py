@@ -22,7 +22,7 @@ SURROGATE_0 = rt.Surrogate('sigmoid(alpha=4.0)', _sg_0, '{"name":"sigmoid","args
 
 def _sg_1(x):
     """d spike / dx of rect(alpha=1.0)"""
-    return torch.where(torch.abs(x) < 0.5 / 1.0, 1.0, 0.0)
+    return torch.where(torch.abs(x) < rt.div(0.5, 1.0), 1.0, 0.0)
 
 
 SURROGATE_1 = rt.Surrogate('rect(alpha=1.0)', _sg_1, '{"name":"rect","args":[["alpha",1.0]],"grad":null}')
@@ -141,7 +141,7 @@ class PLIF(rt.NeuronBase):
         rt.require(init_tau > 1.0, 'PLIF', 'init_tau > 1.0', {'init_tau': init_tau})
         super().__init__(surrogate_function or SURROGATE_0, step_mode, backend, store_v_seq)
         init_tau = self.init_tau
-        self.w = torch.nn.Parameter(torch.tensor(-math.log(init_tau - 1.0), dtype=torch.float32))
+        self.w = torch.nn.Parameter(torch.tensor(-rt.log(init_tau - 1.0), dtype=torch.float32))
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset

@@ -7,7 +7,7 @@ from . import _snnc_runtime as rt
 from . import neurons
 def _sg_0(x):
     """d spike / dx of atan(alpha=2.0)"""
-    return 2.0 / 2.0 / (1.0 + (3.141592653589793 / 2.0 * 2.0 * x) ** 2.0)
+    return rt.div(2.0, 2.0) / (1.0 + (rt.div(3.141592653589793, 2.0) * 2.0 * x) ** 2.0)
 
 
 SURROGATE_0 = rt.Surrogate('atan(alpha=2.0)', _sg_0, '{"name":"atan","args":[["alpha",2.0]],"grad":null}')
@@ -33,7 +33,7 @@ class DelaySmnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'rows'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'epochs': 20, 'batch_size': 128, 'lr': 0.002, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False}
+    TRAIN = {'dataset': 'mnist', 'epochs': 20, 'batch_size': 128, 'lr': 0.002, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
     OUTPUT = '4'
     GRAPH = (('0.0', 'linear', ('in',)), ('0.s', 'LIF', ('0.0',)), ('0.late1', 'delay', ('0.s',)), ('0.late2', 'delay', ('0.s',)), ('0.late3', 'delay', ('0.s',)), ('0.5', 'concat', ('0.s', '0.late1', '0.late2', '0.late3')), ('1', 'linear', ('0.5',)), ('2', 'LIF', ('1',)), ('3', 'linear', ('2',)), ('4', 'LI', ('3',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode
@@ -102,7 +102,7 @@ class DelaySmnist0(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'rows'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'epochs': 20, 'batch_size': 128, 'lr': 0.002, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False}
+    TRAIN = {'dataset': 'mnist', 'epochs': 20, 'batch_size': 128, 'lr': 0.002, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
     OUTPUT = '4'
     GRAPH = (('0.0', 'linear', ('in',)), ('0.s', 'LIF', ('0.0',)), ('0.late1', 'delay', ('0.s',)), ('0.late2', 'delay', ('0.s',)), ('0.late3', 'delay', ('0.s',)), ('0.5', 'concat', ('0.s', '0.late1', '0.late2', '0.late3')), ('1', 'linear', ('0.5',)), ('2', 'LIF', ('1',)), ('3', 'linear', ('2',)), ('4', 'LI', ('3',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode

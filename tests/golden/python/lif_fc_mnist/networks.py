@@ -7,7 +7,7 @@ from . import _snnc_runtime as rt
 from . import neurons
 def _sg_0(x):
     """d spike / dx of atan(alpha=2.0)"""
-    return 2.0 / 2.0 / (1.0 + (3.141592653589793 / 2.0 * 2.0 * x) ** 2.0)
+    return rt.div(2.0, 2.0) / (1.0 + (rt.div(3.141592653589793, 2.0) * 2.0 * x) ** 2.0)
 
 
 SURROGATE_0 = rt.Surrogate('atan(alpha=2.0)', _sg_0, '{"name":"atan","args":[["alpha",2.0]],"grad":null}')
@@ -26,7 +26,7 @@ class LifFcMnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'poisson'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'epochs': 1, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'none', 'loss': 'mse', 'seed': 0, 'amp': False}
+    TRAIN = {'dataset': 'mnist', 'epochs': 1, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'none', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1}
     OUTPUT = '2'
     GRAPH = (('0', 'flatten', ('in',)), ('1', 'linear', ('0',)), ('2', 'LIF', ('1',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode

@@ -7,7 +7,7 @@ from . import _snnc_runtime as rt
 from . import neurons
 def _sg_0(x):
     """d spike / dx of atan(alpha=2.0)"""
-    return 2.0 / 2.0 / (1.0 + (3.141592653589793 / 2.0 * 2.0 * x) ** 2.0)
+    return rt.div(2.0, 2.0) / (1.0 + (rt.div(3.141592653589793, 2.0) * 2.0 * x) ** 2.0)
 
 
 SURROGATE_0 = rt.Surrogate('atan(alpha=2.0)', _sg_0, '{"name":"atan","args":[["alpha",2.0]],"grad":null}')
@@ -29,7 +29,7 @@ class RsnnSmnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'rows'
     READOUT = 'max'
-    TRAIN = {'dataset': 'mnist', 'epochs': 30, 'batch_size': 128, 'lr': 0.005, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False}
+    TRAIN = {'dataset': 'mnist', 'epochs': 30, 'batch_size': 128, 'lr': 0.005, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
     OUTPUT = '2'
     GRAPH = (('0.input', 'linear', ('in',)), ('0.recurrent', 'linear', ('0.spikes',)), ('0.current', 'add', ('0.input', '0.recurrent')), ('0.spikes', 'AdaptiveLIF', ('0.current',)), ('1', 'linear', ('0.spikes',)), ('2', 'LI', ('1',)))  # (node, layer, inputs) in definition order
     LOOPS = ('0.recurrent', '0.current', '0.spikes')  # nodes run step by step in multi-step mode
@@ -90,7 +90,7 @@ class RsnnPixels(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'pixels'
     READOUT = 'max'
-    TRAIN = {'dataset': 'mnist', 'epochs': 100, 'batch_size': 256, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False}
+    TRAIN = {'dataset': 'mnist', 'epochs': 100, 'batch_size': 256, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
     OUTPUT = '2'
     GRAPH = (('0.input', 'linear', ('in',)), ('0.recurrent', 'linear', ('0.spikes',)), ('0.current', 'add', ('0.input', '0.recurrent')), ('0.spikes', 'AdaptiveLIF', ('0.current',)), ('1', 'linear', ('0.spikes',)), ('2', 'LI', ('1',)))  # (node, layer, inputs) in definition order
     LOOPS = ('0.recurrent', '0.current', '0.spikes')  # nodes run step by step in multi-step mode

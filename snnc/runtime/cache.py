@@ -1,0 +1,120 @@
+"""snnc's on-disk cache: generated packages and compiled kernels, keyed by everything that shapes them.
+
+* The folder (SNNC_CACHE_DIR, else $XDG_CACHE_HOME/snnc, else ~/.cache/snnc) must be private to the user:
+  code found there is imported and executed, so a folder another user can write to is refused.
+* Keys hash each part with its length (no two different lists of parts share a key, whatever bytes they
+  hold) and include a hash of snnc's own generator sources: an upgrade never serves old generated code.
+* Entries are written to a temporary name and renamed into place; an existing entry is never deleted or
+  replaced (its key fixes its content), so a process importing it is never left without it. Temporary
+  entries older than an hour (from a killed writer) are removed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from ..compiler.source import SnncError
+
+STALE_SECONDS = 3600
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SNNC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "snnc")
+    path = Path(root)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as exc:
+        raise SnncError(f"cannot create snnc's cache folder {path}: {exc.strerror or exc}",
+                        hint="set SNNC_CACHE_DIR to a writable folder of your own") from None
+    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        raise SnncError(f"refusing to use the cache folder {path}: "
+                        + ("it belongs to another user" if info.st_uid != os.getuid() else
+                           "other users can write to it") + ", and snnc runs the code it finds there",
+                        hint=f"chmod go-w {path} (if it is yours), or set SNNC_CACHE_DIR to a private folder")
+    return path
+
+
+def subdir(name: str) -> Path:
+    path = cache_dir() / name
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def digest(*parts: str | bytes) -> str:
+    """A key for a list of parts: each part hashed with its length, so that no two lists collide."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()[:20]
+
+
+@lru_cache(maxsize=None)
+def generator_hash() -> str:
+    """A hash of every snnc source that shapes generated code: the compiler, the runtime generated code
+    imports, the templates and the grammar (part of every cache key)."""
+    from ..compiler.resources import resource_dir
+
+    files = sorted((*(_PACKAGE / "compiler").glob("*.py"), _PACKAGE / "runtime" / "support.py",
+                    *resource_dir("templates").iterdir(), *resource_dir("grammars").iterdir()))
+    return digest(*(p.read_bytes() for p in files if p.is_file()))
+
+
+def write_dir(files: dict[str, str], target: Path) -> None:
+    """Create the folder `target` holding `files`, atomically; an existing `target` is left as it is."""
+    if target.exists():
+        return
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _remove_stale(target.parent)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text)
+        try:
+            os.rename(tmp, target)  # fails if another process has just put a (identical) complete entry there
+        except OSError:
+            if not target.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_file(data: bytes, target: Path) -> None:
+    """Write `target` atomically (a temporary file renamed into place)."""
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _remove_stale(folder: Path) -> None:
+    """Temporary entries (".<name>-...") a killed writer left behind, once they are an hour old."""
+    now = time.time()
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.name.startswith(".") and now - entry.lstat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        except OSError:
+            pass
