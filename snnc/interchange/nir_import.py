@@ -1,0 +1,627 @@
+"""A NIR graph as a readable `.snn` file and a checkpoint: `snnc import model.nir -o model.snn`.
+
+Sub-graphs are inlined; the nodes are written in an order where every node reads earlier ones, except that a
+neuron on a cycle is read at the previous step by the node that closes the cycle (snnc's feedback: NIR's
+cycles carry a step). A node with several inputs reads an `add` of them (NIR sums a node's inputs).
+Neurons become a library neuron where SpikingJelly's convention fits (LIF, IF, LI, CUBALIF), else a NIR-shaped
+neuron defined in the file (`NirLIF`, ...); either is proved by mapping it back onto the NIR node
+(`nir_neurons.snnc_layer`). A graph `snnc export` wrote carries its network in its metadata: its neurons,
+layer arguments, learnables and settings come back exactly, after the same proof.
+
+The weights go into a checkpoint that `snnc eval` reads and `snnc train --resume` continues from (epoch 0,
+a fresh optimizer): the imported model trains on snnc's kernels.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..compiler import ir
+from ..compiler.neuron import layer_config
+from ..compiler.printers import value_text
+from ..compiler.source import Diagnostic, SnncError
+from .nir_export import FORMAT, META_KEY
+from .nir_neurons import FIELDS, SPIKING, TIES, Form, NotNIR, ir_values, library_neurons, nir_form, snnc_layer
+from .snn_text import label, layer_call, neuron_text
+
+# NIR node types snnc has no layer for, with the reason.
+UNSUPPORTED = {
+    "Conv1d": "snnc has no 1-d convolution layer",
+    "SumPool2d": "snnc has no sum pooling layer (avgpool2d divides by the window)",
+    "Scale": "snnc has no element-wise scaling layer",
+}
+
+
+class _Skip(Exception):
+    """A node snnc cannot run: the message names the reason."""
+
+
+@dataclass
+class Line:
+    """One node of the written network."""
+
+    nir: str  # the NIR node it comes from ('' for an add of a node's inputs)
+    op: object
+    inputs: tuple[str, ...] = ()  # keys of what it reads (ir.INPUT for the network input), then snnc names
+    comment: str = ""
+    weights: dict = field(default_factory=dict)  # module attribute -> array
+    key: str = ""  # how other lines refer to it before it is named: its NIR name, or a key of its own
+    wanted: str = ""  # the name it would like (its NIR name, or the add's name the exporter recorded)
+    name: str = ""  # its snnc path
+
+
+@dataclass
+class Imported:
+    text: str  # the .snn file
+    network: str
+    lines: list[Line]
+    neurons: dict[str, str] = field(default_factory=dict)  # NIR node -> the snnc layer it became
+
+    @property
+    def names(self) -> dict[str, str]:
+        """NIR node -> snnc node path."""
+        return {l.nir: l.name for l in self.lines if l.nir}
+
+    def weights(self) -> dict[str, dict]:
+        """snnc node path -> {module attribute: array} (parameters, and learnables of neurons)."""
+        return {l.name: l.weights for l in self.lines if l.weights}
+
+
+# ------------------------------------------------------------------ public API
+def import_file(path, out, checkpoint=None, network: str | None = None, T: int | None = None,
+                encoder: str | None = None, readout: str | None = None, dt: float | None = None,
+                ties: str | None = None) -> tuple[Imported, Path]:
+    """Read a NIR file, write `out` (.snn) and its weights (`checkpoint`, default `out` with .pt)."""
+    from ..compiler.driver import check_file
+
+    graph = read(path)
+    imported = import_graph(graph, source=str(path), network=network, T=T, encoder=encoder, readout=readout,
+                            dt=dt, ties=ties, weights_file=Path(checkpoint or Path(out).with_suffix(".pt")).name,
+                            snn_file=Path(out).name)
+    try:
+        check_file(str(out), imported.text)
+    except SnncError as exc:
+        raise SnncError(f"the file snnc wrote for {path} does not check (a bug in snnc import):\n{exc.render()}",
+                        hint="report it with the .nir file") from None
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(imported.text)
+    except OSError as exc:
+        raise SnncError(f"cannot write {out}: {exc.strerror or exc}") from None
+    target = Path(checkpoint) if checkpoint else out.with_suffix(".pt")
+    write_checkpoint(out, imported, target)
+    return imported, target
+
+
+def read(path):
+    import nir
+
+    try:
+        return nir.read(str(path))
+    except FileNotFoundError:
+        raise SnncError(f"no such file: {path}") from None
+    except Exception as exc:  # h5py and NIR raise many types for a file that is not a NIR graph
+        raise SnncError(f"{path} is not a NIR graph NIR {nir.version} can read ({type(exc).__name__}: "
+                        f"{str(exc)[:200]})", hint="write it with nir.write (NIR 1.0)") from None
+
+
+def import_graph(graph, source: str = "graph", network: str | None = None, T: int | None = None,
+                 encoder: str | None = None, readout: str | None = None, dt: float | None = None,
+                 ties: str | None = None, weights_file: str = "model.pt", snn_file: str = "model.snn") -> Imported:
+    """The `.snn` text (and the weights) of a NIR graph. A graph snnc cannot run is one `SnncError` listing
+    every offending node."""
+    import nir
+
+    meta = _metadata(graph)
+    dt = dt if dt is not None else meta.get("dt", 1e-4)
+    ties = ties or meta.get("ties", "nir")
+    if not dt > 0:
+        raise SnncError(f"--dt must be a positive time step in seconds, not {dt}")
+    if ties not in TIES:
+        raise SnncError(f"unknown ties convention '{ties}'", hint=f"use one of: {', '.join(TIES)}")
+    problems: list[str] = []
+    nodes, edges, inp, out = _flatten(graph, problems)
+    ctx = _Context(meta, dt, ties)
+    lines: dict[str, Line] = {}
+    for name, node in nodes.items():
+        kind = type(node).__name__
+        if name in (inp, out):
+            continue
+        try:
+            if kind in UNSUPPORTED:
+                raise _Skip(UNSUPPORTED[kind])
+            convert = CONVERT.get(kind)
+            if convert is None:
+                raise _Skip(f"NIR {nir.version} has no node type '{kind}' that snnc knows")
+            lines[name] = convert(ctx, name, node)
+        except _Skip as exc:
+            problems.append(f"node '{name}' ({kind}): {exc}")
+    if problems:
+        raise SnncError(diagnostics=[Diagnostic(f"cannot import {source}: {len(problems)} node"
+                                                f"{'s' if len(problems) > 1 else ''} snnc cannot run")] +
+                        [Diagnostic(p) for p in problems])
+    order = _order(nodes, edges, inp, out, meta.get("order", []))
+    written = _wire(order, lines, edges, inp, out, meta.get("merges", {}))
+    _name(written)
+    header = _header(graph, meta, nodes, lines, out, edges, network, T, encoder, readout, source)
+    text = _text(header, written, ctx, source, dt, ties, weights_file, snn_file)
+    return Imported(text, header["name"], written, ctx.chosen)
+
+
+def _metadata(graph) -> dict:
+    try:
+        meta = json.loads(str(graph.metadata.get(META_KEY, "{}")))
+    except (AttributeError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else {}
+
+
+# ------------------------------------------------------------------ the graph, flat
+def _flatten(graph, problems: list[str]):
+    """Sub-graphs inlined (their Input and Output dissolved into edges, in place, so a node's inputs keep their
+    order); returns (nodes, edges, the Input's name, the Output's name). Inner names stay unless they clash,
+    then they become '<sub-graph>.<name>'."""
+    import nir
+
+    nodes: dict = {}
+    edges: list[tuple[str, str]] = []
+    placeholders: list[tuple[str, int]] = []  # a sub-graph's Input (side 0) or Output (side 1), to dissolve
+    used = set(graph.nodes)
+
+    def fresh(prefix: str, k: str) -> str:
+        out, n = (k if k not in used else f"{prefix}.{k}"), 2
+        while out in used:
+            out, n = f"{prefix}.{k}_{n}", n + 1
+        used.add(out)
+        return out
+
+    def inline(g, prefix: str) -> tuple[str, str, dict]:
+        ins = [k for k, n in g.nodes.items() if isinstance(n, nir.Input)]
+        outs = [k for k, n in g.nodes.items() if isinstance(n, nir.Output)]
+        if len(ins) != 1 or len(outs) != 1:
+            where = f"sub-graph '{prefix}'" if prefix else "the graph"
+            problems.append(f"{where} has {len(ins)} inputs and {len(outs)} outputs; snnc imports one of each")
+        rename = {k: fresh(prefix, k) if prefix else k for k in g.nodes}
+        inner: dict[str, tuple[str, str, dict]] = {}
+        for k, n in g.nodes.items():
+            if isinstance(n, nir.NIRGraph):
+                inner[k] = inline(n, rename[k])
+            else:
+                nodes[rename[k]] = n
+        if prefix:
+            placeholders.extend([(rename[i], 0) for i in ins] + [(rename[o], 1) for o in outs])
+
+        def end(endpoint: str, side: int) -> str:
+            if endpoint in inner:
+                return inner[endpoint][side]
+            base, _, rest = endpoint.partition(".")  # 'sub.node': a node inside a sub-graph
+            if endpoint not in rename and base in inner and rest in inner[base][2]:
+                return inner[base][2][rest]
+            return rename.get(endpoint, endpoint)
+
+        edges.extend((end(a, 1), end(b, 0)) for a, b in g.edges)
+        return (rename[ins[0]] if ins else ""), (rename[outs[0]] if outs else ""), rename
+
+    top_in, top_out, _ = inline(graph, "")
+    for p, side in placeholders:  # Input: its feeders take its place; Output: its sources take its readers'
+        outer = [a for a, b in edges if b == p] if side == 0 else [b for a, b in edges if a == p]
+        out: list[tuple[str, str]] = []
+        for a, b in edges:
+            if side == 0 and b == p or side == 1 and a == p:
+                if side == 1:
+                    out += [(s, b) for s, q in edges if q == p]
+                continue
+            if side == 0 and a == p:
+                out += [(s, b) for s in outer]
+            elif not (side == 1 and b == p):
+                out.append((a, b))
+        edges[:] = out
+        nodes.pop(p, None)
+    known = set(nodes)
+    for a, b in edges:
+        for e in (a, b):
+            if e not in known:
+                problems.append(f"an edge names '{e}', which is no node of the graph")
+                known.add(e)
+    return nodes, edges, top_in or "input", top_out or "output"
+
+
+def _order(nodes: dict, edges, inp: str, out: str, preferred: list[str]) -> list[str]:
+    """Nodes so that each reads earlier ones, except a neuron's output read on a cycle (then: the previous
+    step). Ties go by `preferred` (the exporter's definition order), then by name; the node feeding the
+    output comes last where it can."""
+    names = [n for n in nodes if n not in (inp, out)]
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        succ.setdefault(a, []).append(b)
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, stack = set(), [start]
+        while stack:
+            n = stack.pop()
+            if n == goal:
+                return True
+            if n not in seen:
+                seen.add(n)
+                stack += succ.get(n, [])
+        return False
+
+    back = {(a, b) for a, b in edges if a in names and b in names and _is_neuron(nodes[a]) and reaches(b, a)}
+    forward = [(a, b) for a, b in edges if (a, b) not in back and a in names and b in names]
+    indeg = {n: 0 for n in names}
+    for _, b in forward:
+        indeg[b] += 1
+    last = {a for a, b in edges if b == out}
+    rank = {n: i for i, n in enumerate(preferred)}
+    key = lambda n: (n in last and len(last) == 1, rank.get(n, len(rank)), _natural(n))  # noqa: E731
+    ready = [(key(n), n) for n in names if indeg[n] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        order.append(n)
+        for a, b in forward:
+            if a == n:
+                indeg[b] -= 1
+                if indeg[b] == 0:
+                    heapq.heappush(ready, (key(b), b))
+    if len(order) != len(names):
+        stuck = ", ".join(sorted(n for n in names if n not in order))
+        raise SnncError(f"the graph has a cycle with no neuron on it (through {stuck}); snnc runs a cycle step by "
+                        "step and needs a neuron's previous output to close it")
+    return order
+
+
+def _natural(name: str):
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name) if p)
+
+
+def _is_neuron(node) -> bool:
+    return type(node).__name__ in FIELDS
+
+
+def _wire(order: list[str], lines: dict[str, Line], edges, inp: str, out: str, merges: dict) -> list[Line]:
+    """The nodes in order with their inputs; a node with several inputs reads an add of them (added in order)."""
+    written: list[Line] = []
+    for name in [*order, out]:
+        sources = tuple(ir.INPUT if a == inp else a for a, b in edges if b == name)
+        if len(sources) > 1:
+            sources = _sum(written, sources, name, merges.get(name))
+        if name == out:
+            if len(sources) != 1:
+                raise SnncError("the graph's output reads nothing")
+            if not written or written[-1].key != sources[0]:
+                raise SnncError(f"the graph's output, '{sources[0]}', is read at the same step by a node after "
+                                "it; a snnc network's output is its last node")
+            break
+        line = lines[name]
+        line.inputs, line.key, line.wanted = sources, name, name
+        written.append(line)
+    return written
+
+
+def _sum(written: list[Line], sources: tuple[str, ...], reader: str, name: str | None) -> tuple[str]:
+    acc = sources[0]
+    for k, src in enumerate(sources[1:], start=1):
+        last = k == len(sources) - 1
+        wanted = (name or f"{reader}_in") if last else f"{reader}_in{k}"
+        line = Line("", ir.Merge(kind="add"), (acc, src), "NIR sums a node's inputs", key=f"\0add{k}:{reader}",
+                    wanted=wanted)
+        written.append(line)
+        acc = line.key
+    return (acc,)
+
+
+def _name(written: list[Line]) -> None:
+    """snnc names: a node whose wanted name is its position and that only the next node reads stays unnamed
+    (so a graph snnc wrote comes back with the same paths); every other gets a label made from its name."""
+    explicit = set()
+    for i, line in enumerate(written):
+        implicit = ir.INPUT if i == 0 else written[i - 1].key
+        if isinstance(line.op, ir.Merge) or line.inputs != (implicit,):
+            explicit.update(line.inputs)
+    taken: set[str] = set()
+    for i, line in enumerate(written):
+        if line.wanted == str(i) and line.key not in explicit:
+            line.name = str(i)
+        else:
+            line.name = label(line.wanted, taken)
+    names = {line.key: line.name for line in written} | {ir.INPUT: ir.INPUT}
+    for line in written:
+        line.inputs = tuple(names[k] for k in line.inputs)
+
+
+# ------------------------------------------------------------------ nodes to layers
+class _Context:
+    """What converting a node needs: the exporter's metadata, dt, ties; it collects the neurons used."""
+
+    def __init__(self, meta: dict, dt: float, ties: str):
+        self.meta, self.dt, self.ties = meta, dt, ties
+        self.inline: dict[str, ir.Neuron] = {}  # neurons the file defines, by name
+        self.library = False  # whether the file imports snnc.neurons
+        self.chosen: dict[str, str] = {}
+
+    def use(self, neuron: ir.Neuron, library: bool) -> str:
+        if library:
+            self.library = True
+        else:
+            self.inline.setdefault(neuron.name, neuron)
+        return neuron.name
+
+    def restore(self, name: str, form: Form):
+        """The layer the exporter recorded for node `name`, if it maps back onto `form` exactly."""
+        info = self.meta.get("nodes", {}).get(name)
+        if not info:
+            return None
+        spec = self.meta.get("neurons", {}).get(info.get("neuron"), {})
+        try:
+            neuron, overrides, library = _recorded(info, spec)
+            values = {**ir_values(neuron, overrides), **{k: float(v) for k, v in info.get("learnables", {}).items()}}
+            back = nir_form(neuron, layer_config(neuron, overrides), values, self.dt, self.ties)
+        except (SnncError, NotNIR, KeyError, TypeError, ValueError):
+            return None
+        if back != form:
+            return None
+        learned = {k: np.float32(v) for k, v in info.get("learnables", {}).items()}
+        return neuron, overrides, library, learned
+
+
+def _recorded(info: dict, spec: dict):
+    """A recorded neuron and layer arguments, read back through the parser (the metadata is text from a file:
+    it only ever becomes IR, never code)."""
+    from ..compiler.assemble import load_module
+
+    name = info["neuron"]
+    library = bool(spec.get("library")) and name in library_neurons() and \
+        neuron_text(library_neurons()[name]) == spec.get("text")
+    head = "import snnc.neurons\n" if library else spec["text"] + "\n"
+    args = ", ".join(info.get("arguments", []))
+    module, _ = load_module("<nir metadata>", f"{head}network N {{\n input = [1]\n T = 1\n layers {{\n  {name}({args})\n }}\n}}\n")
+    if len(module.networks) != 1 or len(module.networks[0].layers) != 1:
+        raise ValueError("not one layer")
+    op = module.networks[0].layers[0].op
+    if not isinstance(op, ir.NeuronLayer):
+        raise ValueError("not a neuron layer")
+    return module.neuron(name), op.overrides, library
+
+
+def _array(node, key: str) -> np.ndarray:
+    return np.asarray(getattr(node, key))
+
+
+def _uniform(node, name: str, keys) -> dict[str, float]:
+    """One value per parameter; per-neuron values that differ are a _Skip naming them (snnc's parameters are
+    per layer)."""
+    out, uneven = {}, []
+    for k in keys:
+        a = _array(node, k).astype(np.float64)
+        if a.size and not np.all(a == a.flat[0]):
+            uneven.append(f"{k} (from {a.min()!r} to {a.max()!r})")
+        out[k] = float(a.flat[0]) if a.size else 0.0
+    if uneven:
+        raise _Skip(f"per-neuron parameters differ: {', '.join(uneven)}; snnc's neuron parameters are one value per "
+                    "layer")
+    return out
+
+
+def _shape_text(a) -> str:
+    return "x".join(str(d) for d in np.shape(a))
+
+
+def _neuron(ctx: _Context, name: str, node) -> Line:
+    kind = type(node).__name__
+    values = _uniform(node, name, FIELDS[kind])
+    form = Form(kind, tuple((k, values[k]) for k in FIELDS[kind]))
+    restored = ctx.restore(name, form)
+    learned = {}
+    if restored:
+        neuron, overrides, library, learned = restored
+    else:
+        try:
+            neuron, args, library = snnc_layer(form, ctx.dt, ctx.ties)
+        except NotNIR as exc:
+            raise _Skip(exc.reason) from None
+        overrides = tuple((k, ir.Lit(value=v)) for k, v in args.items())
+    ctx.use(neuron, library)
+    op = ir.NeuronLayer(neuron=neuron.name, overrides=overrides)
+    shown = ", ".join(f"{k}={v:.9g}" for k, v in form.params)
+    ctx.chosen[name] = f"{layer_call(op, ())}  <-  NIR {kind}({shown})"
+    return Line(name, op, comment=f"NIR {kind} {_shape_text(_array(node, FIELDS[kind][0]))}: {shown}",
+                weights=learned)
+
+
+def _linear(ctx: _Context, name: str, node) -> Line:
+    w = np.asarray(node.weight)
+    if w.ndim != 2:
+        raise _Skip(f"a weight of shape {list(w.shape)}; snnc's linear layer takes [out, in]")
+    bias = type(node).__name__ == "Affine"
+    weights = {"weight": w, **({"bias": np.asarray(node.bias)} if bias else {})}
+    return Line(name, ir.Linear(out_features=w.shape[0], bias=bias), comment=f"NIR {type(node).__name__} "
+                f"{w.shape[0]}x{w.shape[1]}", weights=weights)
+
+
+def _pair(value, what: str) -> int:
+    a = np.atleast_1d(np.asarray(value)).astype(np.int64)
+    if a.size not in (1, 2) or (a.size == 2 and a[0] != a[1]):
+        raise _Skip(f"{what} {a.tolist()} differs between height and width; snnc's layers take one value")
+    return int(a[0])
+
+
+def _conv2d(ctx: _Context, name: str, node) -> Line:
+    w = np.asarray(node.weight)
+    if w.ndim != 4 or w.shape[2] != w.shape[3]:
+        raise _Skip(f"a kernel of shape {list(w.shape[2:])}; snnc's conv2d takes square kernels")
+    if _pair(node.dilation, "dilation") != 1 or int(np.asarray(node.groups)) != 1:
+        raise _Skip("dilation or groups other than 1; snnc's conv2d has neither")
+    padding = node.padding
+    if isinstance(padding, (str, bytes)):
+        padding = {"valid": 0, "same": (w.shape[2] - 1) // 2}.get(str(padding), -1)
+        if padding < 0 or (w.shape[2] % 2 == 0 and padding):
+            raise _Skip(f"padding '{node.padding}' with an even kernel")
+    stride = _pair(node.stride, "stride")
+    b = np.asarray(node.bias)
+    bias = bool(np.any(b != 0))
+    op = ir.Conv2d(out_channels=w.shape[0], kernel_size=w.shape[2], stride=stride, padding=_pair(padding, "padding"),
+                   bias=bias)
+    return Line(name, op, comment=f"NIR Conv2d {'x'.join(map(str, w.shape))}",
+                weights={"weight": w, **({"bias": b} if bias else {})})
+
+
+def _flatten_op(ctx: _Context, name: str, node) -> Line:
+    shape = node.input_type.get("input") if node.input_type else None
+    ndim = None if shape is None else len(np.atleast_1d(shape))
+    end = node.end_dim if node.end_dim >= 0 or ndim is None else ndim + node.end_dim
+    if node.start_dim != 0 or (ndim is not None and end != ndim - 1) or (ndim is None and node.end_dim != -1):
+        raise _Skip(f"flattens dimensions {node.start_dim}..{node.end_dim}; snnc's flatten joins all of them")
+    return Line(name, ir.Flatten(), comment="NIR Flatten")
+
+
+def _avgpool(ctx: _Context, name: str, node) -> Line:
+    if _pair(node.padding, "padding") != 0:
+        raise _Skip("padding; snnc's avgpool2d has none")
+    k, s = _pair(node.kernel_size, "kernel_size"), _pair(node.stride, "stride")
+    return Line(name, ir.AvgPool2d(kernel_size=k, stride=None if s == k else s), comment="NIR AvgPool2d")
+
+
+def _delay(ctx: _Context, name: str, node) -> Line:
+    d = np.asarray(node.delay, dtype=np.float64) / ctx.dt
+    steps = np.rint(d)
+    if d.size == 0 or not np.allclose(d, steps, rtol=0, atol=1e-6) or np.any(steps < 0):
+        raise _Skip(f"delays of {np.unique(d)[:4].tolist()} steps of dt = {ctx.dt} s; snnc delays by whole steps")
+    steps = steps.astype(np.int64)
+    if np.all(steps == steps.flat[0]):
+        return Line(name, ir.Delay(steps=int(steps.flat[0])), comment=f"NIR Delay {_shape_text(d)}")
+    per_channel = steps.reshape(steps.shape[0], -1)
+    if not np.all(per_channel == per_channel[:, :1]):
+        raise _Skip("delays that differ within a channel; snnc delays by one value per channel")
+    return Line(name, ir.Delay(steps=tuple(int(v) for v in per_channel[:, 0])), comment=f"NIR Delay {_shape_text(d)}")
+
+
+CONVERT = {"Linear": _linear, "Affine": _linear, "Conv2d": _conv2d, "Flatten": _flatten_op, "AvgPool2d": _avgpool,
+           "Delay": _delay, **{kind: _neuron for kind in FIELDS}}
+
+
+# ------------------------------------------------------------------ the file
+def _network_name(name: str) -> str:
+    text = re.sub(r"\W", "_", name, flags=re.ASCII)
+    text = "".join(p[:1].upper() + p[1:] for p in text.split("_") if p) or "Imported"
+    return text if text[0].isalpha() else "Net" + text
+
+
+def _header(graph, meta: dict, nodes, lines, out: str, edges, network, T, encoder, readout, source) -> dict:
+    net = meta.get("network", {})
+    inp = next(n for n in graph.nodes.values() if type(n).__name__ == "Input")
+    shape = [int(d) for d in np.atleast_1d(inp.input_type["input"])]
+    last = next((a for a, b in edges if b == out), None)
+    spiking = last is not None and type(nodes.get(last)).__name__ in SPIKING
+    return {
+        "name": network or net.get("name") or _network_name(Path(source).stem),
+        "input": shape,
+        "T": T or net.get("T") or 100,
+        "encoder": encoder or net.get("encoder") or "direct",
+        "readout": readout or net.get("readout") or ("rate" if spiking else "mean"),
+        "step_mode": net.get("step_mode", "m"),
+        "train": net.get("train", {}),
+    }
+
+
+def _text(header: dict, written: list[Line], ctx: _Context, source: str, dt: float, ties: str, weights_file: str,
+          snn_file: str) -> str:
+    import nir
+
+    origin = re.sub(r"[\r\n]", " ", source)
+    out = [f"# Imported by snnc {__version__} from {origin} (NIR {nir.version}); one step is dt = {dt!r} s.",
+           f"# Thresholds ({ties}): {TIES[ties]}.",
+           f"# Weights: {weights_file}  (snnc eval {snn_file} --checkpoint {weights_file}; "
+           f"snnc train {snn_file} --resume {weights_file})."]
+    if ctx.library:
+        out.append("import snnc.neurons")
+    for neuron in ctx.inline.values():
+        out += ["", neuron_text(neuron)]
+    out += ["", f"network {header['name']} {{",
+            f"    input = [{', '.join(map(str, header['input']))}]",
+            f"    T = {header['T']}",
+            f"    encoder = {header['encoder']}",
+            f"    readout = {header['readout']}"]
+    if header["step_mode"] != "m":
+        out.append(f"    step_mode = {header['step_mode']}")
+    out.append("    layers {")
+    calls = []
+    for i, line in enumerate(written):
+        implicit = ir.INPUT if i == 0 else written[i - 1].name
+        text = layer_call(line.op, line.inputs)
+        if not isinstance(line.op, ir.Merge) and line.inputs != (implicit,):
+            text += " from " + ", ".join(line.inputs)
+        named = line.name != str(i)
+        calls.append(((f"{line.name} = " if named else "") + text, line.comment))
+    width = max(len(c) for c, _ in calls)
+    out += [f"        {c.ljust(width)}  # {comment}" if comment else f"        {c}" for c, comment in calls]
+    out.append("    }")
+    train = _train_text(header["train"])
+    if train:
+        out.append(f"    train {{ {train} }}")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _train_text(train: dict) -> str:
+    defaults = ir.Train().model_dump()
+    known = {k: v for k, v in train.items() if k in defaults and v != defaults[k]}
+    text = lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else value_text(ir.Lit(value=v))  # noqa
+    return "  ".join(f"{k} = {text(v)}" for k, v in known.items())
+
+
+# ------------------------------------------------------------------ the checkpoint
+def write_checkpoint(snn: Path, imported: Imported, target: Path) -> None:
+    """The imported weights as a checkpoint of the written network: what `snnc eval` reads, and a run at epoch 0
+    (the optimizer, schedule and random state a fresh `snnc train` would start with) for `--resume`."""
+    import torch
+
+    import snnc
+    from ..train import checkpoint as ckpt
+    from ..train.experiment import from_library
+    from ..train.runner import TrainOptions, _optimizer, _resolve, _scheduler
+
+    lib = snnc.load(snn)
+    exp = from_library(lib, imported.network)
+    settings = _resolve(exp, TrainOptions(), None)
+    rng = torch.get_rng_state()
+    try:
+        torch.manual_seed(settings["seed"])
+        net = exp.make_net()
+        run_rng = ckpt.rng_state()
+    finally:
+        torch.set_rng_state(rng)
+    load_weights(net, imported.weights())
+    optimizer = _optimizer(net, settings)
+    scheduler = _scheduler(optimizer, settings)
+    ckpt.save({
+        "name": exp.name, "model_hash": exp.model_hash, "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+        "scaler": None, "epoch": 0, "batch": 0, "partial": None, "rng": run_rng, "metrics": [], "best_acc": -1.0,
+        "settings": settings, "options": {}, "imported": True,
+    }, target)
+
+
+def load_weights(net, weights: dict[str, dict]) -> None:
+    """Copy arrays into a generated network's modules (by node path and attribute)."""
+    import torch
+
+    for path, tensors in weights.items():
+        module = net.node(path)
+        for attr, value in tensors.items():
+            param = getattr(module, attr)
+            data = torch.as_tensor(np.asarray(value), dtype=param.dtype)
+            if tuple(data.shape) != tuple(param.shape):
+                data = data.reshape(param.shape) if data.numel() == param.numel() else data
+            if tuple(data.shape) != tuple(param.shape):
+                raise SnncError(f"node '{path}': {attr} of shape {list(data.shape)} does not fit {list(param.shape)}")
+            with torch.no_grad():
+                param.copy_(data)
