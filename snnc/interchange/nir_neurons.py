@@ -160,8 +160,10 @@ def _affine(e: sp.Expr, gens: tuple[sp.Symbol, ...], what: str, shown: str):
     for g in gens:
         k = sp.diff(e, g)
         if k.free_symbols:
-            raise NotNIR(f"its charge ({shown}) makes {what} nonlinear in {g}; NIR's neurons are linear between "
-                         "spikes (forward Euler: H = a*v + b*x + c)")
+            where = "" if what == MEMBRANE else f" (the update of {what})"
+            raise NotNIR(f"its charge ({shown}) is not linear in {g}{where}; NIR's neurons are linear between "
+                         "spikes (forward Euler: H = a*v + b*x + c)",
+                         "NIR's neurons are LIF, IF, LI, I, CubaLIF, CubaLI and Threshold")
         coefficients.append(k)
     return coefficients, e.subs({g: 0 for g in gens})
 
