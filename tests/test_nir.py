@@ -45,6 +45,7 @@ def _networks(paths):
 
 MODEL_NETWORKS = _networks(sorted(MODELS.glob("*.snn")))
 TEST_NETWORKS = _networks(sorted((GOLDEN / "models").glob("*.snn")))
+PEER_NETWORKS = _networks(sorted((GOLDEN / "peers").glob("*.snn")))
 ERROR_CASES = sorted(p.stem for p in (GOLDEN / "errors").glob("*.snn"))
 
 
@@ -119,7 +120,7 @@ def _roundtrip(path, network, tmp_path, state=None, strip=False, ties="nir"):
     if strip:
         graph.metadata = {}
     file = tmp_path / "model.nir"
-    nir.write(str(file), graph)
+    nir_export.write(file, graph)
     imported, weights = nir_import.import_file(file, tmp_path / "model.snn", ties=ties if strip else None)
     back = snnc.load(tmp_path / "model.snn")
     return net, back, imported, torch.load(weights, weights_only=True)
@@ -218,7 +219,7 @@ def _exportable(path, network):
     return True
 
 
-@pytest.mark.parametrize("path, network", MODEL_NETWORKS + TEST_NETWORKS)
+@pytest.mark.parametrize("path, network", MODEL_NETWORKS + TEST_NETWORKS + PEER_NETWORKS)
 def test_roundtrip_identical_parameters_spikes_and_voltages(path, network, tmp_path, in_repo_root):
     if not _exportable(path, network):
         pytest.skip("not exportable: its golden error is checked by test_export_errors_golden")
@@ -315,12 +316,12 @@ def test_export_golden(path, network, tmp_path, in_repo_root):
     net = _lib(path).network(network, backend="torch")
     graph = _export(path, network, _golden_state(net))
     file = tmp_path / "g.nir"
-    nir.write(str(file), graph)
+    nir_export.write(file, graph)
     text = nir_export.dump(nir.read(str(file)))
     text = text.replace(f'"snnc": "{snnc.__version__}"', '"snnc": "<version>"')
     write_or_compare(GOLDEN / "dumps" / f"{Path(path).stem}-{network}.txt", text + "\n", "the exported NIR graph")
     again = tmp_path / "h.nir"
-    nir.write(str(again), graph)
+    nir_export.write(again, graph)
     assert again.read_bytes() == file.read_bytes(), "nir.write is not deterministic here"
 
 
@@ -342,3 +343,236 @@ def test_export_errors_golden_models(path, network, in_repo_root):
 def test_export_errors_golden(case, in_repo_root):
     write_or_compare(GOLDEN / "errors" / f"{case}.err", _error_text(f"tests/golden/nir/errors/{case}.snn"),
                      "the export error")
+
+
+# ------------------------------------------------------------------ peers
+# Every comparison feeds the same input sequence, step by step, to snnc and to the peer, and compares the
+# output spikes at every step. Where the peer's arithmetic is the same as snnc's the outputs must be identical;
+# where it rounds differently (a division where the other multiplies, a sum in another order) a spike can
+# flip when the potential lies within a float32 rounding of the threshold: there the tolerance is stated.
+PEER = GOLDEN / "peers"
+MISMATCH = 1e-3  # the fraction of output values allowed to differ where the peer rounds differently
+
+
+def _snnc_outputs(path, tmp_path, ties="nir", n=8, seed=0, scale=1.5):
+    lib = _lib(path)
+    cls = lib.network_class()
+    net = cls(backend="torch")
+    net.load_state_dict(_weights(cls(), seed))
+    x = _input(cls, cls.T, n=n, scale=scale)
+    rates: dict = {}
+    y, _ = _simulate(net, x, rates)
+    assert all(0.0 < float(torch.stack(r).mean()) < 1.0 for r in rates.values()), "a layer is silent or saturated"
+    graph = _export(path, None, net.state_dict(), ties)
+    file = tmp_path / "peer.nir"
+    nir_export.write(file, graph)
+    return nir.read(str(file)), x, y
+
+
+def _steps(step, x):
+    """Run a peer's single-step callable over x [T, N, ...]; `step(x_t, state) -> (out, state)`."""
+    state, outs = None, []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            out, state = step(x[t], state)
+            outs.append(out)
+    return torch.stack(outs)
+
+
+def _agree(a, b) -> float:
+    return float((a == b).float().mean())
+
+
+@pytest.mark.parametrize("path, ties", [
+    (PEER / "feedforward.snn", "spikingjelly"), (PEER / "leaky.snn", "spikingjelly"),
+    (PEER / "recurrent.snn", "spikingjelly"), (PEER / "feedforward.snn", "nir")])
+def test_spikingjelly_runs_the_export_identically(path, ties, tmp_path):
+    """SpikingJelly's nir_exchange rebuilds LIFNode, IFNode and CUBALIFNode from SpikingJelly's convention:
+    the same arithmetic as snnc's library neurons. With ties = spikingjelly the thresholds are SpikingJelly's
+    own (it fires at >=, as snnc): identical. With ties = nir it fires at >= the float32 below: it differs
+    only where a potential equals that value exactly (none here)."""
+    sj = pytest.importorskip("spikingjelly.activation_based.nir_exchange")
+    graph, x, y = _snnc_outputs(path, tmp_path, ties)
+    gm = sj.import_from_nir(graph, dt=DT)
+    assert torch.equal(_steps(lambda xt, s: gm(xt, s), x), y)
+
+
+@pytest.mark.parametrize("path", [PEER / "leaky.snn", PEER / "recurrent.snn"])
+def test_snntorch_runs_the_export_identically(path, tmp_path):
+    """snnTorch 1.0.0 reads NIR's LIF as Leaky (beta = 1 - dt/tau, the threshold divided by the input scale
+    r dt/tau when that is not 1), CubaLIF as Synaptic, and a LIF + Linear cycle as a recurrent sub-graph;
+    it fires at v > threshold (ties = nir). Identical spikes."""
+    pytest.importorskip("snntorch")
+    from snntorch.import_nir import import_from_nir
+
+    graph, x, y = _snnc_outputs(path, tmp_path, "nir")
+    net = import_from_nir(graph)
+    assert torch.equal(_steps(lambda xt, s: net(xt, s), x), y)
+
+
+def _norse(graph):
+    pytest.importorskip("norse")
+    import norse.torch
+
+    return norse.torch.from_nir(graph, dt=DT, ignore_warnings=True)
+
+
+def test_norse_runs_the_export_identically(tmp_path):
+    """Norse 1.1.0 reads NIR's LIF as LIFBox (v += dt/tau (v_leak - v + x): r must be 1, as with
+    decay_input), its IF as v += x (r = 1/dt) and fires at v > threshold: identical spikes."""
+    graph, x, y = _snnc_outputs(PEER / "feedforward.snn", tmp_path, "nir")
+    net = _norse(graph)
+    assert torch.equal(_steps(lambda xt, s: net(xt, s), x), y)
+
+
+def test_norse_cubalif_within_a_rounding(tmp_path):
+    """Norse integrates CubaLIF's current as i + dt/tau_syn (w_in x - i) and the membrane as
+    v + dt/tau_mem (v_leak - v + r i): the same numbers as snnc's c_decay * c + x and v_decay * v + c up to
+    float32 rounding (a potential differs by an ulp or two). Tolerance: MISMATCH of the spikes; measured: 0."""
+    graph, x, y = _snnc_outputs(PEER / "cuba.snn", tmp_path, "nir", n=64, scale=0.5)
+    net = _norse(graph)
+    assert _agree(_steps(lambda xt, s: net(xt, s), x), y) >= 1 - MISMATCH
+
+
+# ------------------------------------------------------------------ peers -> snnc
+def _snntorch_graph(modules: list, widths: list[int]):
+    """snnTorch 1.0.0's `export_to_nir` fails with NIR 1.0.8 ('Type inference error: type mismatch'): it leaves
+    a Leaky's or Synaptic's parameters 0-d, which NIR's type check reads as a layer of shape []. The workaround:
+    snnTorch's own per-module translation (`_extract_snntorch_module`), each neuron's parameters repeated over
+    its layer's width, assembled into a graph with `nir` directly."""
+    from snntorch.export_nir import _extract_snntorch_module
+
+    from snnc.interchange.nir_neurons import FIELDS
+
+    nodes = []
+    for module, width in zip(modules, widths):
+        node = _extract_snntorch_module(module)
+        kind = type(node).__name__
+        if kind in FIELDS:
+            node = type(node)(**{f: np.broadcast_to(np.asarray(getattr(node, f)), (width,)).copy()
+                                 for f in FIELDS[kind]})
+        nodes.append(node)
+    return nir.NIRGraph.from_list(*nodes)
+
+
+def _import_and_run(graph, x, tmp_path, **options):
+    file = tmp_path / "peer.nir"
+    nir.write(str(file), graph)
+    imported, weights = nir_import.import_file(file, tmp_path / "peer.snn", T=x.shape[0], **options)
+    net = snnc.load(tmp_path / "peer.snn").network(imported.network, backend="torch")
+    net.load_state_dict(torch.load(weights, weights_only=True)["model"])
+    y, _ = _simulate(net, x)
+    return y, imported
+
+
+def _snntorch_net(kind: str):
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(3)
+    fc1, fc2, fc3 = torch.nn.Linear(20, 16), torch.nn.Linear(16, 12), torch.nn.Linear(12, 6)
+    for fc in (fc1, fc2, fc3):
+        fc.weight.data *= 2.0
+    zero = {"reset_mechanism": "zero", "reset_delay": False}  # NIR's reset (snnTorch's import_nir builds these)
+    if kind == "exact":  # beta = 1 - 2^-k: snnc's v - v / tau rounds as snnTorch's beta * v
+        mid = snn.Synaptic(alpha=0.5, beta=0.75, threshold=0.5, **zero)
+        layers = [fc1, snn.Leaky(beta=0.875, **zero), fc2, mid, fc3, snn.Leaky(beta=0.5, threshold=0.75, **zero)]
+    elif kind == "beta09":  # beta = 0.9 is no float32 number: snnc's tau = 1 / (1 - beta) rounds differently
+        layers = [fc1, snn.Leaky(beta=0.9, **zero), fc2, snn.Leaky(beta=0.8, threshold=0.7, **zero), fc3,
+                  snn.Leaky(beta=0.9, **zero)]
+    else:  # a recurrent layer (RLeaky): snnTorch adds beta * mem + input + recurrent, snnc the two inputs first
+        layers = [fc1, snn.RLeaky(beta=0.875, linear_features=16, all_to_all=True, **zero), fc2,
+                  snn.Leaky(beta=0.875, **zero), fc3, snn.Leaky(beta=0.875, **zero)]
+    return layers
+
+
+def _snntorch_steps(layers, x):
+    import snntorch as snn
+
+    state = {id(m): None for m in layers}
+    outs = []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            h = x[t]
+            for m in layers:
+                if isinstance(m, snn.RLeaky):
+                    spk, mem = state[id(m)] or (torch.zeros(h.shape[0], 16), torch.zeros(h.shape[0], 16))
+                    spk, mem = m(h, spk, mem)
+                    state[id(m)], h = (spk, mem), spk
+                elif isinstance(m, snn.Synaptic):
+                    syn, mem = state[id(m)] or (torch.zeros_like(h), torch.zeros_like(h))
+                    h, syn, mem = m(h, syn, mem)
+                    state[id(m)] = (syn, mem)
+                elif isinstance(m, snn.Leaky):
+                    h, mem = m(h, state[id(m)] if state[id(m)] is not None else torch.zeros_like(h))
+                    state[id(m)] = mem
+                else:
+                    h = m(h)
+            outs.append(h)
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("kind, exact", [("exact", True), ("beta09", False), ("recurrent", False)])
+def test_snntorch_models_run_identically_in_snnc(kind, exact, tmp_path):
+    """Models built in snnTorch (Leaky, Synaptic, RLeaky) with NIR's reset (to zero, at the spike:
+    reset_mechanism = zero, reset_delay = false, as snnTorch's own import_nir builds them; its exporter writes
+    the default subtraction and delayed reset as NIR's reset all the same), exported with snnTorch's module
+    translation, imported by snnc: the same output spikes, step by step. Identical where the arithmetic is
+    (beta = 1 - 2^-k); else within MISMATCH."""
+    layers = _snntorch_net(kind)
+    widths = [16, 16, 12, 12, 6, 6]
+    graph = _snntorch_graph(layers, widths)
+    x = torch.rand((24, 8, 20), generator=torch.Generator().manual_seed(5)) * 1.5
+    expected = _snntorch_steps(layers, x)
+    assert 0 < float(expected.mean()) < 1
+    got, imported = _import_and_run(graph, x, tmp_path)
+    if exact:
+        assert torch.equal(got, expected)
+        assert "LIF(tau = 8.0, decay_input = false, v_threshold = 1.0000001)" in imported.text
+        assert "CUBALIF(v_threshold = 0.50000006)" in imported.text
+    else:
+        assert _agree(got, expected) >= 1 - MISMATCH
+
+
+def _spikingjelly_net(kind: str):
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import layer, neuron
+
+    torch.manual_seed(4)
+    if kind == "lif":
+        net = torch.nn.Sequential(layer.Flatten(), layer.Linear(64, 32), neuron.LIFNode(tau=2.0),
+                                  layer.Linear(32, 10, bias=False), neuron.IFNode(),
+                                  layer.Linear(10, 6), neuron.CUBALIFNode(c_decay=0.5, v_decay=0.75, v_threshold=0.5))
+    else:
+        net = torch.nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), neuron.ParametricLIFNode(init_tau=3.0),
+                                  layer.AvgPool2d(2), layer.Flatten(), layer.Linear(64, 10),
+                                  neuron.LIFNode(tau=3.0, decay_input=False))
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            m.weight.data *= 3.0
+    return net
+
+
+@pytest.mark.parametrize("kind, exact", [("lif", True), ("conv_plif", False)])
+def test_spikingjelly_models_run_identically_in_snnc(kind, exact, tmp_path):
+    """Models built in SpikingJelly, exported by its nir_exchange (dt = 1e-4), imported by snnc with
+    ties = spikingjelly: LIFNode, IFNode and CUBALIFNode come back as snnc's LIF, IF and CUBALIF, identical.
+    ParametricLIFNode is exported as a LIF of tau = 1 / sigmoid(w), which snnc divides by where SpikingJelly
+    multiplies by sigmoid(w): within MISMATCH."""
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    net = _spikingjelly_net(kind)
+    shape = (64,) if kind == "lif" else (1, 8, 8)
+    x = torch.rand((16, 8, *shape), generator=torch.Generator().manual_seed(6))
+    graph = export_to_nir(net, x[0], dt=DT)
+    functional.set_step_mode(net, "m")
+    functional.reset_net(net)
+    with torch.no_grad():
+        expected = net(x)
+    assert 0 < float(expected.mean()) < 1
+    got, imported = _import_and_run(graph, x, tmp_path, ties="spikingjelly")
+    if exact:
+        assert torch.equal(got, expected)
+        layers = sorted(v.split("  <-")[0] for v in imported.neurons.values())
+        assert layers == ["CUBALIF", "IF", "LIF"]
+    else:
+        assert _agree(got, expected) >= 1 - MISMATCH

@@ -81,11 +81,26 @@ def export_file(path, out, network: str | None = None, checkpoint=None, dt: floa
     import nir
 
     graph = export_network(path, network, checkpoint, dt, ties)
+    write(out, graph)
+    return graph
+
+
+def write(out, graph) -> None:
+    """`nir.write`, with HDF5 keeping the nodes in the order they were made (Input, then definition order):
+    by default HDF5 lists them by name, and nirtorch 2.6 (the reader of snnTorch and SpikingJelly) builds a
+    sub-graph twice, and fails, when it meets it before the nodes that feed it."""
+    import h5py
+    import nir
+
+    config = h5py.get_config()
+    tracked = config.track_order
+    config.track_order = True
     try:
         nir.write(str(out), graph)
     except OSError as exc:
         raise SnncError(f"cannot write {out}: {exc.strerror or exc}") from None
-    return graph
+    finally:
+        config.track_order = tracked
 
 
 def export_network(path, network: str | None = None, checkpoint=None, dt: float = 1e-4, ties: str = "nir",
@@ -264,17 +279,16 @@ def _loops(x: _Export, edges: list[tuple[str, str]]):
 
 
 def _loop_name(members: list[str], nodes: dict, x: _Export) -> str:
-    """The sub-graph's name: the block the loop lies in ('0' for '0.recurrent', '0.spikes'), else 'loop_<node>'."""
+    """The sub-graph's name: 'loop_' and the block the loop lies in ('loop_0' for '0.recurrent', '0.spikes'), else
+    its first node."""
     parts = [m.split(".") for m in members]
     common = []
     for level in zip(*parts):
         if len(set(level)) != 1:
             break
         common.append(level[0])
-    prefix = ".".join(common)
-    if prefix and prefix not in x.graph.nodes and len(common) < min(len(p) for p in parts):
-        return _unique(prefix, nodes)
-    return _unique(f"loop_{members[0]}", nodes)
+    prefix = ".".join(common) if common and len(common) < min(len(p) for p in parts) else members[0]
+    return _unique(f"loop_{prefix}", nodes)
 
 
 def _unique(name: str, nodes: dict) -> str:

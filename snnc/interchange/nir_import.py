@@ -419,13 +419,14 @@ def _neuron(ctx: _Context, name: str, node) -> Line:
     kind = type(node).__name__
     values = _uniform(node, name, FIELDS[kind])
     form = Form(kind, tuple((k, values[k]) for k in FIELDS[kind]))
+    single = any(_array(node, k).dtype == np.float32 for k in FIELDS[kind])
     restored = ctx.restore(name, form)
     learned = {}
     if restored:
         neuron, overrides, library, learned = restored
     else:
         try:
-            neuron, args, library = snnc_layer(form, ctx.dt, ctx.ties)
+            neuron, args, library = snnc_layer(form, ctx.dt, ctx.ties, single)
         except NotNIR as exc:
             raise _Skip(exc.reason) from None
         overrides = tuple((k, ir.Lit(value=v)) for k, v in args.items())
@@ -600,11 +601,13 @@ def write_checkpoint(snn: Path, imported: Imported, target: Path) -> None:
     finally:
         torch.set_rng_state(rng)
     load_weights(net, imported.weights())
-    optimizer = _optimizer(net, settings)
-    scheduler = _scheduler(optimizer, settings)
+    trainable = any(p.requires_grad for p in net.parameters())  # else: a checkpoint for eval only
+    optimizer = _optimizer(net, settings) if trainable else None
+    scheduler = _scheduler(optimizer, settings) if trainable else None
     ckpt.save({
         "name": exp.name, "model_hash": exp.model_hash, "model": net.state_dict(),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+        "optimizer": optimizer.state_dict() if optimizer else None,
+        "scheduler": scheduler.state_dict() if scheduler else None,
         "scaler": None, "epoch": 0, "batch": 0, "partial": None, "rng": run_rng, "metrics": [], "best_acc": -1.0,
         "settings": settings, "options": {}, "imported": True,
     }, target)

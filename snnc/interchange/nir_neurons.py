@@ -340,20 +340,23 @@ def inline_neurons() -> dict[str, ir.Neuron]:
     return {kind: by_name["Nir" + kind] for kind in INLINE}
 
 
-def _tidy(x: float) -> float:
-    """A parameter computed from NIR's (tau / dt, 1 - dt / tau) to 12 significant digits: far below float32's
-    resolution, and the decimals a person wrote come back (0.0005 / 0.0001 -> 5.0, not 5.000000000000001)."""
-    return float(f"{x:.12g}")
+def _tidy(x: float, single: bool) -> float:
+    """A parameter computed from NIR's (tau / dt, 1 - dt / tau), written as the decimal a person wrote: to 12
+    significant digits (0.0005 / 0.0001 -> 5.0, not 5.000000000000001), or, where the NIR file holds float32
+    (snnTorch writes them), as the shortest decimal of the nearest float32 (0.00079999998 / 1e-4 -> 8.0). Either
+    is within the precision the NIR numbers carry, and the choice is proved against them afterwards."""
+    return float(str(np.float32(x))) if single else float(f"{x:.12g}")
 
 
-def _library_arguments(form: Form, dt: float, ties: str) -> tuple[str, dict[str, float]] | None:
+def _library_arguments(form: Form, dt: float, ties: str, single: bool) -> tuple[str, dict[str, float]] | None:
     """SpikingJelly's convention, inverted: the library neuron and arguments a NIR neuron would come from."""
     p = form.values
+    tidy = lambda x: _tidy(x, single)  # noqa: E731
     close = lambda a, b: bool(np.isclose(a, b, rtol=1e-6, atol=1e-12))  # noqa: E731
     if form.kind in ("LIF", "IF", "CubaLIF"):
         fire = {"v_threshold": from_nir_threshold(p["v_threshold"], ties), "v_reset": p["v_reset"]}
     if form.kind == "LIF":
-        tau = _tidy(p["tau"] / dt)
+        tau = tidy(p["tau"] / dt)
         if not close(p["v_leak"], p["v_reset"]):
             return None
         if close(p["r"], 1.0):
@@ -365,11 +368,11 @@ def _library_arguments(form: Form, dt: float, ties: str) -> tuple[str, dict[str,
         return ("IF", fire) if close(p["r"] * dt, 1.0) else None
     if form.kind == "LI":
         if close(p["r"], 1.0) and p["v_leak"] == 0.0:
-            return "LI", {"tau": _tidy(p["tau"] / dt)}
+            return "LI", {"tau": tidy(p["tau"] / dt)}
         return None
     if form.kind == "CubaLIF":
         if close(p["w_in"], p["tau_syn"] / dt) and close(p["r"], p["tau_mem"] / dt) and p["v_leak"] == 0.0:
-            return "CUBALIF", {"c_decay": _tidy(1.0 - dt / p["tau_syn"]), "v_decay": _tidy(1.0 - dt / p["tau_mem"]),
+            return "CUBALIF", {"c_decay": tidy(1.0 - dt / p["tau_syn"]), "v_decay": tidy(1.0 - dt / p["tau_mem"]),
                                **fire}
     return None
 
@@ -385,13 +388,15 @@ def _inline_arguments(form: Form, dt: float, ties: str) -> tuple[str, dict[str, 
     return inline_neurons()[form.kind].name, p
 
 
-def snnc_layer(form: Form, dt: float, ties: str) -> tuple[ir.Neuron, dict[str, object], bool]:
+def snnc_layer(form: Form, dt: float, ties: str, single: bool = False) -> tuple[ir.Neuron, dict[str, object], bool]:
     """A snnc neuron and layer arguments for a NIR neuron: a library neuron where SpikingJelly's convention
-    fits, else the inline NIR-shaped one. Either is proved by mapping it back (`nir_form`) onto `form`.
-    Returns (neuron, arguments that differ from its defaults, whether it is a library neuron)."""
+    fits, else the inline NIR-shaped one. Either is proved by mapping it back (`nir_form`) onto `form` (to
+    float32 precision). `single`: the NIR numbers are float32. Returns (neuron, arguments that differ from its
+    defaults, whether it is a library neuron)."""
     from ..compiler.check import param_defaults
 
-    for library, choice in ((True, _library_arguments(form, dt, ties)), (False, _inline_arguments(form, dt, ties))):
+    for library, choice in ((True, _library_arguments(form, dt, ties, single)),
+                            (False, _inline_arguments(form, dt, ties))):
         if choice is None:
             continue
         name, args = choice
