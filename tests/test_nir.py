@@ -576,3 +576,127 @@ def test_spikingjelly_models_run_identically_in_snnc(kind, exact, tmp_path):
         assert layers == ["CUBALIF", "IF", "LIF"]
     else:
         assert _agree(got, expected) >= 1 - MISMATCH
+
+
+# ------------------------------------------------------------------ the command line, eval and resume
+def _idx(array, magic):
+    return magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape) + \
+        array.astype(np.uint8).tobytes()
+
+
+@pytest.fixture(scope="module")
+def mnist_like(tmp_path_factory):
+    """A tiny MNIST-shaped dataset (IDX files): enough for snnc train, eval and resume to run."""
+    folder = tmp_path_factory.mktemp("mnist_like")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 200), ("t10k", 50)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 256, (n, 28, 28)) * (rng.random((n, 28, 28)) < 0.3)
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(_idx(images, 0x803))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(_idx(labels, 0x801))
+    return str(folder)
+
+
+def test_cli_trained_weights_export_import_eval_and_resume(tmp_path, mnist_like, in_repo_root, capsys):
+    """snnc train -> snnc export --checkpoint -> snnc import -> snnc eval gives the original's test loss and
+    accuracy; snnc train --resume continues from the imported checkpoint."""
+    from snnc import cli
+
+    quick = ["--data-dir", mnist_like, "--workers", "1", "--backend", "torch", "--no-fuse-input", "-T", "20"]
+    run = tmp_path / "run"
+    assert cli.main(["train", "models/lif_fc_mnist.snn", "--subset", "64", "--out-dir", str(run), "--quiet",
+                     *quick]) == 0
+    graph, snn_file = tmp_path / "m.nir", tmp_path / "m.snn"
+    assert cli.main(["export", "models/lif_fc_mnist.snn", "--nir", str(graph), "--checkpoint",
+                     str(run / "last.pt")]) == 0
+    assert cli.main(["import", str(graph), "-o", str(snn_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {graph}: 5 NIR nodes" in out and f"wrote {snn_file} (network LifFcMnist, 3 nodes)" in out
+    results = []
+    for model, weights in (("models/lif_fc_mnist.snn", run / "last.pt"), (snn_file, tmp_path / "m.pt")):
+        assert cli.main(["eval", str(model), "--checkpoint", str(weights), *quick]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    assert {k: results[0][k] for k in ("test_loss", "test_acc", "samples")} == {
+        k: results[1][k] for k in ("test_loss", "test_acc", "samples")}
+    assert cli.main(["train", str(snn_file), "--resume", str(tmp_path / "m.pt"), "--out-dir", str(tmp_path / "r2"),
+                     "--quiet", *[q for q in quick if q != "-T" and q != "20"]]) == 0
+    assert (tmp_path / "r2" / "last.pt").is_file()
+
+
+def test_cli_export_error_is_located_and_exit_1(in_repo_root, tmp_path, capsys):
+    from snnc import cli
+
+    assert cli.main(["export", "tests/golden/nir/errors/soft_reset.snn", "--nir", str(tmp_path / "x.nir")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tests/golden/nir/errors/soft_reset.snn:9:9: error: node '1' (LIF) has no NIR form")
+    assert "Traceback" not in err and not (tmp_path / "x.nir").exists()
+
+
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_cli_help(command, capsys):
+    from snnc import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "--ties" in text and "--dt" in text
+
+
+def _graph(nodes: dict, edges: list):
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_import_errors_list_every_node_snnc_cannot_run(tmp_path):
+    """Unknown node types and per-neuron parameters that differ: one error naming each node and why."""
+    n = 4
+    graph = _graph({
+        "input": nir.Input(input_type={"input": np.array([n])}),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "scale": nir.Scale(scale=np.ones(n)),
+        "lif": nir.LIF(tau=np.array([2e-4, 3e-4, 2e-4, 2e-4]), r=np.ones(n), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.zeros(n)),
+        "output": nir.Output(output_type={"output": np.array([n])}),
+    }, [("input", "pool"), ("pool", "scale"), ("scale", "lif"), ("lif", "output")])
+    file = tmp_path / "bad.nir"
+    nir.write(str(file), graph)
+    with pytest.raises(SnncError) as info:
+        nir_import.import_file(file, tmp_path / "bad.snn")
+    write_or_compare(GOLDEN / "errors" / "import_unsupported.err",
+                     info.value.render().replace(str(file), "bad.nir") + "\n", "the import error")
+    assert not (tmp_path / "bad.snn").exists()
+
+
+def test_import_refuses_a_cycle_without_a_neuron(tmp_path):
+    graph = _graph({
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "a": nir.Linear(weight=np.eye(3, dtype=np.float32)), "b": nir.Linear(weight=np.eye(3, dtype=np.float32)),
+        "output": nir.Output(output_type={"output": np.array([3])}),
+    }, [("input", "a"), ("a", "b"), ("b", "a"), ("b", "output")])
+    with pytest.raises(SnncError, match="cycle with no neuron on it"):
+        nir_import.import_graph(graph)
+
+
+def test_import_of_delays_in_seconds_and_a_foreign_recurrent_graph(tmp_path):
+    """snnTorch's layout of a recurrent layer (a sub-graph 'input -> lif <-> w_rec -> output'), a delay of
+    3 dt per neuron, NIR names that are no snnc names: a network that checks, reads the right nodes."""
+    n = 4
+    lif = nir.LIF(tau=np.full(n, 1e-3), r=np.full(n, 10.0), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                  v_reset=np.zeros(n))
+    rnn = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([n])}), "lif": lif,
+                              "w_rec": nir.Linear(weight=np.eye(n, dtype=np.float32) * 0.5),
+                              "output": nir.Output(output_type={"output": np.array([n])})},
+                       edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")])
+    graph = _graph({
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "fc-in": nir.Affine(weight=np.ones((n, 3), dtype=np.float32), bias=np.zeros(n, dtype=np.float32)),
+        "rlif": rnn, "wait": nir.Delay(delay=np.full(n, 3e-4)),
+        "output": nir.Output(output_type={"output": np.array([n])}),
+    }, [("input", "fc-in"), ("fc-in", "rlif"), ("rlif", "wait"), ("wait", "output")])
+    imported = nir_import.import_graph(graph, source="rnn.nir", T=5)
+    layers = imported.text.split("layers {")[1]
+    assert "fc_in = linear(4)" in layers
+    assert "w_rec = linear(4, bias = false) from lif" in layers
+    assert "lif_in = add(fc_in, w_rec)" in layers
+    assert "lif = LIF(tau = 10.0, decay_input = false, v_threshold = 1.0000001)" in layers
+    assert "wait = delay(3)" in layers
+    check_file("rnn.snn", imported.text)

@@ -403,7 +403,7 @@ def _uniform(node, name: str, keys) -> dict[str, float]:
     for k in keys:
         a = _array(node, k).astype(np.float64)
         if a.size and not np.all(a == a.flat[0]):
-            uneven.append(f"{k} (from {a.min()!r} to {a.max()!r})")
+            uneven.append(f"{k} (from {float(a.min())!r} to {float(a.max())!r})")
         out[k] = float(a.flat[0]) if a.size else 0.0
     if uneven:
         raise _Skip(f"per-neuron parameters differ: {', '.join(uneven)}; snnc's neuron parameters are one value per "
