@@ -383,8 +383,34 @@ def _neuron(x: _Export, layer: ir.Layer, info):
     return getattr(nir, form.kind)(**params)
 
 
+def _conv1d(x: _Export, layer: ir.Layer, info):
+    import nir
+
+    op: ir.Conv1d = layer.op
+    weight = x.tensor(layer.name, "weight")
+    bias = x.tensor(layer.name, "bias") if op.bias else np.zeros(op.out_channels, dtype=weight.dtype)
+    return nir.Conv1d(input_shape=int(info.in_shapes[0][1]), weight=weight, stride=op.stride, padding=op.padding,
+                      dilation=1, groups=1, bias=bias)
+
+
+def _sumpool2d(x: _Export, layer: ir.Layer, info):
+    import nir
+
+    k, s = layer.op.kernel_size, layer.op.stride or layer.op.kernel_size
+    node = nir.SumPool2d(kernel_size=np.array([k, k]), stride=np.array([s, s]), padding=np.array([0, 0]))
+    node.input_type = {"input": np.array(info.in_shapes[0])}
+    node.output_type = {"output": np.array(info.out_shape)}
+    return node
+
+
+def _scale(x: _Export, layer: ir.Layer, info):
+    import nir
+
+    return nir.Scale(scale=x.tensor(layer.name, "weight"))
+
+
 CONVERT = {"flatten": _flatten, "linear": _linear, "conv2d": _conv2d, "avgpool2d": _avgpool2d, "delay": _delay,
-           "neuron": _neuron}
+           "neuron": _neuron, "conv1d": _conv1d, "sumpool2d": _sumpool2d, "scale": _scale}
 
 
 # ------------------------------------------------------------------ a canonical text form (golden files)

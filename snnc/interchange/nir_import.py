@@ -30,12 +30,8 @@ from .nir_export import FORMAT, META_KEY
 from .nir_neurons import FIELDS, SPIKING, TIES, Form, NotNIR, ir_values, library_neurons, nir_form, snnc_layer
 from .snn_text import label, layer_call, neuron_text
 
-# NIR node types snnc has no layer for, with the reason.
-UNSUPPORTED = {
-    "Conv1d": "snnc has no 1-d convolution layer",
-    "SumPool2d": "snnc has no sum pooling layer (avgpool2d divides by the window)",
-    "Scale": "snnc has no element-wise scaling layer",
-}
+# NIR node types snnc has no layer for, with the reason (NIR 1.0.8 has none left).
+UNSUPPORTED: dict[str, str] = {}
 
 
 class _Skip(Exception):
@@ -455,24 +451,43 @@ def _pair(value, what: str) -> int:
     return int(a[0])
 
 
-def _conv2d(ctx: _Context, name: str, node) -> Line:
-    w = np.asarray(node.weight)
-    if w.ndim != 4 or w.shape[2] != w.shape[3]:
-        raise _Skip(f"a kernel of shape {list(w.shape[2:])}; snnc's conv2d takes square kernels")
-    if _pair(node.dilation, "dilation") != 1 or int(np.asarray(node.groups)) != 1:
-        raise _Skip("dilation or groups other than 1; snnc's conv2d has neither")
-    padding = node.padding
+def _padding(padding, k: int) -> int:
     if isinstance(padding, (str, bytes)):
-        padding = {"valid": 0, "same": (w.shape[2] - 1) // 2}.get(str(padding), -1)
-        if padding < 0 or (w.shape[2] % 2 == 0 and padding):
-            raise _Skip(f"padding '{node.padding}' with an even kernel")
-    stride = _pair(node.stride, "stride")
+        text = padding.decode() if isinstance(padding, bytes) else padding
+        if text == "same" and k % 2 == 0:
+            raise _Skip("padding 'same' with an even kernel (uneven padding)")
+        return {"valid": 0, "same": (k - 1) // 2}[text]
+    return _pair(padding, "padding")
+
+
+def _conv(node, dims: int):
+    """Kernel size, stride, padding and bias of a convolution snnc can run (square, no dilation, no groups)."""
+    w = np.asarray(node.weight)
+    if w.ndim != dims + 2 or len(set(w.shape[2:])) != 1:
+        raise _Skip(f"a kernel of shape {list(w.shape[2:])}; snnc's conv{dims}d takes square kernels")
+    dilation, groups = _pair(node.dilation, "dilation"), int(np.asarray(node.groups))
+    if dilation != 1 or groups != 1:
+        raise _Skip(f"dilation {dilation} and groups {groups}; snnc's convolutions have neither (both 1)")
+    k = w.shape[2]
     b = np.asarray(node.bias)
-    bias = bool(np.any(b != 0))
-    op = ir.Conv2d(out_channels=w.shape[0], kernel_size=w.shape[2], stride=stride, padding=_pair(padding, "padding"),
-                   bias=bias)
-    return Line(name, op, comment=f"NIR Conv2d {'x'.join(map(str, w.shape))}",
-                weights={"weight": w, **({"bias": b} if bias else {})})
+    bias = bool(np.any(b != 0))  # snnc exports bias = false as zeros
+    return w, k, _pair(node.stride, "stride"), _padding(node.padding, k), bias, b
+
+
+def _conv2d(ctx: _Context, name: str, node) -> Line:
+    w, k, stride, padding, bias, b = _conv(node, 2)
+    op = ir.Conv2d(out_channels=w.shape[0], kernel_size=k, stride=stride, padding=padding, bias=bias)
+    return Line(name, op, comment=f"NIR Conv2d {_shape_text(w)}", weights={"weight": w, **({"bias": b} if bias else {})})
+
+
+def _conv1d(ctx: _Context, name: str, node) -> Line:
+    w, k, stride, padding, bias, b = _conv(node, 1)
+    op = ir.Conv1d(out_channels=w.shape[0], kernel_size=k, stride=stride, padding=padding, bias=bias)
+    return Line(name, op, comment=f"NIR Conv1d {_shape_text(w)}", weights={"weight": w, **({"bias": b} if bias else {})})
+
+
+def _scale(ctx: _Context, name: str, node) -> Line:
+    return Line(name, ir.Scale(), comment=f"NIR Scale {_shape_text(node.scale)}", weights={"weight": np.asarray(node.scale)})
 
 
 def _flatten_op(ctx: _Context, name: str, node) -> Line:
@@ -484,18 +499,21 @@ def _flatten_op(ctx: _Context, name: str, node) -> Line:
     return Line(name, ir.Flatten(), comment="NIR Flatten")
 
 
-def _avgpool(ctx: _Context, name: str, node) -> Line:
-    if _pair(node.padding, "padding") != 0:
-        raise _Skip("padding; snnc's avgpool2d has none")
-    k, s = _pair(node.kernel_size, "kernel_size"), _pair(node.stride, "stride")
-    return Line(name, ir.AvgPool2d(kernel_size=k, stride=None if s == k else s), comment="NIR AvgPool2d")
+def _pool(kind):
+    def convert(ctx: _Context, name: str, node) -> Line:
+        if _pair(node.padding, "padding") != 0:
+            raise _Skip(f"padding {np.asarray(node.padding).tolist()}; snnc's pooling has none")
+        k, s = _pair(node.kernel_size, "kernel_size"), _pair(node.stride, "stride")
+        return Line(name, kind(kernel_size=k, stride=None if s == k else s), comment=f"NIR {type(node).__name__}")
+    return convert
 
 
 def _delay(ctx: _Context, name: str, node) -> Line:
     d = np.asarray(node.delay, dtype=np.float64) / ctx.dt
     steps = np.rint(d)
     if d.size == 0 or not np.allclose(d, steps, rtol=0, atol=1e-6) or np.any(steps < 0):
-        raise _Skip(f"delays of {np.unique(d)[:4].tolist()} steps of dt = {ctx.dt} s; snnc delays by whole steps")
+        shown = ", ".join(f"{v:.6g}" for v in np.unique(d)[:4])
+        raise _Skip(f"delays of {shown} steps of dt = {ctx.dt} s; snnc delays by whole steps (is dt right?)")
     steps = steps.astype(np.int64)
     if np.all(steps == steps.flat[0]):
         return Line(name, ir.Delay(steps=int(steps.flat[0])), comment=f"NIR Delay {_shape_text(d)}")
@@ -505,8 +523,9 @@ def _delay(ctx: _Context, name: str, node) -> Line:
     return Line(name, ir.Delay(steps=tuple(int(v) for v in per_channel[:, 0])), comment=f"NIR Delay {_shape_text(d)}")
 
 
-CONVERT = {"Linear": _linear, "Affine": _linear, "Conv2d": _conv2d, "Flatten": _flatten_op, "AvgPool2d": _avgpool,
-           "Delay": _delay, **{kind: _neuron for kind in FIELDS}}
+CONVERT = {"Linear": _linear, "Affine": _linear, "Conv1d": _conv1d, "Conv2d": _conv2d, "Flatten": _flatten_op,
+           "AvgPool2d": _pool(ir.AvgPool2d), "SumPool2d": _pool(ir.SumPool2d), "Scale": _scale, "Delay": _delay,
+           **{kind: _neuron for kind in FIELDS}}
 
 
 # ------------------------------------------------------------------ the file
