@@ -23,8 +23,8 @@ from snnc.compiler.driver import check_file  # noqa: E402
 from snnc.compiler.neuron import layer_config  # noqa: E402
 from snnc.compiler.source import SnncError  # noqa: E402
 from snnc.interchange import nir_export, nir_import  # noqa: E402
-from snnc.interchange.nir_neurons import (TIES, Form, NotNIR, from_nir_threshold, inline_neurons, ir_values,  # noqa: E402
-                                          library_neurons, nir_form, snnc_layer, to_nir_threshold)
+from snnc.interchange.nir_neurons import (TIES, Form, NotNIR, from_nir_threshold, inline_neurons,  # noqa: E402
+                                          ir_values, library_neurons, nir_form, snnc_layer, to_nir_threshold)
 from snnc.interchange.snn_text import label, neuron_text  # noqa: E402
 from snnc.runtime.support import NeuronBase  # noqa: E402
 
@@ -716,3 +716,21 @@ def test_import_of_delays_in_seconds_and_a_foreign_recurrent_graph(tmp_path):
     assert "lif = LIF(tau = 10.0, decay_input = false, v_threshold = 1.0000001)" in layers
     assert "wait = delay(3)" in layers
     check_file("rnn.snn", imported.text)
+
+
+def test_import_renames_a_graph_s_own_neuron_named_like_a_library_one(tmp_path, in_repo_root):
+    """A file's own 'LIF' (not the library's) comes back beside the library's LIF (a node without snnc's
+    record): the file's own is renamed 'LIFNir'."""
+    src = tmp_path / "own.snn"
+    src.write_text("neuron LIF {\n    state v = v_reset\n    charge v = 0.5 * v + x\n}\n\n"
+                   "network Own {\n    input = [4]\n    T = 4\n    layers {\n        linear(4)\n"
+                   "        LIF()\n        linear(2)\n        LIF()\n    }\n}\n")
+    graph = nir_export.export_network(src)
+    meta = json.loads(graph.metadata["snnc"])
+    del meta["nodes"]["3"]
+    graph.metadata["snnc"] = json.dumps(meta)
+    text = nir_import.import_graph(graph, source="own.nir").text
+    layers = text.split("layers {")[1]
+    assert "import snnc.neurons" in text and "neuron LIFNir {" in text
+    assert "LIFNir" in layers and "LIF(decay_input = false)" in layers
+    check_file("own.snn", text)

@@ -113,7 +113,7 @@ def export_network(path, network: str | None = None, checkpoint=None, dt: float 
     from ..compiler.driver import check_file
     from ..train import checkpoint as ckpt
 
-    _check_options(dt, ties)
+    check_options(dt, ties)
     checked = check_file(path)
     net_ir = pick_network(checked.module, network)
     lib = snnc.load(path)
@@ -145,9 +145,9 @@ def pick_network(module: ir.Module, name: str | None) -> ir.Network:
     return found
 
 
-def _check_options(dt: float, ties: str) -> None:
+def check_options(dt: float, ties: str) -> None:
     if not dt > 0:
-        raise SnncError(f"--dt must be a positive time step in seconds, not {dt}", hint="NIR's usual step is 1e-4")
+        raise SnncError(f"dt must be a positive time step in seconds, not {dt}", hint="NIR's usual step is 1e-4")
     if ties not in TIES:
         raise SnncError(f"unknown ties convention '{ties}'", hint=f"use one of: {', '.join(TIES)}")
 

@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
@@ -26,13 +27,9 @@ from ..compiler import ir
 from ..compiler.neuron import layer_config
 from ..compiler.printers import value_text
 from ..compiler.source import Diagnostic, SnncError
-from .nir_export import FORMAT, META_KEY
+from .nir_export import FORMAT, META_KEY, check_options
 from .nir_neurons import FIELDS, SPIKING, TIES, Form, NotNIR, ir_values, library_neurons, nir_form, snnc_layer
 from .snn_text import label, layer_call, neuron_text
-
-# NIR node types snnc has no layer for, with the reason (NIR 1.0.8 has none left).
-UNSUPPORTED: dict[str, str] = {}
-
 
 class _Skip(Exception):
     """A node snnc cannot run: the message names the reason."""
@@ -50,6 +47,7 @@ class Line:
     key: str = ""  # how other lines refer to it before it is named: its NIR name, or a key of its own
     wanted: str = ""  # the name it would like (its NIR name, or the add's name the exporter recorded)
     name: str = ""  # its snnc path
+    defined: bool = False  # a neuron layer whose neuron the file defines (not the library's)
 
 
 @dataclass
@@ -116,12 +114,9 @@ def import_graph(graph, source: str = "graph", network: str | None = None, T: in
     import nir
 
     meta = _metadata(graph)
-    dt = dt if dt is not None else meta.get("dt", 1e-4)
+    dt = dt if dt is not None else float(meta.get("dt", 1e-4))
     ties = ties or meta.get("ties", "nir")
-    if not dt > 0:
-        raise SnncError(f"--dt must be a positive time step in seconds, not {dt}")
-    if ties not in TIES:
-        raise SnncError(f"unknown ties convention '{ties}'", hint=f"use one of: {', '.join(TIES)}")
+    check_options(dt, ties)
     problems: list[str] = []
     nodes, edges, inp, out = _flatten(graph, problems)
     ctx = _Context(meta, dt, ties)
@@ -131,14 +126,15 @@ def import_graph(graph, source: str = "graph", network: str | None = None, T: in
         if name in (inp, out):
             continue
         try:
-            if kind in UNSUPPORTED:
-                raise _Skip(UNSUPPORTED[kind])
             convert = CONVERT.get(kind)
             if convert is None:
-                raise _Skip(f"NIR {nir.version} has no node type '{kind}' that snnc knows")
+                raise _Skip(f"snnc knows no NIR node type '{kind}' (NIR {nir.version} has "
+                            f"{', '.join(sorted(k for k in CONVERT))})")
             lines[name] = convert(ctx, name, node)
         except _Skip as exc:
             problems.append(f"node '{name}' ({kind}): {exc}")
+    problems += _dead_ends(nodes, edges, inp, out)
+    ctx.rename_clashes(lines)
     if problems:
         raise SnncError(diagnostics=[Diagnostic(f"cannot import {source}: {len(problems)} node"
                                                 f"{'s' if len(problems) > 1 else ''} snnc cannot run")] +
@@ -146,7 +142,7 @@ def import_graph(graph, source: str = "graph", network: str | None = None, T: in
     order = _order(nodes, edges, inp, out, meta.get("order", []))
     written = _wire(order, lines, edges, inp, out, meta.get("merges", {}))
     _name(written)
-    header = _header(graph, meta, nodes, lines, out, edges, network, T, encoder, readout, source)
+    header = _header(meta, nodes, inp, out, edges, network, T, encoder, readout, source)
     text = _text(header, written, ctx, source, dt, ties, weights_file, snn_file)
     return Imported(text, header["name"], written, ctx.chosen)
 
@@ -227,6 +223,14 @@ def _flatten(graph, problems: list[str]):
                 problems.append(f"an edge names '{e}', which is no node of the graph")
                 known.add(e)
     return nodes, edges, top_in or "input", top_out or "output"
+
+
+def _dead_ends(nodes: dict, edges, inp: str, out: str) -> list[str]:
+    """Nodes that read nothing or that nothing reads: a snnc network has neither."""
+    fed = {b for _, b in edges}
+    read = {a for a, _ in edges}
+    return ([f"node '{n}' reads nothing" for n in nodes if n != inp and n not in fed] +
+            [f"node '{n}' is read by no node (a dead end)" for n in nodes if n != out and n not in read])
 
 
 def _order(nodes: dict, edges, inp: str, out: str, preferred: list[str]) -> list[str]:
@@ -351,6 +355,18 @@ class _Context:
             self.inline.setdefault(neuron.name, neuron)
         return neuron.name
 
+    def rename_clashes(self, lines: dict[str, "Line"]) -> None:
+        """A neuron the file defines, named like a library one (a graph's own 'LIF'), is renamed when the file
+        imports the library too."""
+        if not self.library:
+            return
+        for old in [n for n in self.inline if n in library_neurons()]:
+            new = f"{old}Nir"
+            self.inline[new] = self.inline.pop(old).model_copy(update={"name": new})
+            for line in lines.values():
+                if line.defined and line.op.neuron == old:
+                    line.op = line.op.model_copy(update={"neuron": new})
+
     def restore(self, name: str, form: Form):
         """The layer the exporter recorded for node `name`, if it maps back onto `form` exactly."""
         info = self.meta.get("nodes", {}).get(name)
@@ -379,7 +395,8 @@ def _recorded(info: dict, spec: dict):
         neuron_text(library_neurons()[name]) == spec.get("text")
     head = "import snnc.neurons\n" if library else spec["text"] + "\n"
     args = ", ".join(info.get("arguments", []))
-    module, _ = load_module("<nir metadata>", f"{head}network N {{\n input = [1]\n T = 1\n layers {{\n  {name}({args})\n }}\n}}\n")
+    layer = f"network N {{\n input = [1]\n T = 1\n layers {{\n  {name}({args})\n }}\n}}\n"
+    module, _ = load_module("<nir metadata>", head + layer)
     if len(module.networks) != 1 or len(module.networks[0].layers) != 1:
         raise ValueError("not one layer")
     op = module.networks[0].layers[0].op
@@ -426,12 +443,11 @@ def _neuron(ctx: _Context, name: str, node) -> Line:
         except NotNIR as exc:
             raise _Skip(exc.reason) from None
         overrides = tuple((k, ir.Lit(value=v)) for k, v in args.items())
-    ctx.use(neuron, library)
-    op = ir.NeuronLayer(neuron=neuron.name, overrides=overrides)
+    op = ir.NeuronLayer(neuron=ctx.use(neuron, library), overrides=overrides)
     shown = ", ".join(f"{k}={v:.9g}" for k, v in form.params)
     ctx.chosen[name] = f"{layer_call(op, ())}  <-  NIR {kind}({shown})"
     return Line(name, op, comment=f"NIR {kind} {_shape_text(_array(node, FIELDS[kind][0]))}: {shown}",
-                weights=learned)
+                weights=learned, defined=not library)
 
 
 def _linear(ctx: _Context, name: str, node) -> Line:
@@ -456,7 +472,9 @@ def _padding(padding, k: int) -> int:
         text = padding.decode() if isinstance(padding, bytes) else padding
         if text == "same" and k % 2 == 0:
             raise _Skip("padding 'same' with an even kernel (uneven padding)")
-        return {"valid": 0, "same": (k - 1) // 2}[text]
+        if text not in ("valid", "same"):
+            raise _Skip(f"padding '{text}'")
+        return 0 if text == "valid" else (k - 1) // 2
     return _pair(padding, "padding")
 
 
@@ -474,20 +492,18 @@ def _conv(node, dims: int):
     return w, k, _pair(node.stride, "stride"), _padding(node.padding, k), bias, b
 
 
-def _conv2d(ctx: _Context, name: str, node) -> Line:
-    w, k, stride, padding, bias, b = _conv(node, 2)
-    op = ir.Conv2d(out_channels=w.shape[0], kernel_size=k, stride=stride, padding=padding, bias=bias)
-    return Line(name, op, comment=f"NIR Conv2d {_shape_text(w)}", weights={"weight": w, **({"bias": b} if bias else {})})
-
-
-def _conv1d(ctx: _Context, name: str, node) -> Line:
-    w, k, stride, padding, bias, b = _conv(node, 1)
-    op = ir.Conv1d(out_channels=w.shape[0], kernel_size=k, stride=stride, padding=padding, bias=bias)
-    return Line(name, op, comment=f"NIR Conv1d {_shape_text(w)}", weights={"weight": w, **({"bias": b} if bias else {})})
+def _convolution(dims: int, kind):
+    def convert(ctx: _Context, name: str, node) -> Line:
+        w, k, stride, padding, bias, b = _conv(node, dims)
+        op = kind(out_channels=w.shape[0], kernel_size=k, stride=stride, padding=padding, bias=bias)
+        weights = {"weight": w, **({"bias": b} if bias else {})}
+        return Line(name, op, comment=f"NIR Conv{dims}d {_shape_text(w)}", weights=weights)
+    return convert
 
 
 def _scale(ctx: _Context, name: str, node) -> Line:
-    return Line(name, ir.Scale(), comment=f"NIR Scale {_shape_text(node.scale)}", weights={"weight": np.asarray(node.scale)})
+    scale = np.asarray(node.scale)
+    return Line(name, ir.Scale(), comment=f"NIR Scale {_shape_text(scale)}", weights={"weight": scale})
 
 
 def _flatten_op(ctx: _Context, name: str, node) -> Line:
@@ -523,32 +539,50 @@ def _delay(ctx: _Context, name: str, node) -> Line:
     return Line(name, ir.Delay(steps=tuple(int(v) for v in per_channel[:, 0])), comment=f"NIR Delay {_shape_text(d)}")
 
 
-CONVERT = {"Linear": _linear, "Affine": _linear, "Conv1d": _conv1d, "Conv2d": _conv2d, "Flatten": _flatten_op,
+CONVERT = {"Linear": _linear, "Affine": _linear, "Conv1d": _convolution(1, ir.Conv1d),
+           "Conv2d": _convolution(2, ir.Conv2d), "Flatten": _flatten_op,
            "AvgPool2d": _pool(ir.AvgPool2d), "SumPool2d": _pool(ir.SumPool2d), "Scale": _scale, "Delay": _delay,
            **{kind: _neuron for kind in FIELDS}}
 
 
 # ------------------------------------------------------------------ the file
 def _network_name(name: str) -> str:
+    """A class name made of the given name's letters and digits ('model-2.nir' -> 'Model2')."""
     text = re.sub(r"\W", "_", name, flags=re.ASCII)
     text = "".join(p[:1].upper() + p[1:] for p in text.split("_") if p) or "Imported"
     return text if text[0].isalpha() else "Net" + text
 
 
-def _header(graph, meta: dict, nodes, lines, out: str, edges, network, T, encoder, readout, source) -> dict:
-    net = meta.get("network", {})
-    inp = next(n for n in graph.nodes.values() if type(n).__name__ == "Input")
-    shape = [int(d) for d in np.atleast_1d(inp.input_type["input"])]
+def _setting(value, field: str, what: str):
+    """A network setting from an option or the graph's metadata, checked against the IR (never raw text)."""
+    allowed = get_args(ir.Network.model_fields[field].annotation)
+    if value not in allowed:
+        raise SnncError(f"unknown {what} '{value}'", hint=f"use one of: {', '.join(allowed)}")
+    return value
+
+
+def _header(meta: dict, nodes, inp: str, out: str, edges, network, T, encoder, readout, source) -> dict:
+    from pydantic import ValidationError
+
+    net = meta.get("network", {}) if isinstance(meta.get("network"), dict) else {}
+    shape = [int(d) for d in np.atleast_1d(nodes[inp].input_type["input"])]
     last = next((a for a, b in edges if b == out), None)
     spiking = last is not None and type(nodes.get(last)).__name__ in SPIKING
+    steps = T or net.get("T") or 100
+    if not isinstance(steps, int) or steps < 1 or not shape or min(shape) < 1:
+        raise SnncError(f"T must be a positive whole number of steps and the input a shape, not {steps!r} and {shape}")
+    try:
+        train = ir.Train(**{k: v for k, v in net.get("train", {}).items() if k in ir.Train.model_fields})
+    except (ValidationError, TypeError):
+        train = ir.Train()
     return {
-        "name": network or net.get("name") or _network_name(Path(source).stem),
+        "name": _network_name(str(network or net.get("name") or Path(source).stem)),
         "input": shape,
-        "T": T or net.get("T") or 100,
-        "encoder": encoder or net.get("encoder") or "direct",
-        "readout": readout or net.get("readout") or ("rate" if spiking else "mean"),
-        "step_mode": net.get("step_mode", "m"),
-        "train": net.get("train", {}),
+        "T": steps,
+        "encoder": _setting(encoder or net.get("encoder") or "direct", "encoder", "encoder"),
+        "readout": _setting(readout or net.get("readout") or ("rate" if spiking else "mean"), "readout", "readout"),
+        "step_mode": _setting(net.get("step_mode", "m"), "step_mode", "step mode"),
+        "train": train.model_dump(exclude={"span"}),
     }
 
 

@@ -243,7 +243,7 @@ def _initial(neuron: ir.Neuron, cfg: Config, values: dict[str, float], kind: str
 
 # ------------------------------------------------------------------ NIR -> snnc
 INLINE = {
-    "LIF": """# NIR's LIF, forward Euler over dt seconds: tau dv/dt = (v_leak - v) + r x; fire v >= v_threshold, v = v_reset.
+    "LIF": """# NIR's LIF, forward Euler over dt seconds: tau dv/dt = (v_leak - v) + r x; fire, then v = v_reset.
 neuron NirLIF {
     param tau = 0.0002
     param r = 1.0

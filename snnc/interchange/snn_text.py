@@ -27,7 +27,7 @@ def _builtin(p: ir.Param) -> bool:
 
 def _param(p: ir.Param) -> str:
     default = "none" if p.default is None else _snn(p.default)
-    typed = f": {p.type}?" if p.optional else (": float" if p.type == "float" and isinstance(p.default, ir.Bool) else "")
+    typed = f": {p.type}?" if p.optional else ""
     return f"param {p.name}{typed} = {default}"
 
 
