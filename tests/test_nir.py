@@ -734,3 +734,21 @@ def test_import_renames_a_graph_s_own_neuron_named_like_a_library_one(tmp_path, 
     assert "import snnc.neurons" in text and "neuron LIFNir {" in text
     assert "LIFNir" in layers and "LIF(decay_input = false)" in layers
     check_file("own.snn", text)
+
+
+def test_learnables_export_at_their_trained_value_and_training_settings_are_recorded(in_repo_root):
+    """PLIF's 1/tau = sigmoid(w) is exported at the w of the weights given (not its initial value); the
+    surrogate and detach_reset, training-only, are dropped from the NIR nodes and listed in the metadata."""
+    path = "tests/golden/nir/models/mixed.snn"
+    net = _lib(path).network(backend="torch")
+    state = net.state_dict()
+    state["layers.3.w"] = torch.tensor(0.25)
+    graph = _export(path, None, state)
+    tau = float(graph.nodes["3"].tau.flat[0])
+    assert np.isclose(tau, DT * (1 + np.exp(-0.25)), rtol=1e-12)
+    meta = json.loads(graph.metadata["snnc"])
+    assert meta["nodes"]["3"]["learnables"] == {"w": 0.25}
+    fc2 = json.loads(_export("models/fc2_mnist.snn", None).metadata["snnc"])
+    assert fc2["dropped"] == {"2": ["surrogate atan(alpha = 2.0)", "detach_reset = true"],
+                              "4": ["surrogate atan(alpha = 2.0)", "detach_reset = true"]}
+    assert not any(k in ("surrogate", "detach_reset") for node in graph.nodes.values() for k in node.to_dict())

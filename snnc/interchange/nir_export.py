@@ -78,8 +78,6 @@ class _Export:
 # ------------------------------------------------------------------ public API
 def export_file(path, out, network: str | None = None, checkpoint=None, dt: float = 1e-4, ties: str = "nir"):
     """Check, build and export one network of a `.snn` file (with a checkpoint's weights) to `out`."""
-    import nir
-
     graph = export_network(path, network, checkpoint, dt, ties)
     write(out, graph)
     return graph

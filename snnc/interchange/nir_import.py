@@ -28,7 +28,8 @@ from ..compiler.neuron import layer_config
 from ..compiler.printers import value_text
 from ..compiler.source import Diagnostic, SnncError
 from .nir_export import FORMAT, META_KEY, check_options
-from .nir_neurons import FIELDS, SPIKING, TIES, Form, NotNIR, ir_values, library_neurons, nir_form, snnc_layer
+from .nir_neurons import (FIELDS, SPIKING, TIES, Form, NotNIR, inline_comment, ir_values, library_neurons, nir_form,
+                          snnc_layer)
 from .snn_text import label, layer_call, neuron_text
 
 class _Skip(Exception):
@@ -597,8 +598,10 @@ def _text(header: dict, written: list[Line], ctx: _Context, source: str, dt: flo
            f"snnc train {snn_file} --resume {weights_file})."]
     if ctx.library:
         out.append("import snnc.neurons")
-    for neuron in ctx.inline.values():
-        out += ["", neuron_text(neuron)]
+    used = [line.op.neuron for line in written if isinstance(line.op, ir.NeuronLayer)]
+    for name in sorted(ctx.inline, key=used.index):
+        comment = inline_comment(name)
+        out += ["", *([comment] if comment else []), neuron_text(ctx.inline[name])]
     out += ["", f"network {header['name']} {{",
             f"    input = [{', '.join(map(str, header['input']))}]",
             f"    T = {header['T']}",

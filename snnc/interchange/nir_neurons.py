@@ -243,7 +243,7 @@ def _initial(neuron: ir.Neuron, cfg: Config, values: dict[str, float], kind: str
 
 # ------------------------------------------------------------------ NIR -> snnc
 INLINE = {
-    "LIF": """# NIR's LIF, forward Euler over dt seconds: tau dv/dt = (v_leak - v) + r x; fire, then v = v_reset.
+    "LIF": """# NIR's LIF, forward Euler over dt seconds: tau dv/dt = (v_leak - v) + r x; at a spike v = v_reset.
 neuron NirLIF {
     param tau = 0.0002
     param r = 1.0
@@ -253,7 +253,7 @@ neuron NirLIF {
     state v = v_reset
     charge v = v + dt / tau * (v_leak - v + r * x)
 }""",
-    "IF": """# NIR's IF, forward Euler over dt seconds: dv/dt = r x; fire v >= v_threshold, v = v_reset.
+    "IF": """# NIR's IF, forward Euler over dt seconds: dv/dt = r x; at a spike v = v_reset.
 neuron NirIF {
     param r = 10000.0
     param dt = 0.0001
@@ -280,7 +280,7 @@ neuron NirI {
     output membrane
 }""",
     "CubaLIF": """# NIR's CubaLIF, forward Euler over dt seconds: tau_syn di/dt = w_in x - i, then
-# tau_mem dv/dt = (v_leak - v) + r i with this step's i; fire v >= v_threshold, v = v_reset.
+# tau_mem dv/dt = (v_leak - v) + r i with this step's i; at a spike v = v_reset.
 neuron NirCubaLIF {
     param tau_syn = 0.0002
     param tau_mem = 0.0002
@@ -296,7 +296,8 @@ neuron NirCubaLIF {
         v = v + dt / tau_mem * (v_leak - v + r * i)
     }
 }""",
-    "CubaLI": """# NIR's CubaLI, forward Euler over dt seconds: as NirCubaLIF, never firing.
+    "CubaLI": """# NIR's CubaLI, forward Euler over dt seconds: tau_syn di/dt = w_in x - i, then
+# tau_mem dv/dt = (v_leak - v) + r i with this step's i; never fires.
 neuron NirCubaLI {
     param tau_syn = 0.0002
     param tau_mem = 0.0002
@@ -313,7 +314,7 @@ neuron NirCubaLI {
     }
     output membrane
 }""",
-    "Threshold": """# NIR's Threshold: fire x >= threshold, no memory.
+    "Threshold": """# NIR's Threshold: a spike where x >= v_threshold, no memory.
 neuron NirThreshold {
     state v = v_reset
     charge v = x
@@ -338,6 +339,14 @@ def inline_neurons() -> dict[str, ir.Neuron]:
     module, _ = load_module("<nir>", "\n\n".join(INLINE.values()))
     by_name = {n.name: n for n in module.neurons}
     return {kind: by_name["Nir" + kind] for kind in INLINE}
+
+
+def inline_comment(name: str) -> str:
+    """The comment that explains a NIR-shaped neuron ('' for any other), for the files `snnc import` writes."""
+    for kind, text in INLINE.items():
+        if name == "Nir" + kind:
+            return "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    return ""
 
 
 def _tidy(x: float, single: bool) -> float:
