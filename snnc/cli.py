@@ -185,7 +185,8 @@ def _verify(args) -> int:
 
 
 def _export(args) -> int:
-    from .interchange.nir_export import export_file, summary
+    from .interchange.nir_export import export_file
+    from .interchange.nir_text import summary
 
     graph = export_file(args.model, args.nir, args.network, args.checkpoint, args.dt, args.ties)
     print(f"wrote {args.nir}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, dt = {args.dt!r} s, "
