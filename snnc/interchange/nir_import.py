@@ -66,9 +66,9 @@ def import_file(path, out, checkpoint=None, network: str | None = None, T: int |
                             snn_file=Path(out).name)
     try:
         check_file(str(out), imported.text)
-    except SnncError as exc:
-        raise SnncError(f"the file snnc wrote for {path} does not check (a bug in snnc import):\n{exc.render()}",
-                        hint="report it with the .nir file") from None
+    except SnncError as exc:  # e.g. an output that is not flat: snnc's networks end in [classes]
+        raise SnncError(f"snnc cannot run the network of {path} as it stands; checking the file it would write "
+                        f"says:\n{exc.render()}", hint="if the graph should run, report it with the .nir file") from None
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
