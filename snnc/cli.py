@@ -279,9 +279,9 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("model")
     v.set_defaults(run=_verify)
 
-    ties_help = ("how thresholds cross over (snnc fires at >=, NIR at >): 'nir' (default) moves them one float32 "
-                 "down on export (up on import), exact in float32; 'spikingjelly' copies them, exact against "
-                 "SpikingJelly's nir_exchange")
+    ties_help = ("how thresholds cross over (snnc fires at >=, NIR at >): 'nir' moves them one float32 down on "
+                 "export (up on import), exact in float32; 'spikingjelly' copies them, exact against SpikingJelly's "
+                 "nir_exchange")
     e = sub.add_parser("export", help="write a network (and its trained weights) as a NIR graph",
                        description="Export a network to NIR (neuromorphic intermediate representation), for "
                        "snnTorch, Norse, SpikingJelly, Sinabs, Lava and neuromorphic hardware. Each neuron layer "
@@ -292,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--network", help="which network of the file (default: the first)")
     e.add_argument("--checkpoint", help="weights from a checkpoint of snnc train (default: the initial weights)")
     e.add_argument("--dt", type=float, default=1e-4, help="seconds per step, for NIR's time constants (1e-4)")
-    e.add_argument("--ties", choices=("nir", "spikingjelly"), default="nir", help=ties_help)
+    e.add_argument("--ties", choices=("nir", "spikingjelly"), default="nir", help=ties_help + " (default: nir)")
     e.set_defaults(run=_export)
 
     i = sub.add_parser("import", help="turn a NIR graph into a .snn file and a checkpoint of its weights",
