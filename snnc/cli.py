@@ -6,6 +6,8 @@
     snnc eval MODEL.snn --checkpoint FILE
     snnc simulate MODEL.snn --neuron LIF --input 0.02 [-T 150] [--plot v.png]
     snnc verify MODEL.snn
+    snnc export MODEL.snn --nir out.nir [--checkpoint best.pt] [--dt 1e-4]
+    snnc import model.nir -o model.snn
 """
 from __future__ import annotations
 
@@ -228,6 +230,29 @@ def _verify(args) -> int:
     return 1 if failed else 0
 
 
+def _export(args) -> int:
+    from .interchange.nir_export import export_file
+    from .interchange.nir_text import summary
+
+    graph = export_file(args.model, args.nir, args.network, args.checkpoint, args.dt, args.ties)
+    print(f"wrote {args.nir}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, dt = {args.dt!r} s, "
+          f"thresholds: {args.ties}")
+    for line in summary(graph):
+        print(line)
+    return 0
+
+
+def _import(args) -> int:
+    from .interchange.nir_import import import_file
+
+    imported, weights = import_file(args.graph, args.out, args.checkpoint, args.network, args.T, args.encoder,
+                                    args.readout, args.dt, args.ties)
+    print(f"wrote {args.out} (network {imported.network}, {len(imported.lines)} nodes) and {weights}")
+    for node, layer in imported.neurons.items():
+        print(f"  {node}: {layer}")
+    return 0
+
+
 def _backend_names() -> tuple[str, ...]:
     from .runtime.backends import names
 
@@ -302,6 +327,37 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("model")
     v.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and any failures)")
     v.set_defaults(run=_verify)
+
+    ties_help = ("how thresholds cross over (snnc fires at >=, NIR at >): 'nir' moves them one float32 down on "
+                 "export (up on import), exact in float32; 'spikingjelly' copies them, exact against SpikingJelly's "
+                 "nir_exchange")
+    e = sub.add_parser("export", help="write a network (and its trained weights) as a NIR graph",
+                       description="Export a network to NIR (neuromorphic intermediate representation), for "
+                       "snnTorch, Norse, SpikingJelly, Sinabs, Lava and neuromorphic hardware. Each neuron layer "
+                       "is mapped by its charge equation to NIR's LIF, IF, LI, I, CubaLIF, CubaLI or Threshold; "
+                       "what NIR cannot express is an error at the offending layer.")
+    e.add_argument("model")
+    e.add_argument("--nir", required=True, metavar="OUT.nir", help="the NIR file to write (HDF5)")
+    e.add_argument("--network", help="which network of the file (default: the first)")
+    e.add_argument("--checkpoint", help="weights from a checkpoint of snnc train (default: the initial weights)")
+    e.add_argument("--dt", type=float, default=1e-4, help="seconds per step, for NIR's time constants (1e-4)")
+    e.add_argument("--ties", choices=("nir", "spikingjelly"), default="nir", help=ties_help + " (default: nir)")
+    e.set_defaults(run=_export)
+
+    i = sub.add_parser("import", help="turn a NIR graph into a .snn file and a checkpoint of its weights",
+                       description="Import a NIR graph (from snnTorch, Norse, SpikingJelly, ... or snnc export) as "
+                       "a readable .snn file and a checkpoint that snnc eval reads and snnc train --resume "
+                       "continues from.")
+    i.add_argument("graph", metavar="model.nir")
+    i.add_argument("-o", "--out", required=True, metavar="MODEL.snn", help="the .snn file to write")
+    i.add_argument("--checkpoint", help="where to write the weights (default: MODEL.pt next to MODEL.snn)")
+    i.add_argument("--network", help="the network's name (default: from the graph, else the file name)")
+    i.add_argument("-T", type=int, dest="T", help="steps per sample (default: from the graph, else 100)")
+    i.add_argument("--encoder", help="the network's encoder (default: from the graph, else direct)")
+    i.add_argument("--readout", help="the network's readout (default: from the graph, else rate or mean)")
+    i.add_argument("--dt", type=float, help="seconds per step (default: from the graph, else 1e-4)")
+    i.add_argument("--ties", choices=("nir", "spikingjelly"), help=ties_help + " (default: from the graph, else nir)")
+    i.set_defaults(run=_import)
     return p
 
 

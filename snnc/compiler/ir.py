@@ -222,9 +222,34 @@ class Delay(Node):
     steps: Union[int, tuple[int, ...]]
 
 
+class Conv1d(Node):
+    """1-d convolution over [C, L] (NIR's Conv1d)."""
+
+    kind: Literal["conv1d"] = "conv1d"
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    bias: bool = True
+
+
+class SumPool2d(Node):
+    """Sum (not mean) over each window (NIR's SumPool2d)."""
+
+    kind: Literal["sumpool2d"] = "sumpool2d"
+    kernel_size: int
+    stride: Optional[int] = None
+
+
+class Scale(Node):
+    """Element-wise product with a learned weight of the input's shape (NIR's Scale)."""
+
+    kind: Literal["scale"] = "scale"
+
+
 Op = Annotated[
     Union[Flatten, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, NeuronLayer, Merge,
-          Concat, Delay],
+          Concat, Delay, Conv1d, SumPool2d, Scale],
     Field(discriminator="kind"),
 ]
 

@@ -239,3 +239,31 @@ def call_text(op) -> str:
 def describe(op) -> str:
     """How a node's layer reads in messages and in `snnc check`: 'linear', 'LIF', 'add'."""
     return op.neuron if isinstance(op, ir.NeuronLayer) else op.kind
+
+
+# ------------------------------------------------------------------ kinds NIR has (snnc import reads them)
+def _conv1d_shape(op: ir.Conv1d, shapes):
+    if len(shapes[0]) != 2:
+        raise LayerError(f"conv1d needs a [C, L] input, but the input here is {list(shapes[0])}",
+                         "give the network a sequence input like [2, 100]")
+    _positive("conv1d", "out_channels", op.out_channels)
+    k, s, pad = _positive("conv1d", "kernel size", op.kernel_size), _positive("conv1d", "stride", op.stride), op.padding
+    if pad < 0:
+        raise LayerError(f"conv1d padding must not be negative, not {pad}")
+    length = (shapes[0][1] + 2 * pad - k) // s + 1
+    if length < 1:
+        raise LayerError(f"conv1d kernel {k} does not fit the input {list(shapes[0])}", "use padding or a smaller kernel")
+    return (op.out_channels, length)
+
+
+KINDS.update({k.name: k for k in (
+    Kind("conv1d", ir.Conv1d, "1-d convolution over [C, L]; in_channels inferred", shape=_conv1d_shape,
+         params=lambda op, s: s[0][0] * op.out_channels * op.kernel_size + (op.out_channels if op.bias else 0),
+         emit=lambda op, s, c: f"rt.Conv1d({s[0][0]}, {op.out_channels}, kernel_size={op.kernel_size}, "
+                               f"stride={op.stride}, padding={op.padding}, bias={op.bias})"),
+    Kind("sumpool2d", ir.SumPool2d, "sum pooling (stride defaults to the kernel size)", shape=_pool_shape,
+         emit=lambda op, s, c: f"rt.SumPool2d({op.kernel_size}, stride={op.stride or op.kernel_size})"),
+    Kind("scale", ir.Scale, "element-wise product with a learned weight of the input's shape (starts at 1)",
+         shape=lambda op, s: s[0], params=lambda op, s: math.prod(s[0]),
+         emit=lambda op, s, c: f"rt.Scale({tuple(s[0])!r})"),
+)})

@@ -622,3 +622,36 @@ class Network(nn.Module):
         """The output node if it is a neuron layer (its v_seq gives output voltages when store_v_seq is set)."""
         out = self.output_layer()
         return out if isinstance(out, NeuronBase) else None
+
+
+# ------------------------------------------------------------------ layers NIR has (snnc import reads them)
+class Conv1d(_Layer, nn.Conv1d):
+    pass
+
+
+class SumPool2d(_Layer, nn.AvgPool2d):
+    """Sums over each window: average pooling whose divisor is 1 (exact sums, no division)."""
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__(kernel_size, stride=stride, divisor_override=1)
+
+
+class Scale(nn.Module):
+    """x * weight, element-wise, the weight of the input's per-sample shape (NIR's Scale)."""
+
+    step_mode = "s"
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(tuple(shape)))
+
+    def step(self, x):
+        return x * self.weight
+
+    seq = step
+
+    def forward(self, x):
+        return self.step(x)
+
+    def extra_repr(self):
+        return f"shape={tuple(self.weight.shape)}"
