@@ -136,6 +136,11 @@ def ptxas_entries(log: str) -> dict[str, dict]:
     return out
 
 
+# shared memory, barriers, warp shuffles and votes, atomics and reductions (global: ATOMG, REDG)
+BLOCK_COMMUNICATION = frozenset({"LDS", "STS", "LDSM", "BAR", "SHFL", "VOTE", "MATCH", "REDUX", "ATOM", "ATOMS",
+                                 "ATOMG", "RED", "REDG"})
+
+
 def _width(op: str) -> int:
     """Bits moved by one LDG/STG from its modifiers (LDG.E.128 -> 128, LDG.E.U16 -> 16, LDG.E -> 32)."""
     m = re.search(r"\.(128|64|U16|S16|U8|S8)\b", op)
@@ -156,8 +161,7 @@ def sass_entries(cubin: bytes, cuobjdump: str) -> dict[str, dict]:
         entry = body.split("\n", 1)[0].strip()
         ops = re.findall(r"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", body)
         info = {"instructions": len(ops), "local": sum(op.split(".")[0] in ("LDL", "STL") for op in ops),
-                "block_comm": sorted({op for op in ops if op.split(".")[0] in
-                                      ("LDS", "STS", "BAR", "SHFL", "ATOM", "ATOMS", "RED", "ATOMG")})}
+                "block_comm": sorted({op for op in ops if op.split(".")[0] in BLOCK_COMMUNICATION})}
         for kind in ("LDG", "STG"):
             widths: dict[int, int] = {}
             for op in ops:
