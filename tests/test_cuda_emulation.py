@@ -50,9 +50,10 @@ EMU_FLAGS = ("-O1", "-std=c++17", "-ffp-contract=off", "-fno-strict-aliasing", "
              "-fPIC", "-w", f"-I{SHIM}")
 LIB = load_module(MODELS / "neurons.snn")[0]
 CHUNK, LANES = kernels.CUDA.chunk, kernels.CUDA.lanes
-# [T, ...]: T = 1; T < chunk; T = chunk; T not a multiple of it (both ways); N off the lanes, N a multiple of
-# them, N past one 256-thread block of lanes.
-SHAPES = ((1, 7), (3, 3, 37), (CHUNK, 4, 40), (2 * CHUNK + 1, 1030), (3 * CHUNK - 1, 2, 2053))
+# [T, ...]: T = 1, T < chunk, T = chunk, and several chunks with a remainder (one step past, one short);
+# N off the lanes (lanes a block apart) and N a multiple of them (vector accesses) for both T = chunk and
+# several chunks; N past one 256-thread block of lanes.
+SHAPES = ((1, 7), (3, 3, 37), (CHUNK, 4, 40), (2 * CHUNK + 1, 1032), (3 * CHUNK - 1, 2, 2053))
 
 
 # ------------------------------------------------------------------ the emulator

@@ -4,7 +4,8 @@
   (PTX for the newest architecture NVRTC knows, when it does not know the
   device's), cached on disk under snnc's cache directory by the hash of source,
   options and architecture. The forward is compiled with `--fmad=false` so it
-  rounds like eager PyTorch; the backward may contract.
+  rounds like eager PyTorch; the backward may contract and divides within
+  2 ulp (`--prec-div=false`).
 * Launch: zero-copy (tensor data pointers), on PyTorch's current stream and
   device, one launch for all T steps forward and one for the whole BPTT. Each
   thread owns `kernels.CUDA.lanes` neurons: consecutive ones with vector
@@ -47,7 +48,10 @@ THREADS = kernels.CUDA.threads
 MIN_THREADS = 64  # the smallest block the runtime launches (two warps)
 ENTRY_POINTS = {"forward": ("snnc_forward", "snnc_forward_vec"), "backward": ("snnc_backward", "snnc_backward_vec")}
 FORWARD_OPTIONS = ("--fmad=false", "--std=c++17")
-BACKWARD_OPTIONS = ("--std=c++17",)
+# The backward may round differently from eager (its tolerance is 1e-5 relative): contraction, and divisions
+# within 2 ulp (--prec-div=false) instead of IEEE ones, whose slow-path branch split each lane's step into
+# separate basic blocks (17-24% more SASS instructions, less overlap between the lanes).
+BACKWARD_OPTIONS = ("--std=c++17", "--prec-div=false")
 
 
 # ------------------------------------------------------------------ NVRTC
@@ -309,7 +313,9 @@ class CudaKernels:
         tensors = {("gspike", None): self._io(gout), ("x", None): xk, ("gx", None): gx,
                    **{("gfinal", s): g.to(torch.float32).contiguous() for s, g in zip(p.states, gfinals)},
                    **{("saved", s): t for s, t in zip(p.saved, saved)},
-                   **{("init", s): t.to(torch.float32).expand(shape).contiguous() for s, t in zip(p.states, inits)},
+                   # only the states whose previous value the backward rebuilds read their initial one
+                   **{("init", s): t.to(torch.float32).expand(shape).contiguous() for s, t in zip(p.states, inits)
+                      if s in self.spec.prev_states},
                    **{("learnable", l): t.to(torch.float32).reshape(()).contiguous() for l, t in zip(p.learnables, learn)},
                    **{("ginit", s): g for s, g in zip(p.states, ginits)},
                    **{("glearn", l): partial[i] for i, l in enumerate(p.learnables)}}
