@@ -262,6 +262,21 @@ def test_thread_order_does_not_matter(name, dtype):
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("shape", [(2 * CHUNK + 1, 1032), (CHUNK + 2, 1030)])
+def test_inference_skips_H(shape):
+    """need_saved=False (no gradient wanted): H pointers are null and nothing else changes."""
+    n = LIB.neuron("Izhikevich")
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    k = EmulatedKernels(p, "float32")
+    x, inits = random_input(p, shape, scalars, {}, seed=6)
+    values = scalar_args(p, scalars)
+    out, finals, saved = k.forward(x, list(inits), [], values, True)
+    out2, finals2, saved2 = k.forward(x, list(inits), [], values, False)
+    assert saved and not saved2
+    assert torch.equal(out, out2) and all(torch.equal(a, b) for a, b in zip(finals, finals2))
+
+
 def _guarded(t: torch.Tensor, offset: int, guard: int = 64):
     """t's values inside a NaN-filled buffer, starting `offset` elements past a 64-element guard (an odd
     offset misaligns it for vector accesses)."""
