@@ -15,7 +15,9 @@ from conftest import MODELS
 
 LIB = load_module(MODELS / "neurons.snn")[0]
 HAS_CUDA = torch.cuda.is_available()
-SHAPES = ((1, 7), (6, 3, 37), (5, 4099))
+# T = 1; N off the four lanes (lanes a block apart); N a multiple of them (vector accesses), with T past one
+# chunk of steps and not a multiple of it, and with T = 100 over a small layer (64-thread blocks)
+SHAPES = ((1, 7), (6, 3, 37), (5, 4099), (9, 2, 1024), (100, 16, 64))
 
 
 def _cases():
@@ -77,3 +79,30 @@ def test_cpu_tensors_are_an_snnc_error():
     p = plan(LIB.neuron("LIF"))
     with pytest.raises(SnncError, match="runs on CUDA tensors"):
         kernels(spec_for(p), "cupy", torch.device("cpu"), torch.float32)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("offset", [0, 1])
+def test_cupy_misaligned_views_and_reproducible_learnable_gradient(offset):
+    """A view one element into its storage cannot take the vector entry point: the other one gives the same
+    spikes; and the learnable gradient (per-thread partial sums, one torch.sum) is the same bits run to run."""
+    from snnc.runtime.ops import run_plan
+
+    n = LIB.neuron("PLIF")
+    p = plan(n)
+    scalars = default_values(n, p.config)
+    x0, inits = random_input(p, (7, 4096), scalars, learnable_defaults(n, scalars), seed=4)
+    base = torch.empty(x0.numel() + offset, device="cuda")
+    x = base[offset:].view(x0.shape).copy_(x0.cuda())
+    grads, outs = [], []
+    for _ in range(2):
+        w = torch.tensor(learnable_defaults(n, scalars)["w"], device="cuda", requires_grad=True)
+        s, _ = run_plan(p, "cupy", x, tuple(i.cuda() for i in inits), scalars, (w,))
+        s.sum().backward()
+        grads.append(w.grad.clone())
+        outs.append(s)
+    ref_s, _, _ = reference_multi_step(p, x0.cuda(), tuple(i.cuda() for i in inits), scalars,
+                                       (torch.tensor(learnable_defaults(n, scalars)["w"], device="cuda"),))
+    assert torch.equal(outs[0], ref_s) and torch.equal(outs[1], ref_s)
+    assert torch.equal(grads[0], grads[1])

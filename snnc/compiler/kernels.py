@@ -1,4 +1,4 @@
-"""Fused kernels from a step plan: host C++ (OpenMP + SIMD) and CUDA (one thread per element).
+"""Fused kernels from a step plan: host C++ (OpenMP + SIMD) and CUDA (a few neurons per thread).
 
 Both targets share one per-element step body (`templates/_step.j2`); only the
 loop nest around it differs. Everything neuron-specific comes from the `Plan`
@@ -42,7 +42,7 @@ from .source import SnncError
 from .exprs import free_names
 
 __all__ = ["KernelParam", "KernelSpec", "spec", "render_host", "render_cuda", "render_all", "origin_comment",
-           "HOST_FLAGS"]
+           "HOST_FLAGS", "CUDA", "CudaLaunch"]
 
 # Forward exactness: no contraction into FMAs, no fast-math. -fno-trapping-math (IEEE results unchanged, only
 # exception flags) and -fno-thread-jumps let GCC if-convert the step body so `omp simd` vectorises it.
@@ -50,6 +50,18 @@ HOST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapp
               "-ffp-contract=off", "-shared", "-fPIC", "-std=c++17")
 HOST_BLOCK = 16384  # at most this many neurons per OpenMP work item: 64 KiB per state array, stays in L2
 COMPARISONS = {"<", "<=", ">", ">=", "==", "!="}
+
+
+@dataclass(frozen=True)
+class CudaLaunch:
+    """What the CUDA kernels are built for; the runtime launches them accordingly (snnc/runtime/cuda.py)."""
+
+    lanes: int = 4  # neurons per thread: one 16-byte fp32 (8-byte fp16) access per array and step
+    chunk: int = 4  # time steps whose loads a thread issues before their math
+    threads: int = 256  # the largest block (launch bounds)
+
+
+CUDA = CudaLaunch()
 
 
 # ------------------------------------------------------------------ printers
@@ -301,7 +313,9 @@ def _params(p: Plan, prev_states: tuple[str, ...], host: bool) -> tuple[tuple[Ke
            *learn, *scal,
            KernelParam("_gx", io, "gx", const=False),
            *(KernelParam(f"_ginit_{s}", "float", "ginit", s, const=False) for s in p.states),
-           *(KernelParam(f"_glearn_{l}", "float", "glearn", l, const=False) for l in p.learnables),
+           # host: the gradient itself; CUDA: one double partial sum per launched thread, reduced by the runtime
+           *(KernelParam(f"_glearn_{l}", "float", "glearn", l, const=False) if host else
+             KernelParam(f"_gpart_{l}", "double", "glearn", l, const=False) for l in p.learnables),
            *sizes]
     return tuple(fwd), tuple(bwd)
 
@@ -382,8 +396,8 @@ def render_cuda(p: Plan, dtype: str = "float32") -> dict[str, str]:
     if dtype not in ("float32", "float16"):
         raise SnncError(f"CUDA kernels are generated for float32 or float16, not {dtype}")
     k = spec(p, host=False)
-    return {"forward": _render("forward.cu.j2", k, dtype=dtype),
-            "backward": _render("backward.cu.j2", k, dtype=dtype)}
+    return {"forward": _render("forward.cu.j2", k, dtype=dtype, c=CUDA),
+            "backward": _render("backward.cu.j2", k, dtype=dtype, c=CUDA)}
 
 
 def render_all(neuron: ir.Neuron, cfg: Config | None = None) -> dict[str, str]:
