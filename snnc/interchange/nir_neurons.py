@@ -104,7 +104,7 @@ def exact(value: float) -> sp.Rational:
 def ir_values(neuron: ir.Neuron, overrides) -> dict[str, float]:
     """A layer's float parameters and learnables from the IR alone (defaults, then the layer's arguments;
     learnables at their initial value): what `check` knows before any weights exist."""
-    from ..compiler.check import constant_value, param_defaults
+    from ..compiler.constants import constant_value, param_defaults
 
     env = dict(param_defaults(neuron))
     for key, value in overrides:
@@ -223,7 +223,7 @@ def _two_states(Hv, Hc, current: str, spiking: bool, dt, shown: str):
 def _initial(neuron: ir.Neuron, cfg: Config, values: dict[str, float], kind: str, params: dict) -> None:
     """NIR graphs carry no initial state. snnc's convention (SpikingJelly's): a spiking neuron's v starts at
     v_reset, a non-spiking one's at v_leak, a current at 0. A neuron that starts elsewhere does not map."""
-    from ..compiler.check import constant_value
+    from ..compiler.constants import constant_value
 
     if kind == "Threshold":  # no memory: the start is never read
         return
@@ -402,7 +402,7 @@ def snnc_layer(form: Form, dt: float, ties: str, single: bool = False) -> tuple[
     fits, else the inline NIR-shaped one. Either is proved by mapping it back (`nir_form`) onto `form` (to
     float32 precision). `single`: the NIR numbers are float32. Returns (neuron, arguments that differ from its
     defaults, whether it is a library neuron)."""
-    from ..compiler.check import param_defaults
+    from ..compiler.constants import param_defaults
 
     for library, choice in ((True, _library_arguments(form, dt, ties, single)),
                             (False, _inline_arguments(form, dt, ties))):
@@ -427,6 +427,6 @@ def snnc_layer(form: Form, dt: float, ties: str, single: bool = False) -> tuple[
 
 
 def _requirements_hold(neuron: ir.Neuron, values: dict[str, float]) -> bool:
-    from ..compiler.check import constant_value
+    from ..compiler.constants import constant_value
 
     return all(constant_value(r.cond, values) is not False for r in neuron.requires)
