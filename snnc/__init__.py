@@ -8,7 +8,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .compiler.source import SnncError  # noqa: E402
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 __all__ = ["SnncError", "load", "functional", "surrogate", "__version__"]
 
 

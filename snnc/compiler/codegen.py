@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import jinja2
 
-from .. import __version__
+from ..version import __version__
 from . import ir
 from . import forward
 from .check import Checked

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from .. import __version__
+from ..version import __version__
 from ..compiler import ir
 from ..compiler.codegen import RUNTIME_FILE, package_name
 from ..compiler.driver import Compiled, check_file, compile_file, render_kernels, render_package

@@ -337,7 +337,7 @@ def compare(backend, p: Plan, x: torch.Tensor, inits: tuple, scalars: dict, lear
 def generated_neurons(path) -> tuple[dict, str]:
     """The generated torch neuron classes of a .snn file (`snnc.load(path).neurons`), or ({}, why not)."""
     try:
-        from .. import load
+        from .loader import load
 
         return dict(load(path).neurons), ""
     except Exception as exc:  # the generated modules are optional for verification
