@@ -71,3 +71,17 @@ def test_inductor_trains_fc2_like_eager():
     assert torch.equal(out, ref)
     for a, b in zip(grads, ref_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_signature_is_marked_constant_as_the_public_decorator_marks():
+    """ops marks its signature lookup constant by hand (importing Dynamo at start-up costs over a second):
+    the public decorator must still do exactly that."""
+    from snnc.runtime import ops
+
+    def probe(spec):
+        return spec
+
+    marked = torch.compiler.assume_constant_result(probe)
+    assert set(vars(marked)) == set(vars(ops._signature)) == {"_dynamo_marked_constant"}
+    assert marked._dynamo_marked_constant is ops._signature._dynamo_marked_constant is True
+

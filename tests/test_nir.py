@@ -44,6 +44,16 @@ def _networks(paths):
 
 
 MODEL_NETWORKS = _networks(sorted(MODELS.glob("*.snn")))
+
+
+def _golden_of(param, folder: str, suffix: str) -> Path:
+    path, network = param.values
+    return GOLDEN / folder / f"{Path(path).stem}-{network}{suffix}"
+
+
+# Which shipped networks NIR can express is recorded by their golden files: a dump, or the export's error.
+EXPORTABLE_MODELS = [n for n in MODEL_NETWORKS if _golden_of(n, "dumps", ".txt").exists()]
+REFUSED_MODELS = [n for n in MODEL_NETWORKS if _golden_of(n, "errors", ".err").exists()]
 TEST_NETWORKS = _networks(sorted((GOLDEN / "models").glob("*.snn")))
 PEER_NETWORKS = _networks(sorted((GOLDEN / "peers").glob("*.snn")))
 ERROR_CASES = sorted(p.stem for p in (GOLDEN / "errors").glob("*.snn"))
@@ -219,10 +229,15 @@ def _exportable(path, network):
     return True
 
 
-@pytest.mark.parametrize("path, network", MODEL_NETWORKS + TEST_NETWORKS + PEER_NETWORKS)
+def test_every_shipped_network_is_either_exported_or_refused(in_repo_root):
+    for param in MODEL_NETWORKS:
+        dump, error = _golden_of(param, "dumps", ".txt"), _golden_of(param, "errors", ".err")
+        assert dump.exists() != error.exists(), f"{param.id}: needs exactly one of {dump.name}, {error.name}"
+        assert _exportable(*param.values) == dump.exists(), param.id
+
+
+@pytest.mark.parametrize("path, network", EXPORTABLE_MODELS + TEST_NETWORKS + PEER_NETWORKS)
 def test_roundtrip_identical_parameters_spikes_and_voltages(path, network, tmp_path, in_repo_root):
-    if not _exportable(path, network):
-        pytest.skip("not exportable: its golden error is checked by test_export_errors_golden")
     cls = _lib(path).network_class(network)
     net, back, imported, weights = _roundtrip(path, network, tmp_path, _weights(cls()))
     twin = back.network(imported.network, backend="torch")
@@ -309,10 +324,8 @@ def _golden_state(net) -> dict:
     return state
 
 
-@pytest.mark.parametrize("path, network", MODEL_NETWORKS + TEST_NETWORKS)
+@pytest.mark.parametrize("path, network", EXPORTABLE_MODELS + TEST_NETWORKS)
 def test_export_golden(path, network, tmp_path, in_repo_root):
-    if not _exportable(path, network):
-        pytest.skip("not exportable: see test_export_errors_golden")
     net = _lib(path).network(network, backend="torch")
     graph = _export(path, network, _golden_state(net))
     file = tmp_path / "g.nir"
@@ -331,10 +344,8 @@ def _error_text(path, network=None) -> str:
     return info.value.render() + "\n"
 
 
-@pytest.mark.parametrize("path, network", MODEL_NETWORKS)
+@pytest.mark.parametrize("path, network", REFUSED_MODELS)
 def test_export_errors_golden_models(path, network, in_repo_root):
-    if _exportable(path, network):
-        pytest.skip("exportable: see test_roundtrip")
     write_or_compare(GOLDEN / "errors" / f"{Path(path).stem}-{network}.err", _error_text(path, network),
                      "the export error")
 

@@ -8,44 +8,15 @@ compile time, float parameters stay runtime scalars. Internal names start with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import sympy as sp
 
 from . import ir
 from .surrogates import grad_expr
 from .exprs import free_names, substitute
-from .neuron import (MEMBRANE, Config, charge_updates, default_config, layer_config, own_neurons,  # noqa: F401
+from .neuron import (MEMBRANE, Config, Plan, charge_updates, default_config, layer_config, own_neurons,  # noqa: F401
                      reset_updates, specialise, threshold)
 from .source import Diagnostic, SnncError
 from .symbolic import NotDifferentiable, diff, from_sympy, symbol, to_sympy
-
-
-@dataclass(frozen=True)
-class Plan:
-    neuron: ir.Neuron
-    config: Config
-    states: tuple[str, ...]
-    scalars: tuple[str, ...]  # float parameters the kernels take at run time
-    learnables: tuple[str, ...]
-    charge: tuple[tuple[str, ir.Expr], ...]  # sequential, in place: state = expr
-    reset: tuple[tuple[str, ir.Expr], ...]  # post-reset state from _h_<k>, _spike, _spike_r
-    surrogate_grad: ir.Expr  # of _h_v and the threshold
-    backward: tuple[tuple[str, ir.Expr], ...]  # _sg, _gh_<k>, then _gp_<k>, _g_x, _gl_<θ>
-    saved: tuple[str, ...]  # states whose charged value H[t] the backward reads
-    prev: tuple[tuple[str, ir.Expr], ...]  # previous state from _hp_<k>, _sp (step t-1)
-    needs_x: bool
-    init: tuple[tuple[str, ir.Expr], ...] = field(default=())
-    threshold: ir.Expr = field(default_factory=lambda: ir.Var(name="v_threshold"))  # of _h_<k> and parameters
-
-    @property
-    def threshold_prev(self) -> ir.Expr:
-        """The threshold of step t - 1 (from `_hp_<k>`), for the spike the backward rebuilds there."""
-        return substitute(self.threshold, {f"_h_{s}": ir.Var(name=f"_hp_{s}") for s in self.states})
-
-    @property
-    def grad_names(self) -> dict[str, str]:
-        return {"x": "_g_x", **{s: f"_gp_{s}" for s in self.states}, **{l: f"_gl_{l}" for l in self.learnables}}
 
 
 def derive(module: ir.Module, sources: dict) -> dict[tuple[str, Config], Plan]:

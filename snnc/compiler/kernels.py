@@ -35,7 +35,7 @@ import jinja2
 import numpy as np
 
 from . import ir
-from .derive import MEMBRANE, Config, Plan, plan as make_plan
+from .neuron import MEMBRANE, Config, Plan
 from .printers import CPrinter, PRECEDENCE
 from .resources import resource_dir
 from .source import SnncError
@@ -402,6 +402,8 @@ def render_cuda(p: Plan, dtype: str = "float32") -> dict[str, str]:
 
 def render_all(neuron: ir.Neuron, cfg: Config | None = None) -> dict[str, str]:
     """A neuron's kernels in one configuration (default: its own): <Neuron>.cpp, .fwd.cu, .bwd.cu (fp32)."""
+    from .derive import plan as make_plan  # SymPy: only where a plan is derived, not when kernels are loaded
+
     p = make_plan(neuron, cfg)
     cuda = render_cuda(p, "float32")
     return {f"{neuron.name}.cpp": render_host(p), f"{neuron.name}.fwd.cu": cuda["forward"],

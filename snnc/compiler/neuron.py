@@ -7,7 +7,7 @@ equations under a config, as IR (no algebra here: `derive` differentiates them).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import ir
 from .exprs import fold, substitute
@@ -37,6 +37,35 @@ class Config:
         sg_text = "" if sg is None else f"{sg.name}{sg.args}"
         out = "" if self.output == "spike" else f"-out_{self.output}"
         return f"{'soft' if self.soft_reset else 'hard'}-{int(self.detach_reset)}-{self.bools}-{sg_text}{out}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One neuron under one config, derived (`derive.plan`): every kernel target is rendered from this."""
+
+    neuron: ir.Neuron
+    config: Config
+    states: tuple[str, ...]
+    scalars: tuple[str, ...]  # float parameters the kernels take at run time
+    learnables: tuple[str, ...]
+    charge: tuple[tuple[str, ir.Expr], ...]  # sequential, in place: state = expr
+    reset: tuple[tuple[str, ir.Expr], ...]  # post-reset state from _h_<k>, _spike, _spike_r
+    surrogate_grad: ir.Expr  # of _h_v and the threshold
+    backward: tuple[tuple[str, ir.Expr], ...]  # _sg, _gh_<k>, then _gp_<k>, _g_x, _gl_<θ>
+    saved: tuple[str, ...]  # states whose charged value H[t] the backward reads
+    prev: tuple[tuple[str, ir.Expr], ...]  # previous state from _hp_<k>, _sp (step t-1)
+    needs_x: bool
+    init: tuple[tuple[str, ir.Expr], ...] = field(default=())
+    threshold: ir.Expr = field(default_factory=lambda: ir.Var(name="v_threshold"))  # of _h_<k> and parameters
+
+    @property
+    def threshold_prev(self) -> ir.Expr:
+        """The threshold of step t - 1 (from `_hp_<k>`), for the spike the backward rebuilds there."""
+        return substitute(self.threshold, {f"_h_{s}": ir.Var(name=f"_hp_{s}") for s in self.states})
+
+    @property
+    def grad_names(self) -> dict[str, str]:
+        return {"x": "_g_x", **{s: f"_gp_{s}" for s in self.states}, **{l: f"_gl_{l}" for l in self.learnables}}
 
 
 def default_config(neuron: ir.Neuron) -> Config:

@@ -83,6 +83,8 @@ class Diagnostic:
 class SnncError(Exception):
     """An error in the user's input or environment, reported without a traceback."""
 
+    exit_code = 1
+
     def __init__(
         self,
         message: str | None = None,
@@ -99,6 +101,12 @@ class SnncError(Exception):
 
     def render(self) -> str:
         return "\n\n".join(d.render() for d in self.diagnostics)
+
+
+class Interrupted(SnncError):
+    """The user stopped a command (Ctrl-C, SIGTERM) and it stopped cleanly: exit status 130, as shells expect."""
+
+    exit_code = 130
 
 
 def did_you_mean(name: str, candidates) -> str | None:

@@ -16,6 +16,7 @@ import shutil
 import stat
 import tempfile
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -103,6 +104,32 @@ def write_file(data: bytes, target: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def usual_mode(folder: bool = False) -> int:
+    """The mode the user's umask gives a new file (or folder): for outputs written through a temporary,
+    which mkstemp/mkdtemp create private (0600/0700). Cache entries stay private."""
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
+_COMPILE_SECONDS = [0.0]
+
+
+@contextmanager
+def compiling():
+    """Time a compilation into the cache (C++ or NVRTC): `compile_seconds()` reports it apart from run time."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        _COMPILE_SECONDS[0] += time.perf_counter() - start
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling kernels (zero when every kernel came from the cache)."""
+    return _COMPILE_SECONDS[0]
 
 
 def _remove_stale(folder: Path) -> None:

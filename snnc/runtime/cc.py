@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..compiler.source import SnncError
-from .cache import cache_dir, digest, subdir  # noqa: F401 (cache_dir: for the CUDA target)
+from .cache import compiling, digest, subdir
 
 DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17")
 
@@ -58,7 +58,8 @@ def compile_library(source: str, name: str, flags: tuple[str, ...] = DEFAULT_FLA
         src = Path(tmp) / f"{name}.cpp"
         src.write_text(source)
         out = Path(tmp) / f"{name}.so"
-        proc = subprocess.run([compiler, *flags, str(src), "-o", str(out)], capture_output=True, text=True)
+        with compiling():
+            proc = subprocess.run([compiler, *flags, str(src), "-o", str(out)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SnncError(
                 f"C++ compilation of generated kernel '{name}' failed:\n{proc.stderr.strip()[:4000]}",

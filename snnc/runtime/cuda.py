@@ -23,10 +23,8 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import tempfile
 import threading
 import warnings
 from functools import lru_cache
@@ -36,9 +34,9 @@ import numpy as np
 import torch
 
 from ..compiler import kernels
-from ..compiler.derive import Plan
+from ..compiler.neuron import Plan
 from ..compiler.source import SnncError
-from .cache import cache_dir
+from .cache import compiling, digest, subdir, write_file
 
 __all__ = ["CudaKernels", "cuda_kernels", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
            "nvrtc_version", "ptxas_report", "launch_shape", "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS",
@@ -113,10 +111,16 @@ def compile_to_file(source: str, name: str, arch: str, options: tuple[str, ...] 
     nvrtc = _nvrtc()
     opts = (f"--gpu-architecture={arch}", *options, *(f"-I{d}" for d in cuda_include_dirs()))
     kind = "cubin" if arch.startswith("sm_") else "ptx"
-    key = hashlib.sha256("\0".join((source, *opts, str(nvrtc.getVersion()))).encode()).hexdigest()[:16]
-    target = cache_dir() / "cuda" / f"{name}-{key}.{kind}"
+    target = subdir("cuda") / f"{name}-{digest(source, *opts, str(nvrtc.getVersion()))}.{kind}"
     if target.exists():
         return target
+    with compiling():
+        image = _compile(nvrtc, source, name, arch, opts, kind)
+    write_file(image, target)  # atomic: concurrent processes never load a half-written image
+    return target
+
+
+def _compile(nvrtc, source: str, name: str, arch: str, opts: tuple[str, ...], kind: str) -> bytes:
     prog = nvrtc.createProgram(source, f"{name}.cu", [], [])
     try:
         try:
@@ -136,14 +140,7 @@ def compile_to_file(source: str, name: str, arch: str, options: tuple[str, ...] 
         nvrtc.destroyProgram(prog)
     if isinstance(image, str):
         image = image.encode()
-    if kind == "cubin":
-        image = _whole_elf(image)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=f".{kind}.tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(image)
-    os.replace(tmp, target)  # atomic: concurrent processes never load a half-written image
-    return target
+    return _whole_elf(image) if kind == "cubin" else image
 
 
 def _whole_elf(image: bytes) -> bytes:

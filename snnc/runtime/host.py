@@ -13,7 +13,7 @@ import sys
 import torch
 
 from ..compiler import kernels as kernel_source
-from ..compiler.derive import Plan
+from ..compiler.neuron import Plan
 from ..compiler.source import SnncError
 from .cc import load_library
 

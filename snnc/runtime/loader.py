@@ -21,7 +21,7 @@ from ..compiler import ir
 from ..compiler.codegen import RUNTIME_FILE, package_name
 from ..compiler.driver import Compiled, check_file, compile_file, render_kernels, render_package
 from ..compiler.source import SnncError
-from .cache import digest, generator_hash, subdir, write_dir
+from .cache import digest, generator_hash, subdir, usual_mode, write_dir
 
 _SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\n"
 
@@ -39,6 +39,7 @@ def write_package(files: dict[str, str], target: Path, runtime_text: str) -> Non
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
+        os.chmod(tmp, usual_mode(folder=True))
         for name, text in {**files, RUNTIME_FILE: runtime_text}.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)

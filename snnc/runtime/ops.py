@@ -4,7 +4,9 @@
 call names (the backend table's kernel loader builds the kernels, once per plan). Both have fake
 implementations that declare their outputs' shapes and dtypes, and the forward has a registered autograd
 formula, so `torch.compile` traces a network's neuron layers without graph breaks: the operators are
-opaque to it, and the Python around them only reads module attributes.
+opaque to it, and the Python around them only reads module attributes. Eager calls go through `_Eager`, an
+autograd function over the same kernels and formula: an operator's first eager call imports TorchDynamo
+(1.4 s of start-up) and every call pays its dispatch.
 
 Kernels (`torch_kernels`, `host`, `cuda`) implement
 
@@ -82,26 +84,42 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, *inits, *learn, *output[1 + S:])
 
 
-def _backward(ctx, grads):
+def _gradients_in(ctx, grads):
+    """From a forward's saved tensors and its outputs' gradients: (gout, gfinals, saved, x, inits, learn)."""
     x, *rest = ctx.saved_tensors
     S, L = ctx.S, ctx.L
     inits, learn, saved = rest[:S], rest[S:S + L], rest[S + L:]
     gout = grads[0] if grads[0] is not None else torch.zeros_like(x)
-    gfinals = [g if g is not None else torch.zeros_like(s) for g, s in zip(grads[1:1 + S], inits)]
-    res = neuron_backward(ctx.spec, ctx.backend, gout.contiguous(), [g.contiguous() for g in gfinals],
-                          list(saved), x, list(inits), list(learn), ctx.scalars)
+    gfinals = [g.contiguous() if g is not None else torch.zeros_like(s) for g, s in zip(grads[1:1 + S], inits)]
+    return gout.contiguous(), gfinals, list(saved), x, list(inits), list(learn)
+
+
+def _backward(ctx, grads):
+    gout, gfinals, saved, x, inits, learn = _gradients_in(ctx, grads)
+    res = neuron_backward(ctx.spec, ctx.backend, gout, gfinals, saved, x, inits, learn, ctx.scalars)
+    S = ctx.S
     return None, None, res[0], list(res[1:1 + S]), list(res[1 + S:]), None, None
+
+
+def _backward_kernels(ctx, grads):
+    gout, gfinals, saved, x, inits, learn = _gradients_in(ctx, grads)
+    return kernels(ctx.spec, ctx.backend, x.device, x.dtype).backward(gout, gfinals, saved, x, inits, learn,
+                                                                        ctx.scalars)
 
 
 neuron_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ------------------------------------------------------------------ from a module
-@torch.compiler.assume_constant_result
 def _signature(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The plan's runtime scalars and learnables, by name (a constant for torch.compile)."""
     p = plan_for(spec)
     return tuple(p.scalars), tuple(p.learnables)
+
+
+# What `torch.compiler.assume_constant_result` does, without the import of Dynamo it costs (1.4 s of every
+# start-up); tests/test_compile.py checks that the decorator still does exactly this.
+_signature._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def multi_step(module, x_seq: torch.Tensor, states: tuple):
@@ -111,23 +129,40 @@ def multi_step(module, x_seq: torch.Tensor, states: tuple):
     scalar_names, learnable_names = _signature(spec)
     scalars = [float(getattr(module, n)) for n in scalar_names]
     learn = [getattr(module, n) for n in learnable_names]
-    inits = [s.to(x_seq.dtype) if backend == "torch" else s for s in states]
-    need_saved = torch.is_grad_enabled() and (
-        x_seq.requires_grad or any(s.requires_grad for s in inits) or any(p.requires_grad for p in learn))
-    res = neuron_forward(spec, backend, x_seq, inits, learn, scalars, need_saved)
-    return res[0], tuple(res[1:1 + len(inits)])
+    return _run(spec, backend, x_seq, states, scalars, learn)
 
 
 def run_plan(p, backend: str, x_seq: torch.Tensor, states, scalars: dict, learnables=()):
     """A plan's T steps on a backend, from explicit states and values: (out_seq, final states). Differentiable."""
-    spec = spec_for(p)
-    values = scalar_args(p, scalars)
-    learn = list(learnables)
+    return _run(spec_for(p), backend, x_seq, states, scalar_args(p, scalars), list(learnables))
+
+
+def _run(spec: str, backend: str, x_seq: torch.Tensor, states, scalars: list[float], learn: list):
     inits = [s.to(x_seq.dtype) if backend == "torch" else s for s in states]
     need_saved = torch.is_grad_enabled() and (
-        x_seq.requires_grad or any(s.requires_grad for s in inits) or any(l.requires_grad for l in learn))
-    res = neuron_forward(spec, backend, x_seq, inits, learn, values, need_saved)
+        x_seq.requires_grad or any(s.requires_grad for s in inits) or any(p.requires_grad for p in learn))
+    if torch.compiler.is_compiling():
+        res = neuron_forward(spec, backend, x_seq, inits, learn, scalars, need_saved)
+    else:  # eager: the same kernels and formula without the operator's dispatch, whose first call imports Dynamo
+        res = _Eager.apply(spec, backend, scalars, need_saved, len(inits), x_seq, *inits, *learn)
     return res[0], tuple(res[1:1 + len(inits)])
+
+
+class _Eager(torch.autograd.Function):
+    """`neuron_forward` with its registered autograd formula, for eager calls."""
+
+    @staticmethod
+    def forward(ctx, spec, backend, scalars, need_saved, S, x, *tensors):
+        inits, learn = list(tensors[:S]), list(tensors[S:])
+        out, finals, saved = kernels(spec, backend, x.device, x.dtype).forward(x, inits, learn, scalars, need_saved)
+        ctx.spec, ctx.backend, ctx.scalars, ctx.S, ctx.L = spec, backend, scalars, S, len(learn)
+        ctx.save_for_backward(x, *inits, *learn, *saved)
+        return (out, *finals)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        gx, ginits, glearn = _backward_kernels(ctx, grads)
+        return (None, None, None, None, None, gx, *ginits, *glearn)
 
 
 def install() -> None:

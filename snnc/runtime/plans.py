@@ -13,7 +13,7 @@ from functools import lru_cache
 import torch
 
 from ..compiler import ir
-from ..compiler.derive import Config, Plan, plan as make_plan
+from ..compiler.neuron import Config, Plan
 from ..compiler.printers import PythonPrinter
 from ..compiler.source import SnncError
 from . import support
@@ -63,15 +63,38 @@ _PLANS: dict[str, Plan] = {}
 
 
 def plan_for(spec: str) -> Plan:
-    """The plan of a kernel spec (`spec_of`), derived once per process."""
+    """The plan of a kernel spec (`spec_of`): derived once per process, and read from the cache after the
+    first process (deriving needs SymPy: half a second to import, and more to differentiate)."""
     hit = _PLANS.get(spec)
     if hit is not None:
         return hit
-    neuron_json, key = spec.split("\n", 1)
     with _LOCK:
         if spec not in _PLANS:
-            _PLANS[spec] = make_plan(neuron_of(neuron_json), config_from_key(key))
+            _PLANS[spec] = _cached_plan(spec)
         return _PLANS[spec]
+
+
+@lru_cache(maxsize=1)
+def _plan_json():
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Plan)
+
+
+def _cached_plan(spec: str) -> Plan:
+    from .cache import digest, generator_hash, subdir, write_file
+
+    path = subdir("plans") / f"{digest(generator_hash(), spec)}.json"
+    try:
+        return _plan_json().validate_json(path.read_bytes())
+    except (OSError, ValueError):  # not there yet (or unreadable: derived again and rewritten)
+        pass
+    from ..compiler.derive import plan as make_plan
+
+    neuron_json, key = spec.split("\n", 1)
+    p = make_plan(neuron_of(neuron_json), config_from_key(key))
+    write_file(_plan_json().dump_json(p), path)
+    return p
 
 
 def scalar_args(p: Plan, values: dict) -> list[float]:

@@ -12,7 +12,7 @@ import threading
 from types import SimpleNamespace
 
 from ..compiler.codegen import environment
-from ..compiler.derive import MEMBRANE, Plan
+from ..compiler.neuron import MEMBRANE, Plan
 from . import support
 
 _CACHE: dict = {}

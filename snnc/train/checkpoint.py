@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..compiler.source import SnncError
+from ..runtime.cache import usual_mode
 
 FORMAT = "snnc-checkpoint-1"
 LAST, BEST = "last.pt", "best.pt"
@@ -30,6 +31,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, usual_mode())  # a run's outputs get the user's usual permissions, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from ..compiler.source import SnncError
+from .recipe import DATASETS, NAMES
 
-DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's folder names
-NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 NUM_CLASSES = 10
+IMAGE_SHAPE = (1, 28, 28)  # both datasets: one channel of 28 x 28 pixels
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -67,7 +67,7 @@ class Dataset:
     train: Split
     test: Split
     folder: Path
-    input_shape: tuple[int, ...] = (1, 28, 28)
+    input_shape: tuple[int, ...] = IMAGE_SHAPE
     num_classes: int = NUM_CLASSES
 
 
@@ -123,10 +123,55 @@ def read_idx(path: Path, magic: int) -> torch.Tensor:
 
 @lru_cache(maxsize=4)
 def _load_folder(name: str, folder: Path, mtime: float) -> Dataset:
+    cached = _decoded(name, folder)
+    if cached is not None:
+        return cached
     _check_identity(name, folder)
     sums = _read_sums(folder)
     splits = {key: _load_split(folder, images, labels, sums) for key, (images, labels) in FILES.items()}
-    return Dataset(name, splits["train"], splits["test"], folder)
+    dataset = Dataset(name, splits["train"], splits["test"], folder)
+    _keep_decoded(dataset)
+    return dataset
+
+
+# Decoded, checked splits are kept in snnc's cache, keyed by the files' identity (path, size, modification
+# time, inode): a later run skips decompression, checksums and identification (a third of a second).
+def _decoded_path(name: str, folder: Path) -> Path:
+    from ..runtime.cache import digest, subdir
+
+    stats = []
+    for pair in FILES.values():
+        for stem in pair:
+            path = _find_file(folder, stem)
+            st = path.stat()
+            stats.append(f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+    return subdir("data") / f"{name}-{digest(*stats)}.npz"
+
+
+def _decoded(name: str, folder: Path) -> Dataset | None:
+    try:
+        with np.load(_decoded_path(name, folder)) as z:
+            arrays = {k: torch.from_numpy(z[k]) for k in ("train_x", "train_y", "test_x", "test_y")}
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    if arrays["train_x"].dtype != torch.uint8 or arrays["train_y"].dtype != torch.int64:
+        return None
+    return Dataset(name, Split(arrays["train_x"], arrays["train_y"]), Split(arrays["test_x"], arrays["test_y"]),
+                   folder)
+
+
+def _keep_decoded(dataset: Dataset) -> None:
+    import io
+
+    from ..runtime.cache import write_file
+
+    buffer = io.BytesIO()
+    np.savez(buffer, train_x=dataset.train.images.numpy(), train_y=dataset.train.labels.numpy(),
+             test_x=dataset.test.images.numpy(), test_y=dataset.test.labels.numpy())
+    try:
+        write_file(buffer.getvalue(), _decoded_path(dataset.name, dataset.folder))
+    except OSError:  # a cache that cannot be written only costs the next run its third of a second
+        pass
 
 
 # Which dataset a label file is, by content: SHA-256 of the decompressed bytes (MNIST, from the files this

@@ -5,6 +5,7 @@ import csv
 import io
 import os
 import sys
+import time
 from dataclasses import asdict
 
 import torch
@@ -101,10 +102,6 @@ class Logger:
         self.show = run.main and not run.options.quiet
 
     def __enter__(self) -> "Logger":
-        if self.run.main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run.out_dir), purge_step=self.run.start_epoch + 1)
         if self.show:
             print(describe(self.run), flush=True)
         return self
@@ -120,6 +117,18 @@ class Logger:
         enabled = self.show and sys.stderr.isatty()
         return tqdm(total=total, initial=initial, disable=not enabled, leave=False, unit="batch",
                     desc=f"epoch {epoch + 1}/{self.run.settings['epochs']}", mininterval=0.5)
+
+    def first_batch(self, bar):
+        """Say how long the way to the first batch took, and how much of it was compiling kernels."""
+        if not self.show:
+            return
+        from ..runtime.cache import compile_seconds
+
+        compiled = compile_seconds()
+        what = f"compiling kernels took {compiled:.1f} s of it (not counted in images/s)" if compiled >= 0.05 \
+            else "every kernel from the cache"
+        bar.write(f"first batch done {seconds_since_start():.1f} s after start ({what})", file=sys.stdout)
+        sys.stdout.flush()
 
     def batch(self, bar, sums: dict, seconds: float):
         if bar.disable:
@@ -155,10 +164,28 @@ class Logger:
             print(summary(row, run.settings["epochs"], run.best_acc), flush=True)
 
     def _tensorboard(self, row: dict):
+        if self.writer is None:  # opened at the first epoch's end: its import is not on the way to the first batch
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run.out_dir), purge_step=self.run.start_epoch + 1)
         for key in METRIC_COLUMNS[1:]:
             self.writer.add_scalar(key, row[key], row["epoch"])
         self.writer.add_scalar("lr", self.run.optimizer.param_groups[0]["lr"], row["epoch"])
         self.writer.flush()
+
+
+def seconds_since_start() -> float:
+    """Wall seconds since this process started (from /proc on Linux; elsewhere, since snnc was imported)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - started / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        import snnc
+
+        return time.perf_counter() - snnc.IMPORTED_AT
 
 
 def describe(run) -> str:
@@ -169,9 +196,13 @@ def describe(run) -> str:
     start = f", resuming at epoch {run.start_epoch + 1}" if run.start_epoch or run.start_batch else ""
     n_train = len(run.train)
     held = f", {len(run.val):,} held out for validation" if len(run.val) else ", no validation split"
+    limit = run.options.max_steps
+    smoke = (f"; smoke run: at most {limit} training batch{'es' if limit > 1 else ''}, validation and test on "
+             f"{limit} batch{'es' if limit > 1 else ''} each") if limit is not None else ""
+    epochs = f"{s['epochs']} epoch{'s' if s['epochs'] > 1 else ''}"
     return (f"{run.exp.name}: {s['dataset']} ({n_train:,} training images{held}), T={s['T']}, batch {s['batch_size']}, "
-            f"{s['opt']} lr {s['lr']:g}, {s['epochs']} epochs, backend {'/'.join(backends) or 'torch'} "
-            f"on {run.device}{world}{start} -> {run.out_dir}")
+            f"{s['opt']} lr {s['lr']:g}, {epochs}, backend {'/'.join(backends) or 'torch'} "
+            f"on {run.device}{world}{start}{smoke} -> {run.out_dir}")
 
 
 def summary(row: dict, epochs: int, best: float) -> str:

@@ -24,8 +24,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..compiler.source import SnncError, did_you_mean
+from ..compiler.source import Interrupted, SnncError, did_you_mean
 from ..runtime import backends, support
+from ..runtime.cache import compile_seconds
 from . import checkpoint as ckpt
 from . import data as datasets
 from . import distributed, logs
@@ -33,49 +34,7 @@ from .batch import TEST_STREAM, TRAIN_STREAM, VAL_STREAM, autocast, encode_batch
 from .encode import ENCODERS
 from .experiment import Experiment
 from .logs import METRIC_COLUMNS, read_metrics, write_metrics  # noqa: F401 (public API)
-
-DEFAULTS = {
-    "epochs": 10, "batch_size": 64, "lr": 1e-3, "opt": "adam", "momentum": 0.9, "lr_schedule": "none",
-    "loss": "mse", "dataset": "mnist", "seed": 0, "amp": False, "weight_decay": 0.0, "val_split": 0.1,
-}
-CHOICES = {"opt": ("adam", "sgd"), "lr_schedule": ("none", "cosine"), "loss": ("mse", "ce"),
-           "dataset": tuple(datasets.DATASETS)}
-# Settings that shape the training trajectory: fixed for the life of a run.
-RUN_KEYS = ("T", *DEFAULTS, "subset", "test_subset")
-
-
-@dataclass
-class TrainOptions:
-    """Command-line options; None means: from the checkpoint (resume), else the model's recipe, else DEFAULTS."""
-
-    T: int | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
-    lr: float | None = None
-    opt: str | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    lr_schedule: str | None = None
-    loss: str | None = None
-    dataset: str | None = None
-    seed: int | None = None
-    amp: bool | None = None
-    val_split: float | None = None
-    subset: int | None = None
-    test_subset: int | None = None
-    device: str = "auto"
-    backend: str | None = None
-    data_dir: str | None = None
-    out_dir: str | None = None
-    resume: str | None = None
-    workers: int | None = None
-    nproc: int = 1
-    download: bool = False
-    quiet: bool = False
-    overwrite: bool = False
-    plots: bool = True
-    fuse_input: bool = True  # Poisson encoder + first linear layer as one kernel (CPU, fused neuron backends)
-
+from .recipe import CHOICES, DEFAULTS, RUN_KEYS, TrainOptions  # noqa: F401 (public API)
 
 @dataclass
 class _Run:
@@ -103,6 +62,12 @@ class _Run:
     best_acc: float = -1.0
     buffers: dict = field(default_factory=dict)
     nonfinite: list = field(default_factory=list)  # neuron layers whose state held NaN/inf after the last batch
+    steps: int = 0  # training batches run by this process
+
+    @property
+    def steps_left(self) -> int | None:
+        limit = self.options.max_steps
+        return None if limit is None else max(0, limit - self.steps)
 
     @property
     def main(self) -> bool:
@@ -144,6 +109,40 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     return {"test_loss": loss, "test_acc": acc, "samples": n, "epoch": state["epoch"]}
 
 
+def dry_run(exp: Experiment, options: TrainOptions | None = None) -> dict:
+    """Build the network and train it on one batch of random images (forward, backward, optimizer step),
+    with the settings a run would use: nothing is read (no dataset) and nothing is written (no run folder).
+    {"loss", "seconds", "compile_seconds", "backend", "device", "parameters", "settings"}"""
+    options = options or TrainOptions()
+    settings = _resolve(exp, options, None)
+    device = backends.run_device(options.device, options.backend)
+    _threads(options.workers, 1, device)
+    shape = datasets.IMAGE_SHAPE
+    empty = datasets.Split(torch.zeros(0, *shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    _check_shape(exp, datasets.Dataset(settings["dataset"], empty, empty, Path()), settings["T"])
+    net = _build_net(exp, options.backend, device, settings["seed"])
+    optimizer = _optimizer(net, settings)
+    n = settings["batch_size"]
+    generator = torch.Generator().manual_seed(settings["seed"])
+    x = torch.randint(0, 256, (n, *shape), generator=generator, dtype=torch.uint8).to(device).float().div_(255)
+    y = torch.randint(0, exp.num_classes, (n,), generator=generator).to(device)
+    start, compiled = time.perf_counter(), compile_seconds()
+    with autocast(device, settings["amp"]):
+        out = run_net(exp, net, x, settings, torch.arange(n), 0, TRAIN_STREAM, {}, options.fuse_input)
+        loss = loss_of(readout(exp, net, out), y, settings["loss"], exp.num_classes)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    value = loss.item()  # waits for the device
+    if not math.isfinite(value) or support.nonfinite_states(net):
+        raise SnncError(f"{exp.name}: one batch of random images gives a loss of {value}",
+                        hint="look for a division by a state that can be zero, or an exponential that overflows")
+    names = sorted({m.resolved_backend(device) for m in net.modules() if isinstance(m, support.NeuronBase)})
+    return {"loss": value, "seconds": time.perf_counter() - start - (compile_seconds() - compiled),
+            "compile_seconds": compile_seconds() - compiled, "backend": "/".join(names) or "none",
+            "device": str(device), "parameters": sum(p.numel() for p in net.parameters()), "settings": settings}
+
+
 # ----------------------------------------------------------------------------- setup
 
 def _train_process(exp: Experiment, options: TrainOptions, rank: int, world: int) -> dict:
@@ -156,6 +155,8 @@ def _train_process(exp: Experiment, options: TrainOptions, rank: int, world: int
         for epoch in range(run.start_epoch, run.settings["epochs"]):
             row = _run_epoch(run, epoch, guard, log)
             log.epoch(row)
+            if run.steps_left == 0:
+                break
         if run.start_epoch >= run.settings["epochs"] and run.main and not options.quiet:
             print(f"{run.out_dir}: all {run.settings['epochs']} epochs already done", file=sys.stderr)
     return logs.result(run)
@@ -203,8 +204,13 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
             settings[key] = saved[key] if given is None or key != "epochs" else given
         elif saved is not None and key == "val_split":
             settings[key] = 0.0  # a run from before validation splits trained on all training images
+        elif key == "epochs" and given is None and options.subset is not None:
+            settings[key] = 1  # a run on a subset is a quick one: one epoch unless --epochs says otherwise
         else:
             settings[key] = base[key] if given is None else given
+    if options.max_steps is not None and (not isinstance(options.max_steps, int) or options.max_steps < 1):
+        raise SnncError(f"max_steps must be a positive number of batches, got {options.max_steps!r}",
+                        hint="e.g. --max-steps 5 for a smoke run")
     _validate(exp, settings)
     return settings
 
@@ -243,7 +249,8 @@ def _check_out_dir(out_dir: Path, options: TrainOptions):
     taken = [n for n in (ckpt.LAST, "metrics.csv") if (out_dir / n).exists()]
     if taken and not options.resume and not options.overwrite:
         raise SnncError(f"{out_dir} already holds a training run ({', '.join(taken)})",
-                        hint="resume it with --resume, choose another --out-dir, or allow overwriting")
+                        hint=f"resume it with --resume {out_dir / ckpt.LAST}, choose another --out-dir, or start afresh "
+                             "there with --overwrite")
 
 
 def _threads(workers: int | None, world: int, device: torch.device):
@@ -256,12 +263,14 @@ def _threads(workers: int | None, world: int, device: torch.device):
 
 
 def _check_shape(exp: Experiment, data: datasets.Dataset, T: int):
+    """The network takes what the dataset, through the encoder, gives (`data` only for its name and shape)."""
     encoder = ENCODERS[exp.encoder]
     step = encoder.step_shape(data.input_shape)
     if tuple(exp.input_shape) != step or exp.num_classes != data.num_classes:
         raise SnncError(
-            f"{exp.name} takes input {list(exp.input_shape)} with {exp.num_classes} classes, but {data.name} "
-            f"through the {exp.encoder} encoder gives {list(step)} per step with {data.num_classes}",
+            f"{exp.name} takes input {list(exp.input_shape)} with {exp.num_classes} classes, but "
+            f"{datasets.NAMES[data.name]} through the {exp.encoder} encoder gives {list(step)} per step with "
+            f"{data.num_classes}",
             hint=f"set 'input = {list(step)}' (and one output per class), or change the dataset or encoder",
         )
     steps = encoder.steps(data.input_shape)
@@ -316,32 +325,37 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
     order = _epoch_order(len(train), run.settings["seed"], epoch, run.rank, run.world)
     batches = order.split(run.settings["batch_size"])
     first = run.start_batch if epoch == run.start_epoch else 0
+    end = len(batches) if run.steps_left is None else min(len(batches), first + run.steps_left)
     sums = run.partial if epoch == run.start_epoch and run.partial else {"loss": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
     run.model.train()
-    start = time.perf_counter()
+    start, compiled = time.perf_counter(), compile_seconds()
     bar = log.bar(epoch, len(batches), first)
-    for b in range(first, len(batches)):
+    for b in range(first, end):
         loss, correct = _train_step(run, train, batches[b], epoch)
         n = len(batches[b])
         sums["loss"] += loss * n
         sums["correct"] += correct
         sums["count"] += n
-        log.batch(bar, sums, time.perf_counter() - start + sums["seconds"])
+        run.steps += 1
+        if run.steps == 1:
+            log.first_batch(bar)
+        log.batch(bar, sums, time.perf_counter() - start + sums["seconds"] - (compile_seconds() - compiled))
         stop = _consensus(run, interrupted=guard.requested, bad_loss=not math.isfinite(loss) or bool(run.nonfinite))
         if stop:
             bar.close()
-            sums["seconds"] += time.perf_counter() - start
+            sums["seconds"] += time.perf_counter() - start - (compile_seconds() - compiled)
             _stop(run, epoch, b, sums, stop)
     bar.close()
-    train_seconds = sums["seconds"] + time.perf_counter() - start
+    train_seconds = sums["seconds"] + time.perf_counter() - start - (compile_seconds() - compiled)  # not compiling
     totals = distributed.all_sum(run.world, [sums["loss"], sums["correct"], sums["count"]], run.device)
     val_loss, val_acc = float("nan"), float("nan")
+    limit = run.options.max_steps
     if len(run.val):
         val_loss, val_acc, _ = _evaluate(run.exp, run.net, run.val, run.settings, run.device, run.buffers,
-                                         run.rank, run.world, run.options.fuse_input, VAL_STREAM)
+                                         run.rank, run.world, run.options.fuse_input, VAL_STREAM, limit)
     test_loss, test_acc, _ = _evaluate(run.exp, run.net, run.data.test.head(run.settings["test_subset"]),
                                        run.settings, run.device, run.buffers, run.rank, run.world,
-                                       run.options.fuse_input)
+                                       run.options.fuse_input, TEST_STREAM, limit)
     if run.scheduler is not None:
         run.scheduler.step()
     return {
@@ -380,12 +394,15 @@ def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: in
 @torch.no_grad()
 def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: dict, device: torch.device,
               buffers: dict, rank: int = 0, world: int = 1, fuse: bool = True,
-              stream: int = TEST_STREAM) -> tuple[float, float, int]:
-    """Mean loss and accuracy of a split over this rank's shard (summed over ranks)."""
+              stream: int = TEST_STREAM, max_batches: int | None = None) -> tuple[float, float, int]:
+    """Mean loss and accuracy of a split over this rank's shard (summed over ranks); of its first
+    `max_batches` batches when given (a smoke run)."""
     was_training = net.training
     net.eval()
     loss_sum, correct = 0.0, 0
     ids = torch.arange(len(split))[rank::world]
+    if max_batches is not None:
+        ids = ids[: max_batches * s["batch_size"]]
     for index in ids.split(s["batch_size"]):
         x, y = split.batch(index, device)
         with autocast(device, s["amp"]):
@@ -431,7 +448,7 @@ def _stop(run: _Run, epoch: int, batch: int, sums: dict, why: str):
         )
     if run.main:
         ckpt.save(logs.checkpoint_state(run, epoch, batch + 1, sums), last)
-    raise SnncError(f"interrupted at epoch {epoch + 1}, batch {batch + 1}; checkpoint saved to {last}",
-                    hint=f"resume with --resume {last}")
+    raise Interrupted(f"interrupted at epoch {epoch + 1}, batch {batch + 1}; checkpoint saved to {last}",
+                      hint=f"resume with --resume {last}")
 
 

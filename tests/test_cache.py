@@ -1,0 +1,102 @@
+"""snnc's on-disk cache beyond generated packages: derived plans, decoded datasets, compile time accounting."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import TypeAdapter
+
+from snnc.compiler.derive import plan
+from snnc.compiler.driver import check_file
+from snnc.compiler.neuron import Plan
+from snnc.runtime import cache, plans
+
+from conftest import MODELS
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("SNNC_CACHE_DIR", str(folder))
+    return folder
+
+
+def _json(p: Plan) -> bytes:
+    return TypeAdapter(Plan).dump_json(p)
+
+
+def _neurons():
+    return check_file(MODELS / "rsnn_smnist.snn").module.neurons
+
+
+@pytest.mark.parametrize("neuron", _neurons(), ids=lambda n: n.name)
+def test_a_plan_survives_its_json_form(neuron):
+    p = plan(neuron)
+    adapter = TypeAdapter(Plan)
+    again = adapter.validate_json(adapter.dump_json(p))
+    assert adapter.dump_json(again) == adapter.dump_json(p)  # everything but source positions
+    assert again.config == p.config and len(again.backward) == len(p.backward) > 0
+
+
+def test_plans_are_read_from_the_cache_and_rederived_when_unreadable(private_cache, monkeypatch):
+    neuron = next(n for n in _neurons() if n.name == "AdaptiveLIF")
+    spec = plans.spec_for(plan(neuron))
+    plans._PLANS.clear()
+    first = plans.plan_for(spec)
+    files = list((private_cache / "plans").glob("*.json"))
+    assert len(files) == 1
+    plans._PLANS.clear()
+    monkeypatch.setattr("snnc.compiler.derive.plan", lambda *a: pytest.fail("derived again, not read"))
+    assert _json(plans.plan_for(spec)) == _json(first)
+    monkeypatch.undo()
+    monkeypatch.setenv("SNNC_CACHE_DIR", str(private_cache))
+    files[0].write_text("{ not a plan")
+    plans._PLANS.clear()
+    assert _json(plans.plan_for(spec)) == _json(first)  # derived again
+    assert files[0].read_bytes() == _json(first)  # and rewritten
+    plans._PLANS.clear()
+
+
+def _idx(array: np.ndarray, magic: int) -> bytes:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def test_decoded_datasets_are_cached_by_file_identity(tmp_path, private_cache):
+    from snnc.train import data
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(_idx(rng.integers(0, 256, (n, 28, 28)), 0x803))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(_idx(rng.integers(0, 10, n), 0x801))
+    data._load_folder.cache_clear()
+    fresh = data.load("mnist", folder)
+    assert len(list((private_cache / "data").glob("*.npz"))) == 1
+    data._load_folder.cache_clear()
+    cached = data.load("mnist", folder)
+    for a, b in ((fresh.train, cached.train), (fresh.test, cached.test)):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+        assert b.images.dtype == torch.uint8 and b.labels.dtype == torch.int64
+    # a changed file is a different key: decoded (and checked) again
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(_idx(np.full(10, 3), 0x801))
+    data._load_folder.cache_clear()
+    assert data.load("mnist", folder).test.labels.tolist() == [3] * 10
+    data._load_folder.cache_clear()
+
+
+def test_compile_time_is_counted_apart(private_cache):
+    from snnc.runtime.cc import find_compiler, load_library
+
+    try:
+        find_compiler()
+    except Exception:
+        pytest.skip("no C++ compiler")
+    before = cache.compile_seconds()
+    load_library("extern \"C\" int snnc_probe(void) { return 7; }\n", "snnc_probe")
+    compiled = cache.compile_seconds() - before
+    assert compiled > 0
+    load_library.cache_clear()
+    lib = load_library("extern \"C\" int snnc_probe(void) { return 7; }\n", "snnc_probe")  # from the cache
+    assert cache.compile_seconds() - before == compiled and lib.snnc_probe() == 7
