@@ -34,6 +34,12 @@ def steps(name: str) -> str:
     return "steps" + var(name)
 
 
+def each(sequence: str) -> str:
+    """A loop's tuple of a sequence's steps (`sequence.unbind(0)`): read as `each...[t]`, its backward is one
+    stack, where indexing the sequence at every step would add a zero-filled [T, ...] gradient per step."""
+    return "each" + (sequence if sequence.startswith("_") else "_" + sequence)
+
+
 def module(name: str) -> str:
     """How generated code reaches a node's module: L["b1"]["conv"]."""
     return "L" + "".join(f'["{part}"]' for part in name.split("."))
@@ -89,30 +95,39 @@ def _loop(graph: Graph, group, loop_of) -> list[str]:
         lines.append(f"{prev(s)} = rt.shift({var(s)})")
     for n in out_names:
         lines.append(f"{steps(n)} = []")
-    lines.append("for t in range(x.shape[0]):")
+    loop_at = len(lines)
     body = []
+    unbound: list[str] = []  # sequences the loop reads step by step, each unbound once before it
+
+    def step_of(sequence: str) -> str:
+        if sequence not in unbound:
+            unbound.append(sequence)
+        return f"{each(sequence)}[t]"
+
     for n in group.nodes:
         layer = graph.nodes[n].layer
         args = []
         for src in layer.inputs:
             if src == ir.INPUT:
-                args.append("x[t]")
+                args.append(step_of("x"))
             elif src in members:
                 if order[src] < order[n]:
                     args.append(var(src))
                 elif _is_neuron(graph, src):
                     args.append(prev(src))
                 else:  # a delay read before it steps: its input d steps ago
-                    args.append(f"{module(src)}.peek(x[t], {graph.nodes[src].out_shape!r})")
+                    args.append(f"{module(src)}.peek({step_of('x')}, {graph.nodes[src].out_shape!r})")
             elif src in shifted:
-                args.append(f"{prev(src)}[t]")
+                args.append(step_of(prev(src)))
             else:
-                args.append(f"{var(src)}[t]")
+                args.append(step_of(var(src)))
         body.append(f"{var(n)} = {module(n)}({', '.join(args)})  # {_comment(graph, n)}")
         if n in fed_back:
             body.append(f"{prev(n)} = {var(n)}")
     for n in out_names:
         body.append(f"{steps(n)}.append({var(n)})")
+    lines[loop_at:loop_at] = [f"{each(seq)} = {seq}.unbind(0)" for seq in unbound]
+    lines.append("for t in range(x.shape[0]):")
     lines += ["    " + b for b in body]
     for n in out_names:
         lines.append(f"{var(n)} = torch.stack({steps(n)})")

@@ -244,8 +244,8 @@ class NeuronBase(nn.Module):
             self._keep(out_seq, states)
             return out_seq
         outs, vs = [], []
-        for t in range(x_seq.shape[0]):
-            spike, states = self.single_step(x_seq[t], *states)
+        for x in x_seq.unbind(0):  # one backward node for all steps (x_seq[t] would add a [T, ...] zero fill each)
+            spike, states = self.single_step(x, *states)
             v = states[self.MEMBRANE]
             outs.append(v if self.output == "v" else spike)
             if self.store_v_seq:

@@ -14,14 +14,18 @@ SURROGATE_0 = rt.Surrogate('atan(alpha=2.0)', _sg_0, '{"name":"atan","args":[["a
 
 
 class RsnnSmnist(rt.Network):
-    """RsnnSmnist (models/rsnn_smnist.snn:15).
+    """RsnnSmnist (models/rsnn_smnist.snn:16).
 
     0.input: linear: [28] -> [256], 7424 parameters
     0.recurrent: linear: [256] -> [256], 65536 parameters
     0.current: add: [256], [256] -> [256], 0 parameters
     0.spikes: AdaptiveLIF: [256] -> [256], 0 parameters
-    1: linear: [256] -> [10], 2570 parameters
-    2: LI: [10] -> [10], 0 parameters
+    1.input: linear: [256] -> [256], 65792 parameters
+    1.recurrent: linear: [256] -> [256], 65536 parameters
+    1.current: add: [256], [256] -> [256], 0 parameters
+    1.spikes: AdaptiveLIF: [256] -> [256], 0 parameters
+    2: linear: [256] -> [10], 2570 parameters
+    3: LI: [10] -> [10], 0 parameters
     """
 
     T = 28
@@ -30,20 +34,25 @@ class RsnnSmnist(rt.Network):
     ENCODER = 'rows'
     READOUT = 'max'
     TRAIN = {'dataset': 'mnist', 'epochs': 30, 'batch_size': 128, 'lr': 0.005, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
-    OUTPUT = '2'
-    GRAPH = (('0.input', 'linear', ('in',)), ('0.recurrent', 'linear', ('0.spikes',)), ('0.current', 'add', ('0.input', '0.recurrent')), ('0.spikes', 'AdaptiveLIF', ('0.current',)), ('1', 'linear', ('0.spikes',)), ('2', 'LI', ('1',)))  # (node, layer, inputs) in definition order
-    LOOPS = ('0.recurrent', '0.current', '0.spikes')  # nodes run step by step in multi-step mode
+    OUTPUT = '3'
+    GRAPH = (('0.input', 'linear', ('in',)), ('0.recurrent', 'linear', ('0.spikes',)), ('0.current', 'add', ('0.input', '0.recurrent')), ('0.spikes', 'AdaptiveLIF', ('0.current',)), ('1.input', 'linear', ('0.spikes',)), ('1.recurrent', 'linear', ('1.spikes',)), ('1.current', 'add', ('1.input', '1.recurrent')), ('1.spikes', 'AdaptiveLIF', ('1.current',)), ('2', 'linear', ('1.spikes',)), ('3', 'LI', ('2',)))  # (node, layer, inputs) in definition order
+    LOOPS = ('0.recurrent', '0.current', '0.spikes', '1.recurrent', '1.current', '1.spikes')  # nodes run step by step in multi-step mode
 
     def __init__(self, step_mode='m', backend=None):
         super().__init__()
         L = self.layers = rt.Layers()
         L["0"] = rt.Layers()
-        L["0"]["input"] = rt.Linear(28, 256, bias=True)  # linear: [28] -> [256], 7424 parameters (models/rsnn_smnist.snn:8)
-        L["0"]["recurrent"] = rt.Linear(256, 256, bias=False)  # linear: [256] -> [256], 65536 parameters (models/rsnn_smnist.snn:9)
-        L["0"]["current"] = rt.Merge('add')  # add: [256], [256] -> [256], 0 parameters (models/rsnn_smnist.snn:10)
-        L["0"]["spikes"] = neurons.AdaptiveLIF(tau=2.0, tau_w=20.0, a=0.0, b=0.2, v_threshold=0.3, surrogate_function=SURROGATE_0, detach_reset=True)  # AdaptiveLIF: [256] -> [256], 0 parameters (models/rsnn_smnist.snn:11)
-        L["1"] = rt.Linear(256, 10, bias=True)  # linear: [256] -> [10], 2570 parameters (models/rsnn_smnist.snn:22)
-        L["2"] = neurons.LI(tau=2.0)  # LI: [10] -> [10], 0 parameters (models/rsnn_smnist.snn:23)
+        L["0"]["input"] = rt.Linear(28, 256, bias=True)  # linear: [28] -> [256], 7424 parameters (models/rsnn_smnist.snn:9)
+        L["0"]["recurrent"] = rt.Linear(256, 256, bias=False)  # linear: [256] -> [256], 65536 parameters (models/rsnn_smnist.snn:10)
+        L["0"]["current"] = rt.Merge('add')  # add: [256], [256] -> [256], 0 parameters (models/rsnn_smnist.snn:11)
+        L["0"]["spikes"] = neurons.AdaptiveLIF(tau=2.0, tau_w=20.0, a=0.0, b=0.2, v_threshold=0.3, surrogate_function=SURROGATE_0, detach_reset=True)  # AdaptiveLIF: [256] -> [256], 0 parameters (models/rsnn_smnist.snn:12)
+        L["1"] = rt.Layers()
+        L["1"]["input"] = rt.Linear(256, 256, bias=True)  # linear: [256] -> [256], 65792 parameters (models/rsnn_smnist.snn:9)
+        L["1"]["recurrent"] = rt.Linear(256, 256, bias=False)  # linear: [256] -> [256], 65536 parameters (models/rsnn_smnist.snn:10)
+        L["1"]["current"] = rt.Merge('add')  # add: [256], [256] -> [256], 0 parameters (models/rsnn_smnist.snn:11)
+        L["1"]["spikes"] = neurons.AdaptiveLIF(tau=2.0, tau_w=20.0, a=0.0, b=0.2, v_threshold=0.3, surrogate_function=SURROGATE_0, detach_reset=True)  # AdaptiveLIF: [256] -> [256], 0 parameters (models/rsnn_smnist.snn:12)
+        L["2"] = rt.Linear(256, 10, bias=True)  # linear: [256] -> [10], 2570 parameters (models/rsnn_smnist.snn:24)
+        L["3"] = neurons.LI(tau=2.0)  # LI: [10] -> [10], 0 parameters (models/rsnn_smnist.snn:25)
         self.finish(step_mode, backend)
 
     def forward_seq(self, x):
@@ -52,16 +61,29 @@ class RsnnSmnist(rt.Network):
         # loop over time: 0.recurrent, 0.current, 0.spikes (feedback: 0.spikes at t-1)
         prev_0__spikes = rt.zeros(x[0], (256,))
         steps_0__spikes = []
+        each_0__input = _0__input.unbind(0)
         for t in range(x.shape[0]):
             _0__recurrent = L["0"]["recurrent"](prev_0__spikes)  # linear
-            _0__current = L["0"]["current"](_0__input[t], _0__recurrent)  # add
+            _0__current = L["0"]["current"](each_0__input[t], _0__recurrent)  # add
             _0__spikes = L["0"]["spikes"](_0__current)  # AdaptiveLIF
             prev_0__spikes = _0__spikes
             steps_0__spikes.append(_0__spikes)
         _0__spikes = torch.stack(steps_0__spikes)
-        _1 = L["1"](_0__spikes)  # linear
-        _2 = L["2"](_1)  # LI
-        return _2
+        _1__input = L["1"]["input"](_0__spikes)  # linear
+        # loop over time: 1.recurrent, 1.current, 1.spikes (feedback: 1.spikes at t-1)
+        prev_1__spikes = rt.zeros(x[0], (256,))
+        steps_1__spikes = []
+        each_1__input = _1__input.unbind(0)
+        for t in range(x.shape[0]):
+            _1__recurrent = L["1"]["recurrent"](prev_1__spikes)  # linear
+            _1__current = L["1"]["current"](each_1__input[t], _1__recurrent)  # add
+            _1__spikes = L["1"]["spikes"](_1__current)  # AdaptiveLIF
+            prev_1__spikes = _1__spikes
+            steps_1__spikes.append(_1__spikes)
+        _1__spikes = torch.stack(steps_1__spikes)
+        _2 = L["2"](_1__spikes)  # linear
+        _3 = L["3"](_2)  # LI
+        return _3
 
     def forward_step(self, x):
         L = self.layers
@@ -70,12 +92,17 @@ class RsnnSmnist(rt.Network):
         _0__current = L["0"]["current"](_0__input, _0__recurrent)  # add
         _0__spikes = L["0"]["spikes"](_0__current)  # AdaptiveLIF
         self.memory["0.spikes"] = _0__spikes
-        _1 = L["1"](_0__spikes)  # linear
-        _2 = L["2"](_1)  # LI
-        return _2
+        _1__input = L["1"]["input"](_0__spikes)  # linear
+        _1__recurrent = L["1"]["recurrent"](self.previous("1.spikes", x, (256,)))  # linear
+        _1__current = L["1"]["current"](_1__input, _1__recurrent)  # add
+        _1__spikes = L["1"]["spikes"](_1__current)  # AdaptiveLIF
+        self.memory["1.spikes"] = _1__spikes
+        _2 = L["2"](_1__spikes)  # linear
+        _3 = L["3"](_2)  # LI
+        return _3
 
 class RsnnPixels(rt.Network):
-    """RsnnPixels (models/rsnn_smnist.snn:36).
+    """RsnnPixels (models/rsnn_smnist.snn:38).
 
     0.input: linear: [1] -> [128], 256 parameters
     0.recurrent: linear: [128] -> [128], 16384 parameters
@@ -99,12 +126,12 @@ class RsnnPixels(rt.Network):
         super().__init__()
         L = self.layers = rt.Layers()
         L["0"] = rt.Layers()
-        L["0"]["input"] = rt.Linear(1, 128, bias=True)  # linear: [1] -> [128], 256 parameters (models/rsnn_smnist.snn:8)
-        L["0"]["recurrent"] = rt.Linear(128, 128, bias=False)  # linear: [128] -> [128], 16384 parameters (models/rsnn_smnist.snn:9)
-        L["0"]["current"] = rt.Merge('add')  # add: [128], [128] -> [128], 0 parameters (models/rsnn_smnist.snn:10)
-        L["0"]["spikes"] = neurons.AdaptiveLIF(tau=2.0, tau_w=20.0, a=0.0, b=0.2, v_threshold=0.3, surrogate_function=SURROGATE_0, detach_reset=True)  # AdaptiveLIF: [128] -> [128], 0 parameters (models/rsnn_smnist.snn:11)
-        L["1"] = rt.Linear(128, 10, bias=True)  # linear: [128] -> [10], 1290 parameters (models/rsnn_smnist.snn:43)
-        L["2"] = neurons.LI(tau=2.0)  # LI: [10] -> [10], 0 parameters (models/rsnn_smnist.snn:44)
+        L["0"]["input"] = rt.Linear(1, 128, bias=True)  # linear: [1] -> [128], 256 parameters (models/rsnn_smnist.snn:9)
+        L["0"]["recurrent"] = rt.Linear(128, 128, bias=False)  # linear: [128] -> [128], 16384 parameters (models/rsnn_smnist.snn:10)
+        L["0"]["current"] = rt.Merge('add')  # add: [128], [128] -> [128], 0 parameters (models/rsnn_smnist.snn:11)
+        L["0"]["spikes"] = neurons.AdaptiveLIF(tau=2.0, tau_w=20.0, a=0.0, b=0.2, v_threshold=0.3, surrogate_function=SURROGATE_0, detach_reset=True)  # AdaptiveLIF: [128] -> [128], 0 parameters (models/rsnn_smnist.snn:12)
+        L["1"] = rt.Linear(128, 10, bias=True)  # linear: [128] -> [10], 1290 parameters (models/rsnn_smnist.snn:45)
+        L["2"] = neurons.LI(tau=2.0)  # LI: [10] -> [10], 0 parameters (models/rsnn_smnist.snn:46)
         self.finish(step_mode, backend)
 
     def forward_seq(self, x):
@@ -113,9 +140,10 @@ class RsnnPixels(rt.Network):
         # loop over time: 0.recurrent, 0.current, 0.spikes (feedback: 0.spikes at t-1)
         prev_0__spikes = rt.zeros(x[0], (128,))
         steps_0__spikes = []
+        each_0__input = _0__input.unbind(0)
         for t in range(x.shape[0]):
             _0__recurrent = L["0"]["recurrent"](prev_0__spikes)  # linear
-            _0__current = L["0"]["current"](_0__input[t], _0__recurrent)  # add
+            _0__current = L["0"]["current"](each_0__input[t], _0__recurrent)  # add
             _0__spikes = L["0"]["spikes"](_0__current)  # AdaptiveLIF
             prev_0__spikes = _0__spikes
             steps_0__spikes.append(_0__spikes)
