@@ -79,10 +79,10 @@ def spikingjelly(name: str, device: str):
     """SpikingJelly's fastest path for a neuron: its built-in node, else (CUDA) FlexSN over the same charge."""
     from spikingjelly.activation_based import neuron as sjn
 
-    builtin = {"LIF": lambda: sjn.LIFNode(tau=2.0, step_mode="m", backend="triton" if device == "cuda" else "torch"),
-               "IF": lambda: sjn.IFNode(step_mode="m", backend="triton" if device == "cuda" else "torch"),
-               "PLIF": lambda: sjn.ParametricLIFNode(init_tau=2.0, step_mode="m",
-                                                     backend="triton" if device == "cuda" else "torch"),
+    # SpikingJelly 2.0 chooses its backend itself: Triton kernels on CUDA, PyTorch operations on the CPU.
+    builtin = {"LIF": lambda: sjn.LIFNode(tau=2.0, step_mode="m"),
+               "IF": lambda: sjn.IFNode(step_mode="m"),
+               "PLIF": lambda: sjn.ParametricLIFNode(init_tau=2.0, step_mode="m"),
                "QIF": lambda: sjn.QIFNode(step_mode="m"), "EIF": lambda: sjn.EIFNode(step_mode="m"),
                "Izhikevich": lambda: sjn.IzhikevichNode(step_mode="m")}
     if name in builtin:

@@ -182,3 +182,17 @@ def test_check_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code, str(MODELS / "fc2_mnist.snn")], check=True,
                          capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@needs_mnist
+def test_trains_without_a_cpp_compiler(tmp_path):
+    """No C++ compiler on PATH: the default backend is torch, and the Poisson encoder runs in torch too."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**os.environ, "PATH": str(empty), "SNNC_CACHE_DIR": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    env.pop("CXX", None)
+    result = subprocess.run([sys.executable, "-m", "snnc", "train", str(MODELS / "lif_fc_mnist.snn"), "--data-dir",
+                             str(MNIST), "--max-steps", "2", "--test-subset", "64", "--out-dir", str(tmp_path / "run")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "backend torch on cpu" in result.stdout
