@@ -2,8 +2,9 @@
 side by side in one run. The fused neurons are custom operators, so Dynamo traces each network whole
 (0 graph breaks); Inductor compiles the layers around them.
 
-Reported per network and backend: the first compiled step (tracing and compilation), then the best (median)
-of --repeat steps each way, and compiled / eager.
+Reported per network and backend: the first compiled step (tracing and compilation, Inductor's on-disk cache
+empty: a fresh temporary folder), then the best (median) of --repeat steps each way, and compiled / eager
+(below 1: the compiled step is faster).
 
     python benchmarks/compile_speed.py                                   # CPU, fc2_mnist and lif_fc_mnist
     python benchmarks/compile_speed.py --device cuda --backends cupy --mode reduce-overhead
@@ -14,11 +15,13 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 THREADS = int(os.environ.get("SNNC_BENCH_THREADS", "2"))
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="snnc-bench-inductor-"))
 
 import torch  # noqa: E402
 

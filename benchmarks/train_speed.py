@@ -28,12 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 from snnc.train import data as datasets  # noqa: E402
 from snnc.train.encode import poisson  # noqa: E402
+from snnc.train.experiment import from_library  # noqa: E402
 from snnc.train.runner import TrainOptions, train  # noqa: E402
+
 
 def snnc_experiment(model: str, backend: str):
     import snnc
 
-    return snnc.load(model).experiment(), f"{Path(model).name} (backend {backend})"
+    return from_library(snnc.load(model)), f"{Path(model).name} (backend {backend})"
 
 
 def run_spikingjelly(ds, T: int, batches: int | None, test: bool, seed: int = 0) -> dict:
@@ -72,6 +74,7 @@ def run_spikingjelly(ds, T: int, batches: int | None, test: bool, seed: int = 0)
 def run_snnc(exp, backend, data_dir: str, batches: int | None, test_subset: int | None, seed: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as out:
         options = TrainOptions(T=exp.T, epochs=1, batch_size=64, lr=1e-3, opt="adam", loss="mse", seed=seed,
+                               val_split=0.0,  # all 60,000 training images, as SpikingJelly's side
                                subset=batches * 64 if batches else None, test_subset=test_subset,
                                backend=backend, data_dir=data_dir, out_dir=out, device="cpu", quiet=True, plots=False)
         row = train(exp, options)["metrics"][-1]

@@ -16,6 +16,10 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 MODELS = ROOT / "models"
 UPDATE_GOLDEN = os.environ.get("SNNC_UPDATE_GOLDEN") == "1"
+# the real MNIST files: SNNC_DATA_DIR, or the shared folder beside the checkout (CI has it)
+MNIST = Path(os.environ.get("SNNC_DATA_DIR") or ROOT.parent / "shared" / "data" / "mnist")
+needs_mnist = pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte.gz").exists(),
+                                 reason="real MNIST not found (set SNNC_DATA_DIR)")
 
 
 @pytest.fixture

@@ -15,11 +15,7 @@ import pytest
 
 from snnc import cli
 
-from conftest import MODELS, ROOT
-
-MNIST = Path(os.environ.get("SNNC_DATA_DIR") or ROOT.parent / "shared" / "data" / "mnist")
-needs_mnist = pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte.gz").exists(),
-                                 reason="real MNIST not found (set SNNC_DATA_DIR)")
+from conftest import MNIST, MODELS, ROOT, needs_mnist
 COMMANDS = [c.name for c in cli.COMMANDS]
 
 

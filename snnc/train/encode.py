@@ -23,6 +23,7 @@ On CUDA the same hash runs as torch integer ops, giving bit-identical spikes.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,6 +49,7 @@ _I64 = ctypes.c_int64
 _P = ctypes.c_void_p
 
 
+@functools.cache  # rendered and loaded once per process, not at every batch
 def _library() -> ctypes.CDLL:
     from ..runtime.cc import load_library
 

@@ -27,8 +27,6 @@ class Experiment:
     graph: tuple = field(default=())  # (node, layer, inputs) per node, when the network is generated
 
 
-
-
 def from_library(lib, name: str | None = None) -> Experiment:
     """The experiment of a network in a loaded `.snn` file (`snnc.load(path)`)."""
     cls = lib.network_class(name)

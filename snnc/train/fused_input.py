@@ -12,6 +12,7 @@ order: results do not depend on the thread count.
 from __future__ import annotations
 
 import ctypes
+import functools
 from contextlib import contextmanager
 
 import torch
@@ -23,6 +24,7 @@ from .encode import _check_args, _raise_range, _u64, input_kernel_source
 _I64, _U64, _P = ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p
 
 
+@functools.cache  # rendered and loaded once per process, not at every batch
 def _library() -> ctypes.CDLL:
     from ..runtime.cc import load_library
 
