@@ -83,6 +83,17 @@ def lower(n: ir.Neuron) -> ir.Neuron:
 
 
 def _integrate(n: ir.Neuron, odes: list[ir.Assign], states: list[str]):
+    from .symbolic import NotDifferentiable
+
+    try:
+        return _integrate_by(n, odes, states)
+    except (NotDifferentiable, NotImplementedError) as exc:  # log(0.0): SymPy's complex infinity, no closed form
+        raise SnncError(f"integrate = {n.integrate} cannot step these differential equations: {exc}",
+                        odes[0].span, "an infinite or undefined constant (log(0), 1 / 0) has no step; "
+                        "change the equation") from None
+
+
+def _integrate_by(n: ir.Neuron, odes: list[ir.Assign], states: list[str]):
     if n.integrate == "euler":
         return _euler(odes), []
     if n.integrate == "rk2":

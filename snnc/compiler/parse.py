@@ -231,7 +231,10 @@ class _Build(Transformer):
     # ----- neuron items
     @v_args(meta=True)
     def param(self, meta, children):
-        name, type_, optional, default = children
+        # `param NAME [: TYPE [?]] = default`: the '?' leaves no placeholder when the type is given without it
+        name, *annotation, default = children
+        type_ = next((t for t in annotation if isinstance(t, Token) and t.type == "TYPE"), None)
+        optional = any(isinstance(t, Token) and t.type == "OPTIONAL" for t in annotation)
         if isinstance(default, Token):  # NONE
             default_expr, optional = None, True
         else:
