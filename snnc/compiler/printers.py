@@ -118,6 +118,14 @@ class PythonPrinter(Printer):
     def __init__(self, tensors: frozenset[str] | set[str] = frozenset()):
         self.tensors = frozenset(tensors)
 
+    def num(self, v: float) -> str:
+        v = float(v)
+        if v != v:
+            return "math.nan"
+        if v in (float("inf"), float("-inf")):  # SymPy folds e.g. 1 / 1e-320 to infinity
+            return "math.inf" if v > 0 else "(-math.inf)"
+        return repr(v)
+
     def is_tensor(self, e: ir.Expr) -> bool:
         match e:
             case ir.Var(name=n):
