@@ -11,6 +11,7 @@ instance's name stands for the block's last node.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,13 +379,17 @@ def plain(value: ir.Value):
     return value
 
 
+MAX_INT = 2**31 - 1  # sizes, steps and counts: what torch indexes with 32-bit integers, and far beyond any model
+
+
 def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, source: Source | None = None,
               spans: dict | None = None):
-    """An IR object, or None with the validation errors reported at the field's span (else `span`)."""
+    """An IR object, or None with the validation errors reported at the field's span (else `span`).
+    Whole numbers (sizes, strides, steps, counts) must lie within +-MAX_INT."""
     from pydantic import ValidationError
 
     try:
-        return cls(**fields)
+        obj = cls(**fields)
     except ValidationError as exc:
         for err in exc.errors():
             key = str(err["loc"][0]) if err["loc"] else ""
@@ -394,6 +399,17 @@ def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, 
             out.error(f"invalid value {shown!r} for {what} argument '{key}'", (spans or {}).get(key, span), hint,
                       source)
         return None
+    for key in type(obj).model_fields:
+        value = getattr(obj, key)
+        numbers = value if isinstance(value, tuple) else (value,)
+        big = next((v for v in numbers if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT), None)
+        if big is not None:
+            shown = f"{big:.3g}" if abs(big) >= 1e15 else str(big)
+            out.error(f"{what} argument '{key}' is {shown}, beyond snnc's limit of {MAX_INT} (2^31 - 1)",
+                      (spans or {}).get(key, span), "sizes, steps and counts must be whole numbers below 2^31",
+                      source)
+            return None
+    return obj
 
 
 def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], source: Source) -> ir.Network:
@@ -467,7 +483,23 @@ def _train(train: dict, out: _Collector, source: Source) -> ir.Train:
         spans[key] = tspan
     if out.diags:
         return ir.Train()
-    return validated(ir.Train, fields, out, None, "training", source, spans) or ir.Train()
+    train = validated(ir.Train, fields, out, None, "training", source, spans)
+    if train is None:
+        return ir.Train()
+    problems = {  # what the optimiser and the data split accept (the runner refuses the rest, without a place)
+        "epochs": (train.epochs >= 1, "a positive whole number of epochs"),
+        "batch_size": (train.batch_size >= 1, "a positive whole number of images"),
+        "lr": (math.isfinite(train.lr) and train.lr > 0, "a positive number"),
+        "momentum": (math.isfinite(train.momentum) and train.momentum >= 0, "a number >= 0"),
+        "weight_decay": (math.isfinite(train.weight_decay) and train.weight_decay >= 0, "a number >= 0"),
+        "val_split": (0.0 <= train.val_split < 1.0, "a fraction in [0, 1): the share of training images held out"),
+        "seed": (train.seed >= 0, "a whole number >= 0"),
+    }
+    for key, (ok, want) in problems.items():
+        if not ok:
+            out.error(f"training setting '{key}' is {getattr(train, key)!r}; it must be {want}", spans.get(key),
+                      f"e.g. {key} = {getattr(ir.Train(), key)!r}")
+    return train
 
 
 # ------------------------------------------------------------------ files and imports
