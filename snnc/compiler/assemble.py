@@ -22,6 +22,9 @@ from .parse import parse_source, to_value
 from .resources import library
 from .source import Diagnostic, SnncError, Source, Span, did_you_mean
 
+MAX_PATH = 4096  # bytes in an import path (Linux's PATH_MAX)
+MAX_NESTING = 100  # blocks inside blocks, files importing files: as deep as the expressions may nest
+
 # Parameters every neuron has, with SpikingJelly's defaults. A neuron may redeclare one to change its default.
 BUILTIN_PARAMS = (
     ir.Param(name="v_threshold", type="float", default=ir.Num(value=1.0)),
@@ -300,6 +303,10 @@ class _Graph:
         return validated(kind.ir_class, {**fields, **kind.fixed, "span": span}, self.out, span, kind.name, source)
 
     def _instance(self, scope: _Scope, block: Block, path: str, positional, named, input_, span, source):
+        if len(scope.stack) >= MAX_NESTING:
+            self.out.error(f"blocks nested more than {MAX_NESTING} deep: {' -> '.join(scope.stack[:3])} -> ... -> "
+                           f"{block.name}", span, "use fewer levels of blocks inside blocks", source)
+            return input_
         if block.name in scope.stack:
             chain = " -> ".join((*scope.stack[scope.stack.index(block.name):], block.name))
             self.out.error(f"recursion between blocks: {chain}", span,
@@ -534,10 +541,24 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
                                     "remove one of the imports", source)
                 if key in visited:
                     continue
-                if not target.is_file():
+                if len(stack) > MAX_NESTING:
+                    raise SnncError(f"imports nested more than {MAX_NESTING} files deep", span,
+                                    "import the files you need from fewer levels", source)
+                if len(os.fsencode(key)) > MAX_PATH or any(len(os.fsencode(p)) > 255 for p in target.parts):
+                    raise SnncError(f"cannot import '{rel[:80]}{'...' if len(rel) > 80 else ''}': the path is too "
+                                    "long", span, f"file names have at most 255 bytes, paths {MAX_PATH}", source)
+                try:
+                    found = target.is_file()
+                except OSError as exc:
+                    raise SnncError(f"cannot import '{rel}': {exc.strerror or exc}", span, None, source) from None
+                if not found:
                     raise SnncError(f"cannot import '{rel}': no such file {target}", span,
                                     "import paths are relative to the importing file", source)
-                source_read = Source.read(target)
+                try:
+                    source_read = Source.read(target)
+                except SnncError as exc:  # not UTF-8, unreadable: said at the import that reads it
+                    raise SnncError(f"cannot import '{rel}': {exc.diagnostics[0].message}", span,
+                                    exc.diagnostics[0].hint, source) from None
                 if kind == "library":  # reported as snnc/lib/<name>.snn, wherever the package is installed
                     source_read = Source(f"snnc/lib/{target.name}", source_read.text)
                 visit(source_read, stack + (key,))

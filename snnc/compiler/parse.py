@@ -177,6 +177,9 @@ class _Build(Transformer):
         value = float(children[0])
         if value == float("inf"):
             raise self._err(f"number {children[0]} is too large", meta, "numbers must fit a 64-bit float (about 1.8e308)")
+        if value == 0.0 and any(c in "123456789" for c in str(children[0]).lower().split("e")[0]):
+            raise self._err(f"number {children[0]} is too small: it would be 0", meta,
+                            "numbers other than 0 must be at least about 4.9e-324 (a 64-bit float); write 0 for zero")
         return ir.Num(value=value, span=_span(self.source, meta))
 
     @v_args(meta=True)
