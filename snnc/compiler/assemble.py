@@ -19,6 +19,7 @@ from pathlib import Path
 from . import ir
 from .layers import KINDS
 from .parse import parse_source, to_value
+from .printers import value_text
 from .resources import library
 from .source import Diagnostic, SnncError, Source, Span, did_you_mean
 
@@ -454,6 +455,12 @@ def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, 
     layers = graph.finish()
     out.raise_if_any()
     if "dt" in settings:  # the network's time step, for every layer of a neuron with one that sets none itself
+        value, dt_span = settings["dt"]
+        dt = value.value if isinstance(value, ir.Lit) else None
+        if not isinstance(dt, float) or isinstance(dt, bool) or not dt > 0:
+            out.error(f"the time step dt must be a positive number, not {value_text(value)}", dt_span,
+                      "e.g. dt = 0.5 (it sets the parameter dt of every neuron layer that has one)")
+            out.raise_if_any()
         value, _ = settings.pop("dt")
         layers = [_with_dt(l, value, neurons) for l in layers]
     fields = {"name": name, "file": source.name, "span": net_span, "layers": tuple(layers)}
