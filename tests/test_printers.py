@@ -53,6 +53,7 @@ def test_python_tensor_calls():
     assert pyt(parse_expr("max(1.0, x)")) == "rt.maximum(1.0, x)"
     assert pyt(parse_expr("clamp(0.5, x, 1.0)")) == "rt.clamp(0.5, x, 1.0)"
     assert pyt(parse_expr("where(x > 0.0, x, 1e300)")) == "rt.where(x > 0.0, x, 1e+300)"
+    assert pyt(parse_expr("where(v > x, 1.0, 0.0)")) == "rt.where(v > x, 1.0, 0.0, v)"  # in v's dtype, not float32
     assert pyt(parse_expr("min(x, v)")) == "torch.minimum(x, v)"
     assert pyt(parse_expr("clamp(x, v, v)")) == "torch.clamp(x, v, v)"
     # a scalar condition chooses between tensors in Python, not torch.where

@@ -172,6 +172,9 @@ class PythonPrinter(Printer):
             return self.SCALAR_CALLS["where"].format(*texts)
         if not any(tensor):
             return self.SCALAR_CALLS[f].format(*texts)
+        if f == "where" and not tensor[1] and not tensor[2]:  # two numbers: the result takes a tensor's dtype
+            like = sorted(n.name for n in _nodes(args[0]) if isinstance(n, ir.Var) and n.name in self.tensors)
+            return f"rt.where({texts[0]}, {texts[1]}, {texts[2]}, {like[0]})"
         if f in self.MIXED_CALLS and not all(tensor[f == "where":]):  # a number where torch converts it
             return self.MIXED_CALLS[f].format(*texts)
         return self.CALLS[f].format(*texts)

@@ -162,11 +162,14 @@ def shaped(value, like):
     return full_like(like, value)
 
 
-def where(cond, a, b):
-    """torch.where with either branch a Python number."""
-    like = a if isinstance(a, torch.Tensor) else b if isinstance(b, torch.Tensor) else None
-    dtype = like.dtype if like is not None else torch.get_default_dtype()
-    return torch.where(cond, fit(a, dtype), fit(b, dtype))
+def where(cond, a, b, like=None):
+    """torch.where with either branch a Python number; with both, the result has the dtype of `like` (a tensor
+    the condition reads), not torch's default."""
+    if like is None:
+        like = a if isinstance(a, torch.Tensor) else b
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    out = torch.where(cond, fit(a, dtype), fit(b, dtype))
+    return out if out.dtype == dtype else out.to(dtype)
 
 
 def minimum(a, b):

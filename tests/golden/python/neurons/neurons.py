@@ -22,7 +22,7 @@ SURROGATE_0 = rt.Surrogate('sigmoid(alpha=4.0)', _sg_0, '{"name":"sigmoid","args
 
 def _sg_1(x):
     """d spike / dx of rect(alpha=1.0)"""
-    return rt.where(torch.abs(x) < rt.div(0.5, 1.0), 1.0, 0.0)
+    return rt.where(torch.abs(x) < rt.div(0.5, 1.0), 1.0, 0.0, x)
 
 
 SURROGATE_1 = rt.Surrogate('rect(alpha=1.0)', _sg_1, '{"name":"rect","args":[["alpha",1.0]],"grad":null}')
