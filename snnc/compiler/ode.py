@@ -214,6 +214,11 @@ def _exact(n: ir.Neuron, odes: list[ir.Assign]):
     M[:size, :size] = A
     M[:size, size] = b
     E = (M * symbol("dt")).exp()
+    if E.has(sp.nan, sp.zoo, sp.I):  # e.g. a coefficient whose branches SymPy's matrix exponential cannot keep apart
+        from .symbolic import NotDifferentiable
+
+        raise NotDifferentiable("SymPy's matrix exponential of this system comes out undefined (NaN or complex); "
+                                "integrate = exponential_euler or rk2 step it without one")
     values, requires = {}, []
     for i, a in enumerate(odes):
         new = sum((_tidy(E[i, j]) * ys[j] for j in range(size)), sp.Integer(0)) + _tidy(E[i, size])

@@ -168,7 +168,10 @@ def where(cond, a, b, like=None):
     if like is None:
         like = a if isinstance(a, torch.Tensor) else b
     dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
-    out = torch.where(cond, fit(a, dtype), fit(b, dtype))
+    a, b = fit(a, dtype), fit(b, dtype)
+    if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):  # torch would make the default dtype
+        a = torch.tensor(a, dtype=dtype, device=cond.device)
+    out = torch.where(cond, a, b)
     return out if out.dtype == dtype else out.to(dtype)
 
 
