@@ -47,9 +47,15 @@ def test_python_tensor_calls():
     assert pyt(parse_expr("where(x > 0.0, x, v)")) == "torch.where(x > 0.0, x, v)"
     assert pyt(parse_expr("x > 0.0 and v < 1.0")) == "(x > 0.0) & (v < 1.0)"
     assert pyt(parse_expr("not x > 0.0")) == "~(x > 0.0)"
-    assert pyt(parse_expr("min(x, 1.0)")) == "torch.clamp(x, max=1.0)"
-    assert pyt(parse_expr("max(1.0, x)")) == "torch.clamp(x, min=1.0)"
+    # a Python number meeting a tensor goes through the runtime, which rounds it to the tensor's dtype as IEEE
+    # arithmetic would (torch raises for 1e300 as a float32 bound), and takes a number as the first argument
+    assert pyt(parse_expr("min(x, 1.0)")) == "rt.minimum(x, 1.0)"
+    assert pyt(parse_expr("max(1.0, x)")) == "rt.maximum(1.0, x)"
+    assert pyt(parse_expr("clamp(0.5, x, 1.0)")) == "rt.clamp(0.5, x, 1.0)"
+    assert pyt(parse_expr("where(x > 0.0, x, 1e300)")) == "rt.where(x > 0.0, x, 1e+300)"
+    assert pyt(parse_expr("where(v > x, 1.0, 0.0)")) == "rt.where(v > x, 1.0, 0.0, v)"  # in v's dtype, not float32
     assert pyt(parse_expr("min(x, v)")) == "torch.minimum(x, v)"
+    assert pyt(parse_expr("clamp(x, v, v)")) == "torch.clamp(x, v, v)"
     # a scalar condition chooses between tensors in Python, not torch.where
     assert pyt(parse_expr("where(b, x, v)")) == "(x if b else v)"
 

@@ -11,6 +11,7 @@ instance's name stands for the block's last node.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,12 @@ from pathlib import Path
 from . import ir
 from .layers import KINDS
 from .parse import parse_source, to_value
+from .printers import value_text
 from .resources import library
 from .source import Diagnostic, SnncError, Source, Span, did_you_mean
+
+MAX_PATH = 4096  # bytes in an import path (Linux's PATH_MAX)
+MAX_NESTING = 100  # blocks inside blocks, files importing files: as deep as the expressions may nest
 
 # Parameters every neuron has, with SpikingJelly's defaults. A neuron may redeclare one to change its default.
 BUILTIN_PARAMS = (
@@ -299,6 +304,10 @@ class _Graph:
         return validated(kind.ir_class, {**fields, **kind.fixed, "span": span}, self.out, span, kind.name, source)
 
     def _instance(self, scope: _Scope, block: Block, path: str, positional, named, input_, span, source):
+        if len(scope.stack) >= MAX_NESTING:
+            self.out.error(f"blocks nested more than {MAX_NESTING} deep: {' -> '.join(scope.stack[:3])} -> ... -> "
+                           f"{block.name}", span, "use fewer levels of blocks inside blocks", source)
+            return input_
         if block.name in scope.stack:
             chain = " -> ".join((*scope.stack[scope.stack.index(block.name):], block.name))
             self.out.error(f"recursion between blocks: {chain}", span,
@@ -378,13 +387,17 @@ def plain(value: ir.Value):
     return value
 
 
+MAX_INT = 2**31 - 1  # sizes, steps and counts: what torch indexes with 32-bit integers, and far beyond any model
+
+
 def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, source: Source | None = None,
               spans: dict | None = None):
-    """An IR object, or None with the validation errors reported at the field's span (else `span`)."""
+    """An IR object, or None with the validation errors reported at the field's span (else `span`).
+    Whole numbers (sizes, strides, steps, counts) must lie within +-MAX_INT."""
     from pydantic import ValidationError
 
     try:
-        return cls(**fields)
+        obj = cls(**fields)
     except ValidationError as exc:
         for err in exc.errors():
             key = str(err["loc"][0]) if err["loc"] else ""
@@ -394,6 +407,17 @@ def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, 
             out.error(f"invalid value {shown!r} for {what} argument '{key}'", (spans or {}).get(key, span), hint,
                       source)
         return None
+    for key in type(obj).model_fields:
+        value = getattr(obj, key)
+        numbers = value if isinstance(value, tuple) else (value,)
+        big = next((v for v in numbers if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT), None)
+        if big is not None:
+            shown = f"{big:.3g}" if abs(big) >= 1e15 else str(big)
+            out.error(f"{what} argument '{key}' is {shown}, beyond snnc's limit of {MAX_INT} (2^31 - 1)",
+                      (spans or {}).get(key, span), "sizes, steps and counts must be whole numbers below 2^31",
+                      source)
+            return None
+    return obj
 
 
 def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], source: Source) -> ir.Network:
@@ -431,6 +455,12 @@ def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, 
     layers = graph.finish()
     out.raise_if_any()
     if "dt" in settings:  # the network's time step, for every layer of a neuron with one that sets none itself
+        value, dt_span = settings["dt"]
+        dt = value.value if isinstance(value, ir.Lit) else None
+        if not isinstance(dt, float) or isinstance(dt, bool) or not dt > 0:
+            out.error(f"the time step dt must be a positive number, not {value_text(value)}", dt_span,
+                      "e.g. dt = 0.5 (it sets the parameter dt of every neuron layer that has one)")
+            out.raise_if_any()
         value, _ = settings.pop("dt")
         layers = [_with_dt(l, value, neurons) for l in layers]
     fields = {"name": name, "file": source.name, "span": net_span, "layers": tuple(layers)}
@@ -467,7 +497,23 @@ def _train(train: dict, out: _Collector, source: Source) -> ir.Train:
         spans[key] = tspan
     if out.diags:
         return ir.Train()
-    return validated(ir.Train, fields, out, None, "training", source, spans) or ir.Train()
+    train = validated(ir.Train, fields, out, None, "training", source, spans)
+    if train is None:
+        return ir.Train()
+    problems = {  # what the optimiser and the data split accept (the runner refuses the rest, without a place)
+        "epochs": (train.epochs >= 1, "a positive whole number of epochs"),
+        "batch_size": (train.batch_size >= 1, "a positive whole number of images"),
+        "lr": (math.isfinite(train.lr) and train.lr > 0, "a positive number"),
+        "momentum": (math.isfinite(train.momentum) and train.momentum >= 0, "a number >= 0"),
+        "weight_decay": (math.isfinite(train.weight_decay) and train.weight_decay >= 0, "a number >= 0"),
+        "val_split": (0.0 <= train.val_split < 1.0, "a fraction in [0, 1): the share of training images held out"),
+        "seed": (train.seed >= 0, "a whole number >= 0"),
+    }
+    for key, (ok, want) in problems.items():
+        if not ok:
+            out.error(f"training setting '{key}' is {getattr(train, key)!r}; it must be {want}", spans.get(key),
+                      f"e.g. {key} = {getattr(ir.Train(), key)!r}")
+    return train
 
 
 # ------------------------------------------------------------------ files and imports
@@ -502,10 +548,24 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
                                     "remove one of the imports", source)
                 if key in visited:
                     continue
-                if not target.is_file():
+                if len(stack) > MAX_NESTING:
+                    raise SnncError(f"imports nested more than {MAX_NESTING} files deep", span,
+                                    "import the files you need from fewer levels", source)
+                if len(os.fsencode(key)) > MAX_PATH or any(len(os.fsencode(p)) > 255 for p in target.parts):
+                    raise SnncError(f"cannot import '{rel[:80]}{'...' if len(rel) > 80 else ''}': the path is too "
+                                    "long", span, f"file names have at most 255 bytes, paths {MAX_PATH}", source)
+                try:
+                    found = target.is_file()
+                except OSError as exc:
+                    raise SnncError(f"cannot import '{rel}': {exc.strerror or exc}", span, None, source) from None
+                if not found:
                     raise SnncError(f"cannot import '{rel}': no such file {target}", span,
                                     "import paths are relative to the importing file", source)
-                source_read = Source.read(target)
+                try:
+                    source_read = Source.read(target)
+                except SnncError as exc:  # not UTF-8, unreadable: said at the import that reads it
+                    raise SnncError(f"cannot import '{rel}': {exc.diagnostics[0].message}", span,
+                                    exc.diagnostics[0].hint, source) from None
                 if kind == "library":  # reported as snnc/lib/<name>.snn, wherever the package is installed
                     source_read = Source(f"snnc/lib/{target.name}", source_read.text)
                 visit(source_read, stack + (key,))

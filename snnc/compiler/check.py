@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from . import ir
 from .constants import Failure, evaluate
+from .assemble import MAX_INT
 from .graph import Graph, analyse
 from .ode import lower_module
 from .printers import SnnPrinter
@@ -371,6 +372,17 @@ def _networks(module: ir.Module, p: _Pass) -> dict[str, Graph]:
             p.error(problem.message, problem.node, problem.hint)
         if graph is None:
             continue
+        if math.prod(net.input_shape) > MAX_INT:
+            p.error(f"the input {list(net.input_shape)} has {math.prod(net.input_shape)} values per sample, beyond "
+                    f"snnc's limit of {MAX_INT} (2^31 - 1)", net, "use a smaller input")
+            continue
+        for info in graph.nodes.values():  # what constructing and running it allocates stays indexable
+            size = math.prod(info.out_shape)
+            if size > MAX_INT or info.params > MAX_INT:
+                what = f"{info.params} parameters" if info.params > MAX_INT else f"an output of {size} values per sample"
+                p.error(f"this layer has {what}, beyond snnc's limit of {MAX_INT} (2^31 - 1)", info.layer,
+                        "use smaller sizes")
+                break  # the layers after it only grow from it
         out = graph.output
         if len(out.out_shape) != 1:
             p.error(f"the network's output must be flat [classes], but it is {list(out.out_shape)}", out.layer,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import jinja2
 
@@ -37,13 +38,17 @@ def _py(tensors):
     return lambda e, extra=(): PythonPrinter(set(tensors) | set(extra))(e)
 
 
+@lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
+    """The templates' environment, made once: jinja compiles each template once per environment."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         autoescape=False,
     )
     env.filters["py"] = lambda e, tensors=(): PythonPrinter(set(tensors))(e)
+    env.filters["tensor_py"] = lambda e, tensors=(), like="x", unshaped=(): PythonPrinter(set(tensors)).tensor(
+        e, like, unshaped)
     env.filters["text"] = SnnPrinter()
     env.filters["pyrepr"] = repr
     env.filters["comment"] = comment

@@ -35,7 +35,8 @@ def derive(module: ir.Module, sources: dict) -> dict[tuple[str, Config], Plan]:
             continue
         try:
             plans[(n.name, cfg)] = plan(n, cfg)
-        except NotDifferentiable as exc:
+        except (NotDifferentiable, TypeError, ValueError, ArithmeticError, NotImplementedError) as exc:
+            # NotDifferentiable: what the kernel language cannot express; the others: SymPy giving up
             span = n.charge[0].span if n.charge else n.span
             diags.append(Diagnostic(f"the charge of neuron '{n.name}' is not differentiable for training: {exc}",
                                     span, "use smooth functions, or where(...) / min / max whose pieces are "

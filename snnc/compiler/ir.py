@@ -14,7 +14,8 @@ from .source import Span
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # infinities and NaN survive a JSON round trip (the plan cache, kernel specs) as Infinity and NaN, not null
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, ser_json_inf_nan="constants")
     span: Optional[Span] = Field(default=None, exclude=True, repr=False)
 
 

@@ -77,10 +77,13 @@ def float_literal(v: float) -> str:
         return "(0.0f / 0.0f)"
     if v in (float("inf"), float("-inf")):
         return "(1.0f / 0.0f)" if v > 0 else "(-1.0f / 0.0f)"
-    f = np.float32(v)
-    text = repr(v)
-    if np.float32(text) != f:  # decimal -> float would round differently from decimal -> double -> float
-        text = repr(float(f))
+    with np.errstate(over="ignore"):
+        f = np.float32(v)
+        text = repr(v)
+        if not np.isfinite(f):  # beyond float's range: the infinity the cast gives
+            return "(1.0f / 0.0f)" if v > 0 else "(-1.0f / 0.0f)"
+        if np.float32(text) != f:  # decimal -> float would round differently from decimal -> double -> float
+            text = repr(float(f))
     return f"{text}f"
 
 

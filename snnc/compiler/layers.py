@@ -112,6 +112,9 @@ def _conv_shape(op: ir.Conv2d, shapes):
 
 def _pool_shape(op, shapes):
     c, _, _ = _image(op.kind, shapes[0])
+    if op.stride is not None and op.stride < 1:  # not 'stride or kernel_size': a stride of 0 is a mistake
+        raise LayerError(f"{op.kind} stride must be at least 1, not {op.stride}",
+                         "leave it out for a stride equal to the kernel size")
     return (c, *_window(op.kind, shapes[0], op.kernel_size, op.stride or op.kernel_size))
 
 

@@ -83,6 +83,17 @@ def lower(n: ir.Neuron) -> ir.Neuron:
 
 
 def _integrate(n: ir.Neuron, odes: list[ir.Assign], states: list[str]):
+    from .symbolic import NotDifferentiable
+
+    try:
+        return _integrate_by(n, odes, states)
+    except (NotDifferentiable, NotImplementedError) as exc:  # log(0.0): SymPy's complex infinity, no closed form
+        raise SnncError(f"integrate = {n.integrate} cannot step these differential equations: {exc}",
+                        odes[0].span, "an infinite or undefined constant (log(0), 1 / 0) has no step; "
+                        "change the equation") from None
+
+
+def _integrate_by(n: ir.Neuron, odes: list[ir.Assign], states: list[str]):
     if n.integrate == "euler":
         return _euler(odes), []
     if n.integrate == "rk2":
@@ -203,6 +214,11 @@ def _exact(n: ir.Neuron, odes: list[ir.Assign]):
     M[:size, :size] = A
     M[:size, size] = b
     E = (M * symbol("dt")).exp()
+    if E.has(sp.nan, sp.zoo, sp.I):  # e.g. a coefficient whose branches SymPy's matrix exponential cannot keep apart
+        from .symbolic import NotDifferentiable
+
+        raise NotDifferentiable("SymPy's matrix exponential of this system comes out undefined (NaN or complex); "
+                                "integrate = exponential_euler or rk2 step it without one")
     values, requires = {}, []
     for i, a in enumerate(odes):
         new = sum((_tidy(E[i, j]) * ys[j] for j in range(size)), sp.Integer(0)) + _tidy(E[i, size])

@@ -177,6 +177,9 @@ class _Build(Transformer):
         value = float(children[0])
         if value == float("inf"):
             raise self._err(f"number {children[0]} is too large", meta, "numbers must fit a 64-bit float (about 1.8e308)")
+        if value == 0.0 and any(c in "123456789" for c in str(children[0]).lower().split("e")[0]):
+            raise self._err(f"number {children[0]} is too small: it would be 0", meta,
+                            "numbers other than 0 must be at least about 4.9e-324 (a 64-bit float); write 0 for zero")
         return ir.Num(value=value, span=_span(self.source, meta))
 
     @v_args(meta=True)
@@ -231,7 +234,10 @@ class _Build(Transformer):
     # ----- neuron items
     @v_args(meta=True)
     def param(self, meta, children):
-        name, type_, optional, default = children
+        # `param NAME [: TYPE [?]] = default`: the '?' leaves no placeholder when the type is given without it
+        name, *annotation, default = children
+        type_ = next((t for t in annotation if isinstance(t, Token) and t.type == "TYPE"), None)
+        optional = any(isinstance(t, Token) and t.type == "OPTIONAL" for t in annotation)
         if isinstance(default, Token):  # NONE
             default_expr, optional = None, True
         else:

@@ -110,8 +110,21 @@ class PythonPrinter(Printer):
         "where": "torch.where({0}, {1}, {2})",
     }
 
+    # Calls with a tensor and a Python number where torch would convert the number to the tensor's dtype (and
+    # raise beyond its range, or refuse a number as the first argument): the runtime's IEEE versions.
+    MIXED_CALLS = {"min": "rt.minimum({0}, {1})", "max": "rt.maximum({0}, {1})", "clamp": "rt.clamp({0}, {1}, {2})",
+                   "where": "rt.where({0}, {1}, {2})"}
+
     def __init__(self, tensors: frozenset[str] | set[str] = frozenset()):
         self.tensors = frozenset(tensors)
+
+    def num(self, v: float) -> str:
+        v = float(v)
+        if v != v:
+            return "math.nan"
+        if v in (float("inf"), float("-inf")):  # SymPy folds e.g. 1 / 1e-320 to infinity
+            return "math.inf" if v > 0 else "(-math.inf)"
+        return repr(v)
 
     def is_tensor(self, e: ir.Expr) -> bool:
         match e:
@@ -124,6 +137,16 @@ class PythonPrinter(Printer):
             case ir.Call(args=args):
                 return any(self.is_tensor(a) for a in args)
         return False
+
+    def tensor(self, e: ir.Expr, like: str, unshaped=()) -> str:
+        """`e` as a tensor of `like`'s shape, for an assignment to a state: later code takes every state for a
+        tensor of the input's shape, also where its equation reads neither the input nor a state (`charge v =
+        0.5`, or only `unshaped` tensors such as a 0-d learnable)."""
+        text = self.expr(e)
+        shaped = self.tensors - set(unshaped)
+        if any(isinstance(n, ir.Var) and n.name in shaped for n in _nodes(e)):
+            return text
+        return f"rt.shaped({text}, {like})"
 
     def unary(self, op: str, a: ir.Expr) -> str:
         if op == "not" and self.is_tensor(a):
@@ -145,14 +168,31 @@ class PythonPrinter(Printer):
             if tensor[1] != tensor[2]:  # a tensor either way, so enclosing torch calls get a tensor
                 t = texts[1] if tensor[1] else texts[2]
                 i = 2 if tensor[1] else 1
-                texts[i] = f"torch.full_like({t}, {texts[i]})"
+                texts[i] = f"rt.full_like({t}, {texts[i]})"
             return self.SCALAR_CALLS["where"].format(*texts)
         if not any(tensor):
             return self.SCALAR_CALLS[f].format(*texts)
-        if f in ("min", "max") and not all(tensor):  # torch.minimum wants two tensors
-            t, s = (texts[0], texts[1]) if tensor[0] else (texts[1], texts[0])
-            return f"torch.clamp({t}, {'max' if f == 'min' else 'min'}={s})"
+        if f == "where" and not tensor[1] and not tensor[2]:  # two numbers: the result takes a tensor's dtype
+            like = sorted(n.name for n in _nodes(args[0]) if isinstance(n, ir.Var) and n.name in self.tensors)
+            return f"rt.where({texts[0]}, {texts[1]}, {texts[2]}, {like[0]})"
+        if f in self.MIXED_CALLS and not all(tensor[f == "where":]):  # a number where torch converts it
+            return self.MIXED_CALLS[f].format(*texts)
         return self.CALLS[f].format(*texts)
+
+
+def _nodes(e: ir.Expr):
+    """Every node of an expression (without recursion)."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        match node:
+            case ir.Unary(operand=a):
+                stack.append(a)
+            case ir.BinOp(left=a, right=b):
+                stack += [a, b]
+            case ir.Call(args=args):
+                stack += args
 
 
 class CPrinter(Printer):

@@ -53,15 +53,15 @@ def to_sympy(e: ir.Expr, env: dict[str, sp.Expr] | None = None):
             l, r = rec(a), rec(b)
             match op:
                 case "*": return l * r
-                case "/": return l / r
-                case "^": return l**r
+                case "/": return _real(l / r, e)
+                case "^": return _real(l**r, e)
                 case "and": return sp.And(l, r)
                 case "or": return sp.Or(l, r)
             return _REL[op](l, r)
         case ir.Call(func=f, args=args):
             a = [rec(x) for x in args]
             if f in _UNARY:
-                return _UNARY[f](a[0])
+                return _real(_UNARY[f](a[0]), e) if f in ("sqrt", "log") else _UNARY[f](a[0])
             match f:
                 case "min": return sp.Min(a[0], a[1])
                 case "max": return sp.Max(a[0], a[1])
@@ -70,6 +70,17 @@ def to_sympy(e: ir.Expr, env: dict[str, sp.Expr] | None = None):
                 case "where":
                     return sp.Piecewise((a[1], a[0]), (a[2], True))
     raise TypeError(f"cannot convert {e!r}")
+
+
+def _real(value, e: ir.Expr):
+    """`value`, unless SymPy made it complex or undefined: sqrt(-1) is I and log(0) complex infinity there,
+    where the kernels compute nan and -inf. SymPy can neither compare nor differentiate through those."""
+    if value.has(sp.I, sp.zoo, sp.nan):
+        from .printers import SnnPrinter
+
+        raise NotDifferentiable(f"{SnnPrinter()(e)} has no real value (a square root or logarithm of a negative "
+                                "number, a division by zero, or log(0))")
+    return value
 
 
 def _summands(e: ir.Expr) -> list[tuple[int, ir.Expr]]:

@@ -133,6 +133,69 @@ def sigmoid(a):
     return 1.0 / (1.0 + math.exp(-a)) if a >= 0 else math.exp(a) / (1.0 + math.exp(a))
 
 
+# ------------------------------------------------------------------ numbers meeting tensors
+# Where torch converts a Python number to a tensor's dtype (full_like, clamp bounds, where branches), it raises
+# for a number beyond the dtype's range; the kernels' arithmetic rounds it to infinity. These helpers do the latter.
+_FLOAT_MAX: dict = {}
+
+
+def fit(value, dtype):
+    """A Python number as a tensor of `dtype` holds it: beyond the dtype's range, the infinity of its sign."""
+    if isinstance(value, float) and value == value:
+        limit = _FLOAT_MAX.get(dtype)
+        if limit is None:
+            limit = _FLOAT_MAX[dtype] = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
+        if abs(value) > limit:
+            return math.copysign(math.inf, value)
+    return value
+
+
+def full_like(like, value):
+    return torch.full_like(like, fit(value, like.dtype))
+
+
+def shaped(value, like):
+    """`value` (a number, or a tensor such as a 0-d learnable) as a new tensor of `like`'s shape and dtype:
+    what a state becomes when its equation reads neither the input nor a state."""
+    if isinstance(value, torch.Tensor):
+        return value.to(like.dtype).expand_as(like).clone()
+    return full_like(like, value)
+
+
+def where(cond, a, b, like=None):
+    """torch.where with either branch a Python number; with both, the result has the dtype of `like` (a tensor
+    the condition reads), not torch's default."""
+    if like is None:
+        like = a if isinstance(a, torch.Tensor) else b
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    a, b = fit(a, dtype), fit(b, dtype)
+    if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):  # torch would make the default dtype
+        a = torch.tensor(a, dtype=dtype, device=cond.device)
+    out = torch.where(cond, a, b)
+    return out if out.dtype == dtype else out.to(dtype)
+
+
+def minimum(a, b):
+    """torch.minimum with either side a Python number."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.minimum(a, b)
+    t, s = (a, b) if isinstance(a, torch.Tensor) else (b, a)
+    return torch.clamp(t, max=fit(s, t.dtype))
+
+
+def maximum(a, b):
+    """torch.maximum with either side a Python number."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.maximum(a, b)
+    t, s = (a, b) if isinstance(a, torch.Tensor) else (b, a)
+    return torch.clamp(t, min=fit(s, t.dtype))
+
+
+def clamp(a, lo, hi):
+    """min(max(a, lo), hi) where any of the three may be a Python number (a number clamped by tensors too)."""
+    return minimum(maximum(a, lo), hi)
+
+
 # ------------------------------------------------------------------ helpers for generated code
 def as_float(neuron: str, name: str, value, optional: bool = False):
     if value is None and optional:

@@ -22,7 +22,7 @@ SURROGATE_0 = rt.Surrogate('sigmoid(alpha=4.0)', _sg_0, '{"name":"sigmoid","args
 
 def _sg_1(x):
     """d spike / dx of rect(alpha=1.0)"""
-    return torch.where(torch.abs(x) < rt.div(0.5, 1.0), 1.0, 0.0)
+    return rt.where(torch.abs(x) < rt.div(0.5, 1.0), 1.0, 0.0, x)
 
 
 SURROGATE_1 = rt.Surrogate('rect(alpha=1.0)', _sg_1, '{"name":"rect","args":[["alpha",1.0]],"grad":null}')
@@ -51,7 +51,7 @@ class IF(rt.NeuronBase):
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
-        return (torch.full_like(x, v_reset), )
+        return (rt.full_like(x, v_reset), )
 
     def single_step(self, x, v):
         v_threshold = self.v_threshold
@@ -96,7 +96,7 @@ class LIF(rt.NeuronBase):
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
-        return (torch.full_like(x, v_reset), )
+        return (rt.full_like(x, v_reset), )
 
     def single_step(self, x, v):
         v_threshold = self.v_threshold
@@ -145,7 +145,7 @@ class PLIF(rt.NeuronBase):
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
-        return (torch.full_like(x, v_reset), )
+        return (rt.full_like(x, v_reset), )
 
     def single_step(self, x, v):
         v_threshold = self.v_threshold
@@ -196,7 +196,7 @@ class QIF(rt.NeuronBase):
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
-        return (torch.full_like(x, v_reset), )
+        return (rt.full_like(x, v_reset), )
 
     def single_step(self, x, v):
         v_threshold = self.v_threshold
@@ -248,7 +248,7 @@ class EIF(rt.NeuronBase):
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
-        return (torch.full_like(x, v_reset), )
+        return (rt.full_like(x, v_reset), )
 
     def single_step(self, x, v):
         v_threshold = self.v_threshold
@@ -308,7 +308,7 @@ class Izhikevich(rt.NeuronBase):
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
         w_rest = self.w_rest
-        return (torch.full_like(x, v_reset), torch.full_like(x, w_rest), )
+        return (rt.full_like(x, v_reset), rt.full_like(x, w_rest), )
 
     def single_step(self, x, v, w):
         v_threshold = self.v_threshold
@@ -361,7 +361,7 @@ class SquareIF(rt.NeuronBase):
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
-        return (torch.full_like(x, v_reset), )
+        return (rt.full_like(x, v_reset), )
 
     def single_step(self, x, v):
         v_threshold = self.v_threshold
@@ -408,7 +408,7 @@ class CUBALIF(rt.NeuronBase):
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
-        return (torch.full_like(x, v_reset), torch.full_like(x, 0.0), )
+        return (rt.full_like(x, v_reset), rt.full_like(x, 0.0), )
 
     def single_step(self, x, v, c):
         v_threshold = self.v_threshold
@@ -465,7 +465,7 @@ class AdaptiveLIF(rt.NeuronBase):
 
     def initial_states(self, x):
         v_reset = 0.0 if self.v_reset is None else self.v_reset
-        return (torch.full_like(x, v_reset), torch.full_like(x, 0.0), )
+        return (rt.full_like(x, v_reset), rt.full_like(x, 0.0), )
 
     def single_step(self, x, v, w):
         v_threshold = self.v_threshold
@@ -518,7 +518,7 @@ class LI(rt.NeuronBase):
 
     def initial_states(self, x):
         pass
-        return (torch.full_like(x, 0.0), )
+        return (rt.full_like(x, 0.0), )
 
     def single_step(self, x, v):
         v_threshold = self.v_threshold
