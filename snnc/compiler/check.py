@@ -210,23 +210,8 @@ def _kind(e: ir.Expr, types: dict[str, str]) -> str:
     return "float"
 
 
-def _walk(e: ir.Expr):
-    """Every node of an expression, parents first (without recursion)."""
-    stack = [e]
-    while stack:
-        node = stack.pop()
-        yield node
-        match node:
-            case ir.Unary(operand=a):
-                stack.append(a)
-            case ir.BinOp(left=a, right=b):
-                stack += [b, a]
-            case ir.Call(args=args):
-                stack += reversed(args)
-
-
 def _check_expr(e: ir.Expr, scope: dict[str, str], p: _Pass, where: str) -> None:
-    for node in _walk(e):
+    for node in ir.walk(e):
         match node:
             case ir.Var(name=name) if name not in scope:
                 hint = did_you_mean(name, scope) or f"known names here: {', '.join(sorted(scope))}"

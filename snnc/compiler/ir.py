@@ -73,6 +73,21 @@ def same_expr(a: Expr, b: Expr) -> bool:
     return a.model_dump() == b.model_dump()
 
 
+def walk(e: Expr):
+    """Every node of an expression, parents first, left to right (without recursion: expressions nest deep)."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        match node:
+            case Unary(operand=a):
+                stack.append(a)
+            case BinOp(left=a, right=b):
+                stack += [b, a]
+            case Call(args=args):
+                stack += reversed(args)
+
+
 # ---------------------------------------------------------------- neurons
 class Param(Node):
     name: str

@@ -144,7 +144,7 @@ class PythonPrinter(Printer):
         0.5`, or only `unshaped` tensors such as a 0-d learnable)."""
         text = self.expr(e)
         shaped = self.tensors - set(unshaped)
-        if any(isinstance(n, ir.Var) and n.name in shaped for n in _nodes(e)):
+        if any(isinstance(n, ir.Var) and n.name in shaped for n in ir.walk(e)):
             return text
         return f"rt.shaped({text}, {like})"
 
@@ -173,26 +173,11 @@ class PythonPrinter(Printer):
         if not any(tensor):
             return self.SCALAR_CALLS[f].format(*texts)
         if f == "where" and not tensor[1] and not tensor[2]:  # two numbers: the result takes a tensor's dtype
-            like = sorted(n.name for n in _nodes(args[0]) if isinstance(n, ir.Var) and n.name in self.tensors)
+            like = sorted(n.name for n in ir.walk(args[0]) if isinstance(n, ir.Var) and n.name in self.tensors)
             return f"rt.where({texts[0]}, {texts[1]}, {texts[2]}, {like[0]})"
         if f in self.MIXED_CALLS and not all(tensor[f == "where":]):  # a number where torch converts it
             return self.MIXED_CALLS[f].format(*texts)
         return self.CALLS[f].format(*texts)
-
-
-def _nodes(e: ir.Expr):
-    """Every node of an expression (without recursion)."""
-    stack = [e]
-    while stack:
-        node = stack.pop()
-        yield node
-        match node:
-            case ir.Unary(operand=a):
-                stack.append(a)
-            case ir.BinOp(left=a, right=b):
-                stack += [a, b]
-            case ir.Call(args=args):
-                stack += args
 
 
 class CPrinter(Printer):
