@@ -105,7 +105,7 @@ class PythonPrinter(Printer):
     CALLS = {
         "exp": "torch.exp({0})", "log": "torch.log({0})", "sqrt": "torch.sqrt({0})", "abs": "torch.abs({0})",
         "tanh": "torch.tanh({0})", "sigmoid": "torch.sigmoid({0})", "atan": "torch.atan({0})",
-        "erf": "torch.erf({0})", "sign": "torch.sign({0})", "heaviside": "_heaviside({0})",
+        "erf": "torch.erf({0})", "sign": "torch.sign({0})", "heaviside": "rt.heaviside({0})",
         "min": "torch.minimum({0}, {1})", "max": "torch.maximum({0}, {1})", "clamp": "torch.clamp({0}, {1}, {2})",
         "where": "torch.where({0}, {1}, {2})",
     }

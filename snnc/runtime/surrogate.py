@@ -22,7 +22,6 @@ def make(name: str, **args) -> support.Surrogate:
 def _make(name: str, args: tuple) -> support.Surrogate:
     spec = ir.Surrogate(name=name, args=args)
     grad_expr(spec)  # validate names and values before generating code
-    namespace = {"rt": support, "torch": __import__("torch"), "math": __import__("math"),
-                 "_heaviside": support.heaviside}
+    namespace = {"rt": support, "torch": __import__("torch"), "math": __import__("math")}
     exec(compile(surrogate_source(spec), f"<snnc surrogate {name}>", "exec"), namespace)  # code printed from the IR
     return namespace["SURROGATE_0"]

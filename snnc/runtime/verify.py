@@ -132,10 +132,6 @@ class _Spike(torch.autograd.Function):
         return g * ctx.grad_fn(h), None, None
 
 
-def _heaviside(z):
-    return (z >= 0).to(z.dtype)
-
-
 def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: dict, learnables: tuple = ()):
     """Eager autograd over T steps from the plan's expressions: (output_seq, final_states, H_seq of the membrane).
     The output is the spike, or for a configuration with output "v" the membrane potential after the reset."""
@@ -147,7 +143,7 @@ def reference_multi_step(p: Plan, x_seq: torch.Tensor, states: tuple, scalars: d
     reset = [(t, code(e)) for t, e in p.reset]
     sg_code = compile(PythonPrinter(tensors={"x"})(grad_expr(p.config.surrogate or p.neuron.surrogate)),
                       "<snnc surrogate>", "eval")
-    base = {"torch": torch, "math": math, "rt": support, "_heaviside": _heaviside,
+    base = {"torch": torch, "math": math, "rt": support,
             **{k: float(v) for k, v in scalars.items() if v is not None},
             **dict(zip(p.learnables, learnables))}
     threshold_code = code(p.threshold)

@@ -10,7 +10,6 @@ import torch
 
 from . import _snnc_runtime as rt
 
-_heaviside = rt.heaviside
 
 def _sg_0(x):
     """d spike / dx of sigmoid(alpha=4.0)"""
@@ -26,7 +25,6 @@ def _sg_1(x):
 
 
 SURROGATE_1 = rt.Surrogate('rect(alpha=1.0)', _sg_1, '{"name":"rect","args":[["alpha",1.0]],"grad":null}')
-
 
 
 class IF(rt.NeuronBase):

@@ -5,6 +5,8 @@ import torch
 
 from . import _snnc_runtime as rt
 from . import neurons
+
+
 def _sg_0(x):
     """d spike / dx of atan(alpha=2.0)"""
     return rt.div(2.0, 2.0) / (1.0 + (rt.div(3.141592653589793, 2.0) * 2.0 * x) ** 2.0)
