@@ -22,6 +22,22 @@ needs_mnist = pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte.gz").exis
                                  reason="real MNIST not found (set SNNC_DATA_DIR)")
 
 
+def _no_cxx() -> str:
+    """Why the host C++ kernels cannot be built here, or ''."""
+    from snnc.compiler.source import SnncError
+    from snnc.runtime.cc import find_compiler
+
+    try:
+        find_compiler()
+    except SnncError as exc:  # pragma: no cover - depends on the environment
+        return f"no C++ compiler: {exc}"
+    return ""
+
+
+NO_CXX = _no_cxx()
+needs_cxx = pytest.mark.skipif(bool(NO_CXX), reason=NO_CXX or "no C++ compiler")
+
+
 @pytest.fixture
 def in_repo_root(monkeypatch):
     """Run with the repository root as the working directory, so reported file names are relative."""

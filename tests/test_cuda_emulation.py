@@ -28,21 +28,15 @@ import torch
 from snnc.compiler import ir, kernels
 from snnc.compiler.assemble import load_module
 from snnc.compiler.derive import plan
-from snnc.compiler.source import SnncError
-from snnc.runtime.cc import compile_library, find_compiler
+from snnc.runtime.cc import compile_library
 from snnc.runtime.cuda import ENTRY_POINTS, CudaKernels, launch_shape
 from snnc.runtime.plans import scalar_args
 from snnc.runtime.verify import compare, configs, default_values, learnable_defaults, random_input
 
-from conftest import MODELS, TESTS
+from conftest import MODELS, TESTS, needs_cxx
 from test_kernels_host import TEST_NEURONS
 
-try:
-    find_compiler()
-    _NO_CXX = ""
-except SnncError as exc:  # pragma: no cover - depends on the environment
-    _NO_CXX = f"no C++ compiler: {exc}"
-pytestmark = pytest.mark.skipif(bool(_NO_CXX), reason=_NO_CXX or "no C++ compiler")
+pytestmark = needs_cxx
 
 SHIM = TESTS / "cuda_emu"
 # -O1: the kernels are unrolled 16-fold; the emulation needs correct code, not fast code, and compiles ~100 of them

@@ -16,19 +16,13 @@ from snnc.compiler import ir, kernels
 from snnc.compiler.assemble import load_module
 from snnc.compiler.derive import default_config, plan
 from snnc.runtime import host
-from snnc.runtime.cc import find_compiler
 from snnc.compiler.source import SnncError, Span
 from snnc.runtime.ops import run_plan
 from snnc.runtime.verify import compare, default_values, learnable_defaults, random_input, reference_multi_step
 
-from conftest import MODELS
+from conftest import MODELS, needs_cxx
 
-try:
-    find_compiler()
-    _NO_CXX = ""
-except SnncError as exc:  # pragma: no cover - depends on the environment
-    _NO_CXX = f"no C++ compiler: {exc}"
-pytestmark = pytest.mark.skipif(bool(_NO_CXX), reason=_NO_CXX or "no C++ compiler")
+pytestmark = needs_cxx
 
 # Names that would break C if printed raw, scalar / tensor division, powers, scalar-only where(), a
 # learnable inside a loop-invariant subexpression, a custom surrogate.

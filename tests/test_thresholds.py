@@ -37,33 +37,28 @@ neuron LearnedThreshold {
 """
 
 
-class _Sigmoid(torch.autograd.Function):
-    """Heaviside forward, SpikingJelly's Sigmoid(alpha=4) surrogate backward."""
+class _Spike(torch.autograd.Function):
+    """Heaviside forward; backward by a hand-written surrogate derivative `grad(z)`."""
 
     @staticmethod
-    def forward(ctx, z):
+    def forward(ctx, z, grad):
         ctx.save_for_backward(z)
+        ctx.grad = grad
         return (z >= 0).float()
 
     @staticmethod
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
-        s = torch.sigmoid(4.0 * z)
-        return g * 4.0 * s * (1 - s)
+        return g * ctx.grad(z), None
 
 
-class _ATan(torch.autograd.Function):
-    """Heaviside forward, SpikingJelly's ATan(alpha=2) surrogate backward."""
+def _sigmoid_grad(z):  # SpikingJelly's Sigmoid(alpha=4)
+    s = torch.sigmoid(4.0 * z)
+    return 4.0 * s * (1 - s)
 
-    @staticmethod
-    def forward(ctx, z):
-        ctx.save_for_backward(z)
-        return (z >= 0).float()
 
-    @staticmethod
-    def backward(ctx, g):
-        (z,) = ctx.saved_tensors
-        return g * 1.0 / (1 + (math.pi / 2 * 2.0 * z) ** 2)
+def _atan_grad(z):  # SpikingJelly's ATan(alpha=2)
+    return 1.0 / (1 + (math.pi / 2 * 2.0 * z) ** 2)
 
 
 def alif_reference(x, tau=5.0, tau_a=20.0, beta=0.2):
@@ -75,7 +70,7 @@ def alif_reference(x, tau=5.0, tau_a=20.0, beta=0.2):
         v = v + (x[t] - v) / tau
         a = a - a / tau_a
         b = 0.5 + beta * a
-        s = _Sigmoid.apply(v - b)
+        s = _Spike.apply(v - b, _sigmoid_grad)
         v = s * 0.0 + (1.0 - s) * v
         a = a + s * 1.0
         out.append(s)
@@ -87,7 +82,7 @@ def learned_reference(x, theta, tau=2.0):
     out = []
     for t in range(x.shape[0]):
         v = v + (x[t] - v) / tau
-        s = _ATan.apply(v - theta)
+        s = _Spike.apply(v - theta, _atan_grad)
         v = s * 0.0 + (1.0 - s) * v
         out.append(s)
     return torch.stack(out)
