@@ -1,12 +1,19 @@
 """`torch.compile` against eager: one training step (forward, backward, Adam step) of generated networks,
-side by side in one run. The fused neurons are custom operators, so Dynamo traces each network whole
-(0 graph breaks); Inductor compiles the layers around them.
+three ways side by side in one run, the same weights and batch:
 
-Reported per network and backend: the first compiled step (tracing and compilation, Inductor's on-disk cache
-empty: a fresh temporary folder), then the best (median) of --repeat steps each way, and compiled / eager
-(below 1: the compiled step is faster).
+  eager             the network as built;
+  compiled network  `torch.compile(net)`, the loss and the optimizer step eager;
+  compiled step     PyTorch's recipe for a compiled training step: one compiled function from the batch to the
+                    loss (network, readout over time, loss) and `torch.compile(optimizer.step)`; `backward` runs
+                    the compiled backward.
 
-    python benchmarks/compile_speed.py                                   # CPU, fc2_mnist and lif_fc_mnist
+The fused neurons are custom operators, so Dynamo traces each network whole (0 graph breaks); Inductor compiles
+what surrounds them. Steps are interleaved (eager, network, step, eager, ...) so that a drift in the machine's
+speed falls on all three alike. Reported per network and backend: the median step time of each, the compiled ones
+over eager (below 1: faster), and the first compiled step (tracing and compilation, Inductor's on-disk cache
+empty: a fresh temporary folder).
+
+    python benchmarks/compile_speed.py --repeat 50                       # CPU: fc2_mnist, lif_fc_mnist, sew_resnet_mnist
     python benchmarks/compile_speed.py --device cuda --backends cupy --mode reduce-overhead
 """
 from __future__ import annotations
@@ -24,6 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="snnc-bench-inductor-"))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,75 +39,84 @@ sys.path.insert(0, str(ROOT))
 import snnc  # noqa: E402
 from snnc.runtime import backends  # noqa: E402
 
+WAYS = ("eager", "compiled network", "compiled step")
 
-def step_fn(net, x, y, optimizer):
+
+def training_step(net, way: str, mode: str | None, x, y):
+    """One training step of `net` (forward, backward, Adam) the given way, as a function of no arguments."""
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    model = torch.compile(net, mode=mode) if way == "compiled network" else net
+
+    def loss_of(x, y):
+        return F.mse_loss(model(x).float().mean(0), y)
+
+    forward = torch.compile(loss_of, mode=mode) if way == "compiled step" else loss_of
+    update = torch.compile(optimizer.step, mode=mode) if way == "compiled step" else optimizer.step
+
     def step():
         optimizer.zero_grad(set_to_none=True)
-        out = net(x)
-        loss = torch.nn.functional.mse_loss(out.float().mean(0), y)
+        loss = forward(x, y)
         loss.backward()
-        optimizer.step()
-        return loss
+        update()  # multi-step networks reset their neurons at each call
+
     return step
 
 
-def sync(device: str):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def measure(step, repeat: int, device: str) -> tuple[float, float, float]:
-    """(first call, best, median) seconds."""
+def timed(step, device: str) -> float:
     t0 = time.perf_counter()
     step()
-    sync(device)
-    first = time.perf_counter() - t0
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def compare(lib, backend: str, args) -> tuple[dict, dict]:
+    """{way: median step seconds}, {way: first step seconds} for one network on one backend."""
+    torch.manual_seed(0)
+    first_net = lib.network(backend=backend).to(args.device)
+    nets = {way: first_net if way == "eager" else lib.network(backend=backend).to(args.device) for way in WAYS}
+    for net in nets.values():
+        net.load_state_dict(first_net.state_dict())
+    x = torch.rand(first_net.T, args.batch, *first_net.INPUT_SHAPE, generator=torch.Generator().manual_seed(1))
+    x = (x < 0.3).float().to(args.device)
+    y = F.one_hot(torch.arange(args.batch) % first_net.NUM_CLASSES, first_net.NUM_CLASSES).float().to(args.device)
+    torch._dynamo.reset()
+    steps = {way: training_step(nets[way], way, args.mode, x, y) for way in WAYS}
+    first = {way: timed(steps[way], args.device) for way in WAYS}
     for _ in range(2):
-        step()
-    sync(device)
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        ts.append(time.perf_counter() - t0)
-    return first, min(ts), statistics.median(ts)
+        for way in WAYS:
+            timed(steps[way], args.device)
+    times: dict = {way: [] for way in WAYS}
+    for _ in range(args.repeat):
+        for way in WAYS:
+            times[way].append(timed(steps[way], args.device))
+    return {way: statistics.median(ts) for way, ts in times.items()}, first
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--models", default="fc2_mnist,lif_fc_mnist")
+    ap.add_argument("--models", default="fc2_mnist,lif_fc_mnist,sew_resnet_mnist")
     ap.add_argument("--backends", default=None, help="comma-separated (default: every backend available)")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=20, help="interleaved steps timed each way (default 20)")
     ap.add_argument("--mode", default=None, help="torch.compile mode (default, reduce-overhead, max-autotune)")
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
     names = args.backends.split(",") if args.backends else backends.available(args.device)
     print(f"torch {torch.__version__}, {args.device}, {THREADS} threads, batch {args.batch}, "
-          f"torch.compile(mode={args.mode!r}), best (median) of {args.repeat} steps")
-    print(f"  {'network':16s} {'backend':8s} {'eager step':>18s} {'compiled step':>18s} {'compiled/eager':>15s} "
-          f"{'first compiled step':>20s}")
+          f"torch.compile(mode={args.mode!r}); median of {args.repeat} interleaved training steps each way")
+    print(f"  {'network':18s} {'backend':8s} {'eager':>9s} {'compiled network':>20s} {'compiled step':>20s}"
+          f" {'first compiled step (network, step)':>38s}")
     for model in args.models.split(","):
         lib = snnc.load(ROOT / "models" / f"{model}.snn")
         for backend in names:
-            torch.manual_seed(0)
-            eager_net = lib.network(backend=backend).to(args.device)
-            compiled_net = lib.network(backend=backend).to(args.device)
-            compiled_net.load_state_dict(eager_net.state_dict())
-            T = eager_net.T
-            x = (torch.rand(T, args.batch, *eager_net.INPUT_SHAPE, generator=torch.Generator().manual_seed(1)) < 0.3)
-            x = x.float().to(args.device)
-            y = torch.nn.functional.one_hot(torch.arange(args.batch) % 10, 10).float().to(args.device)
-            eager = step_fn(eager_net, x, y, torch.optim.Adam(eager_net.parameters(), lr=1e-3))
-            torch._dynamo.reset()
-            compiled = step_fn(torch.compile(compiled_net, mode=args.mode), x, y,
-                               torch.optim.Adam(compiled_net.parameters(), lr=1e-3))
-            _, e_best, e_med = measure(eager, args.repeat, args.device)
-            c_first, c_best, c_med = measure(compiled, args.repeat, args.device)
-            print(f"  {model:16s} {backend:8s} {e_best * 1e3:8.2f} ({e_med * 1e3:6.2f}) ms "
-                  f"{c_best * 1e3:8.2f} ({c_med * 1e3:6.2f}) ms {c_best / e_best:14.2f}x {c_first:19.1f} s")
+            median, first = compare(lib, backend, args)
+            e = median["eager"]
+            cells = [f"{median[w] * 1e3:9.2f} ms {median[w] / e:5.2f}x" for w in WAYS[1:]]
+            print(f"  {model:18s} {backend:8s} {e * 1e3:6.2f} ms {cells[0]:>20s} {cells[1]:>20s}"
+                  f" {first['compiled network']:27.1f} s, {first['compiled step']:.1f} s")
+    print("  (x: compiled time over eager time; below 1 the compiled way is faster)")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,62 @@ def test_compiled_outputs_and_gradients_equal_eager(path, backend):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def _captured_ops(net, x) -> set[str]:
+    """The operators of the graph Dynamo captures for one forward (no compilation)."""
+    seen: set[str] = set()
+
+    def backend(gm, example_inputs):
+        seen.update(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(net, backend=backend, fullgraph=True)(x)
+    return seen
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_traced_backends_are_traced_through_and_others_are_operators(backend):
+    """The table's `traced` rows (torch) reach the graph as PyTorch operations, for Inductor to fuse; the
+    others as snnc's operators; a sequence beyond TRACED_STEPS as the operator on every backend."""
+    from snnc.runtime import backends, ops
+
+    net = _net(MODELS / "fc2_mnist.snn", backend)
+    short = _captured_ops(net, _input(net))
+    assert any("snnc" in op for op in short) is not backends.get(backend).traced
+    assert any("neuron_forward" in op for op in short) is not backends.get(backend).traced
+    long_input = torch.rand(ops.TRACED_STEPS + 1, 2, *net.INPUT_SHAPE)
+    assert any("neuron_forward" in op for op in _captured_ops(net, long_input))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
+def test_compiled_once(path, backend):
+    """A second training call reuses the first compilation: nothing the traced code reads changes under it."""
+    net = _net(path, backend)
+    x = _input(net)
+    torch._dynamo.reset()
+    compiled = torch.compile(net, backend="eager")
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(3):
+            _run(compiled, x)
+
+
+@pytest.mark.slow
+def test_inductor_fuses_the_torch_backend_like_eager():
+    """Inductor compiles the torch backend's steps itself (C++ loops on the CPU): the same spikes, and
+    gradients equal to rounding."""
+    path = MODELS / "fc2_mnist.snn"
+    eager, compiled_net = _net(path, "torch"), _net(path, "torch")
+    compiled_net.load_state_dict(eager.state_dict())
+    x = _input(eager, 8)
+    ref, ref_grads = _run(eager, x)
+    torch._dynamo.reset()
+    out, grads = _run(torch.compile(compiled_net, fullgraph=True), x)
+    assert torch.equal(out, ref)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_inductor_trains_fc2_like_eager():
     """The issue's example, compiled by inductor (C++ codegen on the CPU): one training step each."""

@@ -1,10 +1,12 @@
 """The backend table: every way a neuron layer's T steps can run, in one place.
 
 A row names the backend, the device it runs on, what it needs (an availability check whose message says
-how to fix it), and its kernel loader: `kernels(plan, device, dtype)` -> an object with `forward` and
-`backward` (see `ops`). The CLI, `set_backend`, the runner's default, `snnc verify` and the benchmarks read
-this table; nothing else names a backend. Rows are in order of preference: the default on a device is the
-first available row for it.
+how to fix it), its kernel loader: `kernels(plan, device, dtype)` -> an object with `forward` and
+`backward` (see `ops`), and how `torch.compile` meets it: as an opaque custom operator, or (`traced`, kernels
+that are PyTorch operations) traced through, so that Inductor fuses a layer's steps into its own kernels.
+
+The CLI, `set_backend`, the runner's default, `snnc verify` and the benchmarks read this table; nothing else
+names a backend. Rows are in order of preference: the default on a device is the first available row for it.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class Backend:
     problem: Callable[[], str | None]  # None when usable here, else what is missing and how to get it
     kernels: Callable  # (plan, device, dtype) -> kernels with forward/backward
     host_inputs: bool = False  # CPU runs use the host C++ input kernels (Poisson encoder, fused Poisson+linear)
+    traced: bool = False  # torch.compile traces the kernels (PyTorch operations) instead of calling the operator
 
     def runs_on(self, device: "torch.device | str") -> bool:
         import torch
@@ -83,7 +86,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("cpp", "cpu", "fused host C++ kernels (OpenMP + SIMD), compiled once into a cached library",
             _cpp_problem, _host_kernels, host_inputs=True),
     Backend("torch", "any", "the derived forward and backward as PyTorch operations: needs nothing but torch",
-            lambda: None, _torch_kernels),
+            lambda: None, _torch_kernels, traced=True),
 )}
 
 

@@ -136,7 +136,9 @@ def sigmoid(a):
 # ------------------------------------------------------------------ numbers meeting tensors
 # Where torch converts a Python number to a tensor's dtype (full_like, clamp bounds, where branches), it raises
 # for a number beyond the dtype's range; the kernels' arithmetic rounds it to infinity. These helpers do the latter.
-_FLOAT_MAX: dict = {}
+# Never written after import: torch.compile guards on what it reads here, and a memo filled while tracing
+# fails that guard at the next call (a recompilation).
+_FLOAT_MAX = {d: torch.finfo(d).max for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 
 
 def fit(value, dtype):
@@ -144,7 +146,7 @@ def fit(value, dtype):
     if isinstance(value, float) and value == value:
         limit = _FLOAT_MAX.get(dtype)
         if limit is None:
-            limit = _FLOAT_MAX[dtype] = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
+            limit = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
         if abs(value) > limit:
             return math.copysign(math.inf, value)
     return value
