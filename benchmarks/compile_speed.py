@@ -7,8 +7,9 @@ three ways side by side in one run, the same weights and batch:
                     loss (network, readout over time, loss) and `torch.compile(optimizer.step)`; `backward` runs
                     the compiled backward.
 
-The fused neurons are custom operators, so Dynamo traces each network whole (0 graph breaks); Inductor compiles
-what surrounds them. Steps are interleaved (eager, network, step, eager, ...) so that a drift in the machine's
+Dynamo traces each network whole (0 graph breaks): the fused `cpp`/`cupy` neurons as custom operators, with
+Inductor compiling what surrounds them; the `torch` backend's steps (up to TRACED_STEPS) traced through, which
+Inductor fuses too. Steps are interleaved (eager, network, step, eager, ...) so that a drift in the machine's
 speed falls on all three alike. Reported per network and backend: the median step time of each, the compiled ones
 over eager (below 1: faster), and the first compiled step (tracing and compilation, Inductor's on-disk cache
 empty: a fresh temporary folder).
