@@ -50,7 +50,7 @@ def run_spikingjelly(ds, T: int, batches: int | None, test: bool, seed: int = 0)
     order = order[: batches * 64] if batches else order
     count, start = 0, time.perf_counter()
     for idx in order.split(64):
-        x, y = ds.train.batch(idx)
+        x, y = ds.train.batch(idx)[:2]
         spikes = (torch.rand(T, *x.shape) <= x).float()
         rate = net(spikes).mean(0)
         loss = F.mse_loss(rate, F.one_hot(y, 10).float())
@@ -64,7 +64,7 @@ def run_spikingjelly(ds, T: int, batches: int | None, test: bool, seed: int = 0)
         correct = 0
         with torch.no_grad():
             for idx in torch.arange(len(ds.test)).split(256):
-                x, y = ds.test.batch(idx)
+                x, y = ds.test.batch(idx)[:2]
                 correct += int((net((torch.rand(T, *x.shape) <= x).float()).mean(0).argmax(1) == y).sum())
                 functional.reset_net(net)
         result["test_acc"] = correct / len(ds.test)
@@ -93,7 +93,7 @@ def profile_snnc(exp, backend, ds, T: int, batches: int = 100) -> dict:
     for b in range(batches):
         idx = torch.arange(b * 64, (b + 1) * 64)
         t0 = time.perf_counter()
-        x, y = ds.train.batch(idx)
+        x, y = ds.train.batch(idx)[:2]
         t1 = time.perf_counter()
         spikes = poisson(x, T, 0, idx, 0, dtype=torch.float32, out=buf)
         t2 = time.perf_counter()

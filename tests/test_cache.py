@@ -71,19 +71,19 @@ def test_decoded_datasets_are_cached_by_file_identity(tmp_path, private_cache):
     for split, n in (("train", 30), ("t10k", 10)):
         (folder / f"{split}-images-idx3-ubyte").write_bytes(_idx(rng.integers(0, 256, (n, 28, 28)), 0x803))
         (folder / f"{split}-labels-idx1-ubyte").write_bytes(_idx(rng.integers(0, 10, n), 0x801))
-    data._load_folder.cache_clear()
+    data._images.cache_clear()
     fresh = data.load("mnist", folder)
     assert len(list((private_cache / "data").glob("*.npz"))) == 1
-    data._load_folder.cache_clear()
+    data._images.cache_clear()
     cached = data.load("mnist", folder)
     for a, b in ((fresh.train, cached.train), (fresh.test, cached.test)):
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
         assert b.images.dtype == torch.uint8 and b.labels.dtype == torch.int64
     # a changed file is a different key: decoded (and checked) again
     (folder / "t10k-labels-idx1-ubyte").write_bytes(_idx(np.full(10, 3), 0x801))
-    data._load_folder.cache_clear()
+    data._images.cache_clear()
     assert data.load("mnist", folder).test.labels.tolist() == [3] * 10
-    data._load_folder.cache_clear()
+    data._images.cache_clear()
 
 
 @needs_cxx

@@ -71,7 +71,7 @@ def test_dry_run_reports_a_shape_mismatch(tmp_path, capsys):
                      "    layers {\n        flatten\n        linear(10)\n        LIF\n    }\n}\n")
     assert cli.main(["train", str(model), "--dry-run"]) == 1
     err = capsys.readouterr().err
-    assert "takes input [1, 28, 27]" in err and "MNIST" in err
+    assert "the network's input is [1, 28, 27]" in err and "MNIST" in err
 
 
 def _rows(out: Path) -> list[dict]:

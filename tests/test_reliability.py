@@ -236,7 +236,7 @@ def test_input_and_T_are_located(old, new, expected):
     ("weight_decay = -1", "m.snn:5:13: error: training setting 'weight_decay' is -1.0"),
     ("seed = -1", "m.snn:5:13: error: training setting 'seed' is -1"),
     ("seed = 1e30", "m.snn:5:13: error: training argument 'seed' is 1e+30, beyond snnc's limit"),
-    ("dataset = cifar", "m.snn:5:13: error: invalid value 'cifar' for training argument 'dataset'"),
+    ("dataset = cifar", "m.snn:5:13: error: unknown dataset 'cifar'"),
     ("epoch = 3", "m.snn:5:13: error: unknown training setting 'epoch'"),
     ("lr = 1e-3  lr = 1e-2", "m.snn:5:24: error: training setting 'lr' is given twice"),
 ])
@@ -443,16 +443,17 @@ def test_checkpoints_that_do_not_fit_name_the_key_or_shape(tmp_path, private_cac
 
 def test_a_folder_of_another_dataset_is_refused(mnist_like, monkeypatch):
     from snnc.train import data
+    from snnc.train.data import idx
 
     labels = Path(mnist_like) / "train-labels-idx1-ubyte"
     import hashlib
 
-    monkeypatch.setitem(data.KNOWN_LABELS, hashlib.sha256(labels.read_bytes()).hexdigest(), "mnist")
-    data._load_folder.cache_clear()
+    monkeypatch.setitem(idx.KNOWN_LABELS, hashlib.sha256(labels.read_bytes()).hexdigest(), "mnist")
+    data._images.cache_clear()
     with pytest.raises(SnncError, match="holds the MNIST files, not Fashion-MNIST") as info:
         data.load("fashion_mnist", mnist_like)
     assert "--dataset mnist" in info.value.render()
-    data._load_folder.cache_clear()
+    data._images.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ir
+from .datasets import DATASETS
 from .layers import KINDS
 from .parse import parse_source, to_value
 from .printers import value_text
@@ -469,8 +470,12 @@ def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, 
         field_name = "input_shape" if key == "input" else key
         fields[field_name] = plain(value)
         spans[field_name] = vspan
-    fields["train"] = _train(train, out, source)
+    fields["train"], train_spans = _train(train, out, source)
     out.raise_if_any()
+    if "encoder" not in fields:  # the dataset's own encoder (check reports an unknown dataset)
+        data = DATASETS.get(fields["train"].dataset or "mnist")
+        fields["encoder"] = data.encoder if data is not None else ir.Network.model_fields["encoder"].default
+    fields["setting_spans"] = (*spans.items(), *((f"train.{k}", v) for k, v in train_spans.items()))
     net = validated(ir.Network, fields, out, net_span, "network", source, spans)
     out.raise_if_any()
     return net
@@ -485,7 +490,8 @@ def _with_dt(layer: ir.Layer, value: ir.Value, neurons: dict[str, ir.Neuron]) ->
     return layer.model_copy(update={"op": new_op})
 
 
-def _train(train: dict, out: _Collector, source: Source) -> ir.Train:
+def _train(train: dict, out: _Collector, source: Source) -> tuple[ir.Train, dict]:
+    """The train block, and where each of its settings (and data steps: 'augment.1') was written."""
     known = set(ir.Train.model_fields) - {"span"}
     fields, spans = {}, {}
     for key, (value, tspan, key_span) in train.items():
@@ -493,13 +499,16 @@ def _train(train: dict, out: _Collector, source: Source) -> ir.Train:
             out.error(f"unknown training setting '{key}'", key_span, did_you_mean(key, known) or
                       f"training settings are: {', '.join(sorted(known))}")
             continue
-        fields[key] = plain(value)
         spans[key] = tspan
+        if key in DATA_STEPS:
+            fields[key] = _steps(key, value, tspan, out, spans)
+        else:
+            fields[key] = plain(value)
     if out.diags:
-        return ir.Train()
+        return ir.Train(), spans
     train = validated(ir.Train, fields, out, None, "training", source, spans)
     if train is None:
-        return ir.Train()
+        return ir.Train(), spans
     problems = {  # what the optimiser and the data split accept (the runner refuses the rest, without a place)
         "epochs": (train.epochs >= 1, "a positive whole number of epochs"),
         "batch_size": (train.batch_size >= 1, "a positive whole number of images"),
@@ -513,7 +522,63 @@ def _train(train: dict, out: _Collector, source: Source) -> ir.Train:
         if not ok:
             out.error(f"training setting '{key}' is {getattr(train, key)!r}; it must be {want}", spans.get(key),
                       f"e.g. {key} = {getattr(ir.Train(), key)!r}")
-    return train
+    return train, spans
+
+
+DATA_STEPS = {"frames": False, "transform": True, "augment": True}  # train settings naming data steps: a list?
+
+
+def _steps(key: str, value: ir.Value, span: Span | None, out: _Collector, spans: dict):
+    """`frames = time_window(us = 10000)`, `augment = [crop(4), flip]`: the train block's data steps as IR
+    (`frames` one step, the others a list; `spans` gains where each item was written, as 'augment.1').
+    Whether the names and arguments exist is `check`'s."""
+    items = value.items if isinstance(value, ir.ListValue) else (value,)
+    if isinstance(value, ir.ListValue) and not DATA_STEPS[key]:
+        out.error(f"'{key}' takes one binning, not a list", span, "e.g. frames = time_bins(10)")
+        return None
+    steps = []
+    for item in items:
+        step = _step(item, key, out)
+        if step is not None:
+            if DATA_STEPS[key] and item.span is not None:
+                spans[f"{key}.{len(steps)}"] = item.span
+            steps.append(step)
+    return tuple(steps) if DATA_STEPS[key] else (steps[0] if steps else None)
+
+
+def _number(v) -> float | tuple[float, ...] | None:
+    """A step argument: a number or a list of numbers, as floats; None for anything else."""
+    real = lambda n: isinstance(n, (int, float)) and not isinstance(n, bool)  # noqa: E731
+    if isinstance(v, tuple):
+        return tuple(float(n) for n in v) if all(real(n) for n in v) else None
+    return float(v) if real(v) else None
+
+
+def _step(item: ir.Value, key: str, out: _Collector) -> ir.Step | None:
+    from .datasets import TABLES
+
+    match item:
+        case ir.Lit(value=str(name)):
+            return ir.Step(name=name)
+        case ir.CallValue(func=name, args=positional, kwargs=named):
+            kind = TABLES[key].get(name)
+            order = [a.name for a in kind.args] if kind is not None else []
+            if len(positional) > len(order):
+                out.error(f"'{name}' takes at most {len(order)} positional argument(s)", item.span,
+                          f"its arguments: {', '.join(order) or 'none'}" if kind else None)
+                return None
+            args = []
+            for arg_name, v in (*zip(order, positional), *named):
+                number = _number(plain(v))
+                if number is None:
+                    out.error(f"argument '{arg_name}' of '{name}' must be a number (or a list of numbers)",
+                              v.span or item.span)
+                    return None
+                args.append((arg_name, number))
+            return ir.Step(name=name, args=tuple(args))
+    out.error(f"'{key}' takes {'a list of ' if DATA_STEPS[key] else ''}names or calls such as "
+              f"{'[flip, crop(4)]' if DATA_STEPS[key] else 'time_bins(10)'}", item.span)
+    return None
 
 
 # ------------------------------------------------------------------ files and imports

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from . import ir
 from .constants import Failure, evaluate
+from .datasets import data_problems
 from .assemble import MAX_INT
 from .graph import Graph, analyse
 from .ode import lower_module
@@ -375,8 +376,33 @@ def _networks(module: ir.Module, p: _Pass) -> dict[str, Graph]:
         if net.readout == "membrane" and not isinstance(out.layer.op, ir.NeuronLayer):
             p.error("readout = membrane reads the membrane potential of the output node, which is not a neuron",
                     net, "end the network with a neuron layer, or use readout = mean")
+        _data(net, graph, p)
         graphs[net.name] = graph
     return graphs
+
+
+def _data(net: ir.Network, graph: Graph, p: _Pass) -> None:
+    """The network's dataset, binned, transformed and encoded as its train block says, gives what it takes.
+    A network whose train block names no dataset may be fed anything (from Python); `snnc train` checks the
+    dataset it is given then."""
+    t = net.train
+    if t.dataset is None:
+        if t.frames is not None or t.transform or t.augment:
+            p.error("data steps (frames, transform, augment) need the dataset they act on", net,
+                    "name it in the train block, e.g. dataset = nmnist")
+        return
+    out = graph.output
+    classes = out.out_shape[0] if len(out.out_shape) == 1 else None
+    spans = dict(net.setting_spans)
+    spans["input"] = spans.get("input_shape")
+    for key in ("dataset", "frames", "transform", "augment"):
+        spans[key] = spans.get(f"train.{key}")
+    for problem in data_problems(t.dataset, t.frames, t.transform, t.augment, net.encoder, net.T,
+                                 net.input_shape, classes):
+        item = spans.get(f"train.{problem.where}.{problem.index}") if problem.index is not None else None
+        where = out.layer if problem.where == "output" else item or spans.get(problem.where) or \
+            spans.get("dataset") or net
+        p.error(problem.message, where, problem.hint)
 
 
 def _check_neuron_layer(layer: ir.Layer, n: ir.Neuron, p: _Pass) -> None:

@@ -283,8 +283,20 @@ class Layer(Node):
     label: Optional[str] = None  # the name the user gave it, if any
 
 
+class Step(Node):
+    """A data step of a train block: a binning (`frames = time_window(us = 10000)`), a preprocessing step
+    (`transform = [downsample(2)]`) or an augmentation (`augment = [flip]`), by name, with its arguments. The
+    tables of `datasets` say which names exist and what their arguments are."""
+
+    name: str
+    args: tuple[tuple[str, Union[float, tuple[float, ...]]], ...] = ()
+
+
 class Train(Node):
-    dataset: Literal["mnist", "fashion_mnist"] = "mnist"
+    dataset: Optional[str] = None  # a row of the dataset table (compiler/datasets.py); None: not said (MNIST)
+    frames: Optional[Step] = None  # how events become frames (None: the dataset's default)
+    transform: tuple[Step, ...] = ()  # deterministic preprocessing (cached with the frames)
+    augment: tuple[Step, ...] = ()  # random, per sample and epoch, training only
     epochs: int = 1
     batch_size: int = 64
     lr: float = 1e-3
@@ -303,11 +315,13 @@ class Network(Node):
     file: str
     input_shape: tuple[int, ...]
     T: int
-    encoder: Literal["poisson", "direct", "latency", "rows", "pixels", "pixels_permuted"] = "poisson"
+    encoder: str = "poisson"  # a row of the encoder table (compiler/encoders.py); default: the dataset's
     readout: Literal["rate", "mean", "max", "last", "membrane"] = "rate"
     step_mode: Literal["s", "m"] = "m"
     layers: tuple[Layer, ...]  # in definition order; the last one is the output
     train: Train = Train()
+    # where each setting was written ('T', 'input_shape', 'train.dataset', 'train.augment.1', ...), for messages
+    setting_spans: tuple[tuple[str, Span], ...] = Field(default=(), exclude=True, repr=False)
 
 
 class Module(Node):

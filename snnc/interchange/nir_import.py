@@ -22,6 +22,8 @@ import numpy as np
 
 from .. import __version__
 from ..compiler import ir
+from ..compiler.datasets import steps_value
+from ..compiler.encoders import ENCODERS
 from ..compiler.neuron import layer_config
 from ..compiler.printers import value_text
 from ..compiler.source import Diagnostic, SnncError
@@ -357,8 +359,9 @@ def _network_name(name: str) -> str:
 
 
 def _setting(value, field: str, what: str):
-    """A network setting from an option or the graph's metadata, checked against the IR (never raw text)."""
-    allowed = get_args(ir.Network.model_fields[field].annotation)
+    """A network setting from an option or the graph's metadata, checked against the IR or its table (never
+    raw text)."""
+    allowed = tuple(ENCODERS) if field == "encoder" else get_args(ir.Network.model_fields[field].annotation)
     if value not in allowed:
         raise SnncError(f"unknown {what} '{value}'", hint=f"use one of: {', '.join(allowed)}")
     return value
@@ -433,8 +436,13 @@ def _text(header: dict, written: list[Line], ctx: _Context, source: str, dt: flo
 def _train_text(train: dict) -> str:
     defaults = ir.Train().model_dump()
     known = {k: v for k, v in train.items() if k in defaults and v != defaults[k]}
-    text = lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else value_text(ir.Lit(value=v))  # noqa
-    return "  ".join(f"{k} = {text(v)}" for k, v in known.items())
+
+    def text(key, v):
+        if key in ("frames", "transform", "augment"):
+            return value_text(steps_value(v))
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else value_text(ir.Lit(value=v))
+
+    return "  ".join(f"{k} = {text(k, v)}" for k, v in known.items())
 
 
 # ------------------------------------------------------------------ the checkpoint

@@ -603,11 +603,32 @@ def set_backend(net: nn.Module, backend: str | None):
             m.backend = backend
 
 
-READOUTS = {
-    "mean": lambda y: y.mean(0),
-    "max": lambda y: y.max(0).values,
-    "last": lambda y: y[-1],
-}
+def _valid(y, lengths):
+    """[T, N, 1, ...]: whether step t of sample n is one of its `lengths[n]` valid steps (the rest is padding)."""
+    steps = torch.arange(y.shape[0], device=y.device).view(-1, *([1] * (y.dim() - 1)))
+    return steps < lengths.to(y.device).view(1, -1, *([1] * (y.dim() - 2)))
+
+
+def _mean(y, lengths=None):
+    if lengths is None:
+        return y.mean(0)
+    return (y * _valid(y, lengths)).sum(0) / lengths.to(y.device, y.dtype).view(-1, *([1] * (y.dim() - 2)))
+
+
+def _max(y, lengths=None):
+    if lengths is None:
+        return y.max(0).values
+    return y.masked_fill(~_valid(y, lengths), float("-inf")).max(0).values
+
+
+def _last(y, lengths=None):
+    if lengths is None:
+        return y[-1]
+    return y[lengths.to(y.device) - 1, torch.arange(y.shape[1], device=y.device)]
+
+
+# A readout: the output over time [T, N, C] (and each sample's valid steps, where padded) -> class scores [N, C].
+READOUTS = {"mean": _mean, "max": _max, "last": _last}
 READOUTS["rate"] = READOUTS["membrane"] = READOUTS["mean"]
 
 
@@ -670,9 +691,10 @@ class Network(nn.Module):
         value = self.memory.get(name)
         return value if value is not None else zeros(like, shape)
 
-    def readout(self, y_seq):
-        """The network's output over time [T, N, C] -> class scores [N, C] (mean, max or last step)."""
-        return READOUTS[self.READOUT](y_seq)
+    def readout(self, y_seq, lengths=None):
+        """The network's output over time [T, N, C] -> class scores [N, C] (mean, max or last step); with
+        `lengths`, over each sample's valid steps only (padded sequences)."""
+        return READOUTS[self.READOUT](y_seq, lengths)
 
     def node(self, name: str) -> nn.Module:
         m = self.layers

@@ -55,12 +55,13 @@ def encode_batch(exp: Experiment, x: torch.Tensor, s: dict, index: torch.Tensor,
                   dtype=torch.float32, out=out, host=host)
 
 
-def readout(exp: Experiment, model: torch.nn.Module, y_seq: torch.Tensor) -> torch.Tensor:
-    """Class scores [N, classes] from the output over time [T, N, classes] (the network's readout rule)."""
+def readout(exp: Experiment, model: torch.nn.Module, y_seq: torch.Tensor, lengths: torch.Tensor | None = None):
+    """Class scores [N, classes] from the output over time [T, N, classes] (the network's readout rule), over
+    each sample's valid steps where `lengths` says how many there are (padded sequences)."""
     net = getattr(model, "module", model)
     if isinstance(net, support.Network):
-        return net.readout(y_seq.float())
-    return support.READOUTS[exp.readout](y_seq.float())
+        return net.readout(y_seq.float(), lengths)
+    return support.READOUTS[exp.readout](y_seq.float(), lengths)
 
 
 def loss_of(scores: torch.Tensor, y: torch.Tensor, kind: str, num_classes: int) -> torch.Tensor:

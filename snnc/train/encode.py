@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
+from ..compiler.encoders import ENCODERS  # noqa: F401 (public API: the table)
 from ..compiler.source import SnncError
 
 
@@ -151,53 +149,42 @@ def pixels_permuted(images: torch.Tensor, T: int) -> torch.Tensor:
     return seq[order.to(seq.device)]
 
 
-@dataclass(frozen=True)
-class Encoder:
-    """One row of the encoder table: how images [N, C, H, W] become a network's input over time."""
-
-    name: str
-    doc: str
-    steps: Callable[[tuple], int | None]  # the T the encoder fixes for an image shape (None: any T)
-    step_shape: Callable[[tuple], tuple]  # the network's input per step for an image shape
+def frames(x_seq: torch.Tensor, T: int) -> torch.Tensor:
+    """A sequence [T, N, ...] as it is: frame t at step t (event frames, binned spikes)."""
+    return x_seq
 
 
-_IMAGE = (lambda shape: None, lambda shape: tuple(shape))
-ENCODERS: dict[str, Encoder] = {e.name: e for e in (
-    Encoder("poisson", "a Bernoulli spike per pixel and step with probability = intensity", *_IMAGE),
-    Encoder("direct", "the image itself at every step", *_IMAGE),
-    Encoder("latency", "one spike per pixel, brighter earlier", *_IMAGE),
-    Encoder("rows", "one image row per step (sequential MNIST, T = height)",
-            lambda shape: shape[1], lambda shape: (shape[0] * shape[2],)),
-    Encoder("pixels", "one pixel per step (pixel-by-pixel sequential MNIST, T = height x width)",
-            lambda shape: shape[1] * shape[2], lambda shape: (shape[0],)),
-    Encoder("pixels_permuted", "one pixel per step in a fixed random order (permuted sequential MNIST)",
-            lambda shape: shape[1] * shape[2], lambda shape: (shape[0],)),
-)}
+def _poisson_code(x, T, *, seed, index, epoch, stream, dtype, out, host):
+    if index is None:
+        index = torch.arange(x.shape[0])
+    if x.device.type != "cpu" or dtype not in (torch.uint8, torch.float32):
+        out = None
+    return poisson(x, T, seed, index, epoch, stream=stream, dtype=dtype, out=out, host=host)
 
 
-_SEQUENCES = {"rows": rows, "pixels": pixels, "pixels_permuted": pixels_permuted}
+# The encoder table (snnc/compiler/encoders.py) names each row's function here; each takes (x, T) and the keyword
+# arguments of `encode`, and returns the network's input [T, N, ...] in `dtype`.
+_FUNCTIONS = {
+    "poisson_code": _poisson_code,
+    "direct": lambda x, T, dtype, **_: direct(x.to(dtype), T),
+    "latency": lambda x, T, dtype, **_: latency(x, T, dtype),
+    "rows": lambda x, T, dtype, **_: rows(x.to(dtype), T),
+    "pixels": lambda x, T, dtype, **_: pixels(x.to(dtype), T),
+    "pixels_permuted": lambda x, T, dtype, **_: pixels_permuted(x.to(dtype), T),
+    "frames": lambda x, T, dtype, **_: frames(x.to(dtype), T),
+}
 
 
 def encode(kind: str, images: torch.Tensor, T: int, *, seed: int = 0, index: torch.Tensor | None = None,
            epoch: int = 0, stream: int = 0, dtype: torch.dtype = torch.float32,
            out: torch.Tensor | None = None, host: bool = True) -> torch.Tensor:
-    """Dispatch by encoder name; the result has `dtype` (the network's input dtype).
-
-    `out` is an optional reusable buffer, used by the Poisson encoder on CPU only.
-    """
-    if kind == "poisson":
-        if index is None:
-            index = torch.arange(images.shape[0])
-        if images.device.type != "cpu" or dtype not in (torch.uint8, torch.float32):
-            out = None
-        return poisson(images, T, seed, index, epoch, stream=stream, dtype=dtype, out=out, host=host)
-    if kind == "direct":
-        return direct(images.to(dtype), T)
-    if kind == "latency":
-        return latency(images, T, dtype)
-    if kind in _SEQUENCES:
-        return _SEQUENCES[kind](images.to(dtype), T)
-    raise SnncError(f"unknown encoder '{kind}'", hint=f"use one of: {', '.join(ENCODERS)}")
+    """A batch (images [N, ...], or sequences [T, N, ...]) encoded as the encoder table's row `kind` says; the
+    result has `dtype` (the network's input dtype). `out` is an optional reusable buffer (Poisson, CPU)."""
+    row = ENCODERS.get(kind)
+    if row is None:
+        raise SnncError(f"unknown encoder '{kind}'", hint=f"use one of: {', '.join(ENCODERS)}")
+    return _FUNCTIONS[row.function](images, T, seed=seed, index=index, epoch=epoch, stream=stream, dtype=dtype,
+                                    out=out, host=host)
 
 
 def _u64(*values: int) -> tuple[int, ...]:

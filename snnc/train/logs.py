@@ -225,7 +225,8 @@ def plot_output(run) -> None:
     readout.store_v_seq, readout.backend = True, "torch"
     try:
         index = torch.arange(1)
-        x, y = run.data.test.batch(index, run.device)
+        b = run.data.test.batch(index, run.device)
+        x, y = b.x, b.y
         spikes = encode_batch(run.exp, x, run.settings, index, 0, TEST_STREAM, {}, host_inputs(run.net, run.device))
         out = run.net(spikes)[:, 0].float()
         s = out if readout.output == "spike" else (out >= readout.v_threshold).float()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's folder names
-NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+from ..compiler.datasets import DATASETS
 
 DEFAULTS = {
     "epochs": 10, "batch_size": 64, "lr": 1e-3, "opt": "adam", "momentum": 0.9, "lr_schedule": "none",
     "loss": "mse", "dataset": "mnist", "seed": 0, "amp": False, "weight_decay": 0.0, "val_split": 0.1,
+    "frames": None, "transform": (), "augment": (),  # the data steps (None: the dataset's own binning)
 }
 CHOICES = {"opt": ("adam", "sgd"), "lr_schedule": ("none", "cosine"), "loss": ("mse", "ce"),
            "dataset": tuple(DATASETS)}
@@ -39,6 +39,9 @@ class TrainOptions:
     val_split: float | None = None
     subset: int | None = None
     test_subset: int | None = None
+    frames: dict | None = None  # data steps as the train block writes them (ir.Step dumps); None: the recipe's
+    transform: tuple | None = None
+    augment: tuple | None = None
     max_steps: int | None = None  # a smoke run: at most this many training batches, and evaluation batches
     device: str = "auto"
     backend: str | None = None
@@ -46,6 +49,7 @@ class TrainOptions:
     out_dir: str | None = None
     resume: str | None = None
     workers: int | None = None
+    data_workers: int | None = None  # loader processes (None: by the data's cost, see train/loader.py)
     nproc: int = 1
     download: bool = False
     quiet: bool = False

@@ -50,8 +50,8 @@ class _Run:
     scheduler: object | None
     scaler: object | None
     data: datasets.Dataset
-    train: datasets.Split  # the training images used (after the validation split and subset)
-    val: datasets.Split
+    train: object  # the training samples used (after the validation split and subset): a data split
+    val: object
     out_dir: Path
     rank: int = 0
     world: int = 1
@@ -100,10 +100,10 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     settings.update({k: getattr(options, k) for k in ("T", "batch_size", "test_subset") if getattr(options, k)})
     device = backends.run_device(options.device, options.backend)
     _threads(options.workers, 1, device)
+    _check_data(exp, settings)
     net = _build_net(exp, options.backend, device, settings["seed"])
     ckpt.load_into(net, state, "model", checkpoint)
-    data = datasets.load(settings["dataset"], options.data_dir, options.download)
-    _check_shape(exp, data, settings["T"])
+    data = _load_data(settings, options)
     loss, acc, n = _evaluate(exp, net, data.test.head(settings["test_subset"]), settings, device, {},
                              fuse=options.fuse_input)
     return {"test_loss": loss, "test_acc": acc, "samples": n, "epoch": state["epoch"]}
@@ -117,15 +117,11 @@ def dry_run(exp: Experiment, options: TrainOptions | None = None) -> dict:
     settings = _resolve(exp, options, None)
     device = backends.run_device(options.device, options.backend)
     _threads(options.workers, 1, device)
-    shape = datasets.IMAGE_SHAPE
-    empty = datasets.Split(torch.zeros(0, *shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
-    _check_shape(exp, datasets.Dataset(settings["dataset"], empty, empty, Path()), settings["T"])
+    _check_data(exp, settings)
     net = _build_net(exp, options.backend, device, settings["seed"])
     optimizer = _optimizer(net, settings)
     n = settings["batch_size"]
-    generator = torch.Generator().manual_seed(settings["seed"])
-    x = torch.randint(0, 256, (n, *shape), generator=generator, dtype=torch.uint8).to(device).float().div_(255)
-    y = torch.randint(0, exp.num_classes, (n,), generator=generator).to(device)
+    x, y = _random_batch(exp, settings, n, device)
     start, compiled = time.perf_counter(), compile_seconds()
     with autocast(device, settings["amp"]):
         out = run_net(exp, net, x, settings, torch.arange(n), 0, TRAIN_STREAM, {}, options.fuse_input)
@@ -169,14 +165,15 @@ def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Ru
     _check_out_dir(out_dir, options)  # on every rank, so that all ranks stop together
     device = backends.run_device(options.device, options.backend)
     _threads(options.workers, world, device)
-    data = datasets.load(settings["dataset"], options.data_dir, options.download)
-    _check_shape(exp, data, settings["T"])
+    _check_data(exp, settings)
+    data = _load_data(settings, options)
     net = _build_net(exp, options.backend, device, settings["seed"])
     optimizer = _optimizer(net, settings)
     scheduler = _scheduler(optimizer, settings)
     scaler = torch.amp.GradScaler("cuda") if settings["amp"] and device.type == "cuda" else None
     model = distributed.wrap_ddp(net, device) if world > 1 else net
-    rest, val = data.train.hold_out(settings["val_split"])
+    # a published validation split (SSC) is the validation split; the others hold out val_split of the training set
+    rest, val = (data.train, data.valid) if data.valid is not None else data.train.hold_out(settings["val_split"])
     run = _Run(exp, settings, options, device, net, model, optimizer, scheduler, scaler, data,
                rest.head(settings["subset"]), val, out_dir, rank, world)
     if state is not None:
@@ -191,7 +188,8 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
         key = sorted(unknown)[0]
         raise SnncError(f"unknown train setting '{key}' in {exp.name}'s recipe",
                         hint=did_you_mean(key, DEFAULTS) or f"known settings: {', '.join(DEFAULTS)}")
-    base = {"T": exp.T, "subset": None, "test_subset": None, **DEFAULTS, **exp.recipe}
+    recipe = {k: v for k, v in exp.recipe.items() if v is not None}  # None: not said (the dataset's default)
+    base = {"T": exp.T, "subset": None, "test_subset": None, **DEFAULTS, **recipe}
     settings = {}
     for key in RUN_KEYS:
         given = getattr(options, key)
@@ -262,21 +260,37 @@ def _threads(workers: int | None, world: int, device: torch.device):
         torch.set_num_threads(workers)
 
 
-def _check_shape(exp: Experiment, data: datasets.Dataset, T: int):
-    """The network takes what the dataset, through the encoder, gives (`data` only for its name and shape)."""
-    encoder = ENCODERS[exp.encoder]
-    step = encoder.step_shape(data.input_shape)
-    if tuple(exp.input_shape) != step or exp.num_classes != data.num_classes:
-        raise SnncError(
-            f"{exp.name} takes input {list(exp.input_shape)} with {exp.num_classes} classes, but "
-            f"{datasets.NAMES[data.name]} through the {exp.encoder} encoder gives {list(step)} per step with "
-            f"{data.num_classes}",
-            hint=f"set 'input = {list(step)}' (and one output per class), or change the dataset or encoder",
-        )
-    steps = encoder.steps(data.input_shape)
-    if steps is not None and T != steps:
-        raise SnncError(f"the {exp.encoder} encoder makes {steps} steps of {data.name}, but T is {T}",
-                        hint=f"set 'T = {steps}' in the network (or -T {steps})")
+def _check_data(exp: Experiment, s: dict):
+    """The network takes what the dataset, binned, transformed and encoded as the run says, gives: the same
+    rules `snnc check` applies to the train block (compiler/datasets.py), for the data a run actually uses."""
+    from ..compiler.datasets import data_problems
+
+    problems = data_problems(s["dataset"], datasets.as_step(s["frames"]), datasets.as_steps(s["transform"]),
+                             datasets.as_steps(s["augment"]), exp.encoder, s["T"], tuple(exp.input_shape),
+                             exp.num_classes)
+    if problems:
+        p = problems[0]
+        raise SnncError(f"{exp.name}: {p.message}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                        hint=p.hint)
+
+
+def _load_data(s: dict, options: TrainOptions) -> datasets.Dataset:
+    return datasets.load(s["dataset"], options.data_dir, options.download, T=s["T"], frames=s["frames"],
+                         transform=s["transform"], augment=s["augment"])
+
+
+def _random_batch(exp: Experiment, s: dict, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of random samples shaped like the dataset's (images in [0, 1], or frames of small counts)."""
+    from ..compiler.datasets import DATASETS, frame_shape
+
+    row = DATASETS[s["dataset"]]
+    shape, _ = frame_shape(row, datasets.as_steps(s["transform"]))
+    generator = torch.Generator().manual_seed(s["seed"])
+    if row.kind == "images":
+        x = torch.randint(0, 256, (n, *shape), generator=generator, dtype=torch.uint8).float().div_(255)
+    else:
+        x = torch.randint(0, 3, (s["T"], n, *shape), generator=generator).float()
+    return x.to(device), torch.randint(0, exp.num_classes, (n,), generator=generator).to(device)
 
 
 def _build_net(exp: Experiment, backend: str | None, device: torch.device, seed: int) -> torch.nn.Module:
@@ -371,12 +385,13 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
     }
 
 
-def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: int) -> tuple[float, int]:
-    x, y = split.batch(index, run.device)
+def _train_step(run: _Run, split, index: torch.Tensor, epoch: int) -> tuple[float, int]:
     s = run.settings
+    b = split.batch(index, run.device, augment=datasets.as_steps(s["augment"]), seed=s["seed"], epoch=epoch)
+    x, y = b.x, b.y
     with autocast(run.device, s["amp"]):
         out = run_net(run.exp, run.model, x, s, index, epoch, TRAIN_STREAM, run.buffers, run.options.fuse_input)
-        rate = readout(run.exp, run.model, out)
+        rate = readout(run.exp, run.model, out, b.lengths)
         loss = loss_of(rate, y, s["loss"], run.exp.num_classes)
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is not None:
@@ -392,7 +407,7 @@ def _train_step(run: _Run, split: datasets.Split, index: torch.Tensor, epoch: in
 
 
 @torch.no_grad()
-def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: dict, device: torch.device,
+def _evaluate(exp: Experiment, net: torch.nn.Module, split, s: dict, device: torch.device,
               buffers: dict, rank: int = 0, world: int = 1, fuse: bool = True,
               stream: int = TEST_STREAM, max_batches: int | None = None) -> tuple[float, float, int]:
     """Mean loss and accuracy of a split over this rank's shard (summed over ranks); of its first
@@ -404,9 +419,10 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split: datasets.Split, s: d
     if max_batches is not None:
         ids = ids[: max_batches * s["batch_size"]]
     for index in ids.split(s["batch_size"]):
-        x, y = split.batch(index, device)
+        b = split.batch(index, device)
+        x, y = b.x, b.y
         with autocast(device, s["amp"]):
-            rate = readout(exp, net, run_net(exp, net, x, s, index, 0, stream, buffers, fuse))
+            rate = readout(exp, net, run_net(exp, net, x, s, index, 0, stream, buffers, fuse), b.lengths)
             loss_sum += loss_of(rate, y, s["loss"], exp.num_classes).item() * len(index)
         correct += int((rate.argmax(1) == y).sum())
         exp.reset(net)
