@@ -29,6 +29,10 @@ if [ ! -f "$stamp" ]; then
     # (or torchaudio), so they come without them; what they need at import time is installed above.
     "$VENV/bin/pip" install -q --no-deps spikingjelly==2.0.0 loguru nir==1.0.8 nirtorch==2.6 snntorch==1.0.0 \
         norse==1.1.0
+    # tonic, the oracle of the dataset readers and binnings (its declared dependencies pull librosa and numba):
+    # it and what it imports, without theirs.
+    "$VENV/bin/pip" install -q --no-deps tonic==1.7.0 importRosbag==1.0.4 expelliarmus==1.1.12 requests==2.34.2 \
+        urllib3==2.8.0 idna==3.20 charset-normalizer==3.5.3 certifi==2026.10.19.post1
     touch "$stamp"
 fi
 # (Re)link this checkout into the venv: cheap, and right even when the venv is shared between clones.

@@ -12,7 +12,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .compiler.source import SnncError  # noqa: E402
 
 from .version import __version__  # noqa: E402
-__all__ = ["SnncError", "load", "functional", "surrogate", "__version__"]
+__all__ = ["SnncError", "load", "fit", "functional", "surrogate", "__version__"]
 
 
 def load(path, **kwargs):
@@ -20,6 +20,14 @@ def load(path, **kwargs):
     from .runtime.loader import load as _load
 
     return _load(path, **kwargs)
+
+
+def fit(model, train, test, **kwargs):
+    """Train a network of a `.snn` file on your own datasets (`snnc.train.api.fit`: every option `snnc train`
+    has, as keywords)."""
+    from .train.api import fit as _fit
+
+    return _fit(model, train, test, **kwargs)
 
 
 def surrogate(name: str, **args):

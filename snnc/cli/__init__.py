@@ -25,7 +25,7 @@ examples:
   snnc train models/fc2_mnist.snn                    # train with the model's own recipe
   snnc eval models/fc2_mnist.snn --checkpoint runs/Fc2Mnist/best.pt
 
-Training reads MNIST from --data-dir or $SNNC_DATA_DIR. 'snnc COMMAND --help' says more about each command.
+Training reads its dataset from --data-dir or $SNNC_DATA_DIR. 'snnc COMMAND --help' says more about each command.
 """
 
 

@@ -76,7 +76,12 @@ def _print_graph(graph) -> None:
     from ..compiler.layers import call_text
 
     net = graph.network
+    from ..compiler.datasets import describe
+
     print(f"\nnetwork {net.name}  T={net.T}  encoder={net.encoder}  readout={net.readout}  input={list(net.input_shape)}")
+    data = describe(net)
+    if data:
+        print(f"  data: {data}")
     loops = {n: g for g in graph.schedule if g.loop for n in g.nodes}
     order = graph.order
     total = 0

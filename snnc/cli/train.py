@@ -1,4 +1,4 @@
-"""`snnc train` and `snnc eval`: a network of a .snn file on MNIST or Fashion-MNIST."""
+"""`snnc train` and `snnc eval`: a network of a .snn file on a dataset of the dataset table."""
 from __future__ import annotations
 
 import json
@@ -63,7 +63,11 @@ def _shared_arguments(p, training: bool) -> None:
     p.add_argument("-b", "--batch-size", type=int, dest="batch_size", metavar="N", help=f"samples per batch ({_recipe('batch_size')})")
     data = p.add_argument_group("data")
     data.add_argument("--data-dir", dest="data_dir", metavar="DIR",
-                      help="folder with the four IDX files, or torchvision's layout under it (default: $SNNC_DATA_DIR)")
+                      help="the dataset's folder, in its publisher's (or torchvision's, tonic's, SpikingJelly's) "
+                           "layout (default: $SNNC_DATA_DIR)")
+    data.add_argument("--data-workers", type=int, dest="data_workers", metavar="N",
+                      help="loader processes that read, bin and augment batches ahead (default: none where batches "
+                           "come from memory or cached frames, else one per four cores, at least one)")
     if training:
         data.add_argument("--dataset", choices=CHOICES["dataset"], help=f"what to train on ({_recipe('dataset')})")
         data.add_argument("--download", action="store_true", default=None,
@@ -125,13 +129,14 @@ def _eval_arguments(p) -> None:
 
 
 TRAIN = Command(
-    "train", "train a network of a .snn file on MNIST or Fashion-MNIST",
+    "train", "train a network of a .snn file on its dataset (MNIST, CIFAR, N-MNIST, DVS Gesture, SHD, ...)",
     "Train the file's network (the first, or --network) with its recipe: the `train { ... }` block of the\n"
     "network, overridden by the options below. Each epoch trains, then evaluates on the validation split\n"
     "(which chooses best.pt) and on the test set (reported only), and writes last.pt, best.pt, metrics.csv,\n"
     "accuracy.png, loss.png, output.png and TensorBoard logs to --out-dir. Ctrl-C saves last.pt and exits 130;\n"
     "--resume continues exactly where the run stopped. Images per second exclude kernel compilation.",
     "  snnc train models/fc2_mnist.snn --data-dir ../data/mnist\n"
+    "  snnc train models/nmnist_plif.snn --data-dir ~/data/NMNIST      # events, binned once and cached\n"
     "  snnc train models/fc2_mnist.snn --dry-run                   # no data needed\n"
     "  snnc train models/sew_resnet_mnist.snn --max-steps 5 --test-subset 256   # a smoke run\n"
     "  snnc train models/fc2_mnist.snn --subset 2000 --epochs 3 --out-dir runs/quick\n"

@@ -334,6 +334,32 @@ def steps_value(steps) -> ir.Value:
     return ir.CallValue(func=step.name, kwargs=tuple((k, arg(v)) for k, v in step.args))
 
 
+def step_text(step: ir.Step, T: int | None = None) -> str:
+    """`time_bins(n = 10)`: a step with its arguments as a run uses them (defaults filled in, n = T)."""
+    table = next(t for t in TABLES.values() if step.name in t)
+    values = step_values(step, table[step.name], T)
+    shown = ", ".join(f"{k} = {_shown(float(v)) if isinstance(v, (int, float)) else list(v)}"
+                      for k, v in values.items() if v is not None and v != ())
+    return f"{step.name}({shown})" if shown else step.name
+
+
+def describe(net: ir.Network) -> str | None:
+    """One line on the data a network's train block names: the dataset, its binning and data steps."""
+    t = net.train
+    data = DATASETS.get(t.dataset) if t.dataset else None
+    if data is None:
+        return None
+    parts = [f"{data.title} ({data.kind}, {data.classes} classes)"]
+    binning = binning_of(data.name, t.frames)
+    if binning is not None:
+        parts.append(f"frames: {step_text(binning, net.T)} = {BINNINGS[binning.name].peer}")
+    if t.transform:
+        parts.append("transform: " + ", ".join(step_text(s) for s in t.transform))
+    if t.augment:
+        parts.append("augment: " + ", ".join(step_text(s) for s in t.augment))
+    return "; ".join(parts)
+
+
 def binning_of(dataset: str, frames: ir.Step | None) -> ir.Step | None:
     """The binning a run uses: the train block's, else the dataset's default (None for images)."""
     data = DATASETS[dataset]

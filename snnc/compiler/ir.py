@@ -263,9 +263,16 @@ class Scale(Node):
     kind: Literal["scale"] = "scale"
 
 
+class Vote(Node):
+    """The mean of each group of `size` outputs (SpikingJelly's VotingLayer): [C] -> [C / size]."""
+
+    kind: Literal["vote"] = "vote"
+    size: int = 10
+
+
 Op = Annotated[
     Union[Flatten, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, NeuronLayer, Merge,
-          Concat, Delay, Conv1d, SumPool2d, Scale],
+          Concat, Delay, Conv1d, SumPool2d, Scale, Vote],
     Field(discriminator="kind"),
 ]
 

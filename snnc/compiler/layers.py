@@ -270,3 +270,16 @@ KINDS.update({k.name: k for k in (
          shape=lambda op, s: s[0], params=lambda op, s: math.prod(s[0]),
          emit=lambda op, s, c: f"rt.Scale({tuple(s[0])!r})"),
 )})
+
+
+def _vote_shape(op: ir.Vote, shapes):
+    n = _flat("vote", shapes[0], "add 'flatten' before it")
+    size = _positive("vote", "size", op.size)
+    if n % size:
+        raise LayerError(f"vote averages groups of {size}, but its input has {n} values",
+                         f"give the layer before it a multiple of {size} outputs, e.g. linear({size * 10})")
+    return (n // size,)
+
+
+KINDS["vote"] = Kind("vote", ir.Vote, "the mean of each group of `size` outputs (SpikingJelly's VotingLayer)",
+                     shape=_vote_shape, emit=lambda op, s, c: f"rt.Vote({op.size})")

@@ -407,5 +407,14 @@ def _scale(x: _Export, layer: ir.Layer, info):
     return nir.Scale(scale=x.tensor(layer.name, "weight"))
 
 
-CONVERT = {"flatten": _flatten, "linear": _linear, "conv2d": _conv2d, "avgpool2d": _avgpool2d, "delay": _delay,
+def _vote(x: _Export, layer: ir.Layer, info):
+    """The mean of each group of `size` inputs: a Linear node whose weight holds 1/size in each group's block."""
+    import nir
+
+    n, size = info.in_shapes[0][0], layer.op.size
+    weight = np.kron(np.eye(n // size, dtype=np.float32), np.full((1, size), 1.0 / size, dtype=np.float32))
+    return nir.Linear(weight=weight)
+
+
+CONVERT = {"vote": _vote, "flatten": _flatten, "linear": _linear, "conv2d": _conv2d, "avgpool2d": _avgpool2d, "delay": _delay,
            "neuron": _neuron, "conv1d": _conv1d, "sumpool2d": _sumpool2d, "scale": _scale}

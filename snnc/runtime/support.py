@@ -723,6 +723,27 @@ class SumPool2d(_Layer, nn.AvgPool2d):
         super().__init__(kernel_size, stride=stride, divisor_override=1)
 
 
+class Vote(nn.Module):
+    """The mean of each group of `size` outputs: [..., C] -> [..., C / size] (SpikingJelly's VotingLayer)."""
+
+    step_mode = "s"
+
+    def __init__(self, size=10):
+        super().__init__()
+        self.size = size
+
+    def step(self, x):
+        return x.unflatten(-1, (-1, self.size)).mean(-1)
+
+    seq = step
+
+    def forward(self, x):
+        return self.step(x)
+
+    def extra_repr(self):
+        return f"size={self.size}"
+
+
 class Scale(nn.Module):
     """x * weight, element-wise, the weight of the input's per-sample shape (NIR's Scale)."""
 

@@ -25,13 +25,15 @@ class Experiment:
     reset: Callable[[torch.nn.Module], None] = support.reset_net
     set_backend: Callable[[torch.nn.Module, str | None], None] = support.set_backend
     graph: tuple = field(default=())  # (node, layer, inputs) per node, when the network is generated
+    data: object = None  # a user's own data (snnc.train.data.custom.from_torch) instead of the recipe's dataset
 
 
-def from_library(lib, name: str | None = None) -> Experiment:
-    """The experiment of a network in a loaded `.snn` file (`snnc.load(path)`)."""
+def from_library(lib, name: str | None = None, data=None) -> Experiment:
+    """The experiment of a network in a loaded `.snn` file (`snnc.load(path)`), on the dataset its recipe names
+    or on `data` (a user's own, from `snnc.train.data.custom.from_torch`)."""
     cls = lib.network_class(name)
     return Experiment(
         name=cls.__name__, make_net=cls, input_shape=tuple(cls.INPUT_SHAPE), num_classes=cls.NUM_CLASSES,
         T=cls.T, encoder=cls.ENCODER, readout=cls.READOUT, recipe=dict(cls.TRAIN), model_hash=lib.model_hash(name),
-        graph=tuple(cls.GRAPH),
+        graph=tuple(cls.GRAPH), data=data,
     )

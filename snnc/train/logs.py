@@ -200,7 +200,7 @@ def describe(run) -> str:
     smoke = (f"; smoke run: at most {limit} training batch{'es' if limit > 1 else ''}, validation and test on "
              f"{limit} batch{'es' if limit > 1 else ''} each") if limit is not None else ""
     epochs = f"{s['epochs']} epoch{'s' if s['epochs'] > 1 else ''}"
-    return (f"{run.exp.name}: {s['dataset']} ({n_train:,} training images{held}), T={s['T']}, batch {s['batch_size']}, "
+    return (f"{run.exp.name}: {s['dataset']} ({n_train:,} training samples{held}), T={s['T']}, batch {s['batch_size']}, "
             f"{s['opt']} lr {s['lr']:g}, {epochs}, backend {'/'.join(backends) or 'torch'} "
             f"on {run.device}{world}{start}{smoke} -> {run.out_dir}")
 

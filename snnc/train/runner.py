@@ -29,7 +29,7 @@ from ..runtime import backends, support
 from ..runtime.cache import compile_seconds
 from . import checkpoint as ckpt
 from . import data as datasets
-from . import distributed, logs
+from . import distributed, loader, logs
 from .batch import TEST_STREAM, TRAIN_STREAM, VAL_STREAM, autocast, encode_batch, loss_of, readout, run_net  # noqa: F401
 from .encode import ENCODERS
 from .experiment import Experiment
@@ -103,9 +103,10 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     _check_data(exp, settings)
     net = _build_net(exp, options.backend, device, settings["seed"])
     ckpt.load_into(net, state, "model", checkpoint)
-    data = _load_data(settings, options)
-    loss, acc, n = _evaluate(exp, net, data.test.head(settings["test_subset"]), settings, device, {},
-                             fuse=options.fuse_input)
+    data = _load_data(exp, settings, options)
+    test = data.test.head(settings["test_subset"])
+    loss, acc, n = _evaluate(exp, net, test, settings, device, {}, fuse=options.fuse_input,
+                             workers=_data_workers(options, test, ()))
     return {"test_loss": loss, "test_acc": acc, "samples": n, "epoch": state["epoch"]}
 
 
@@ -166,7 +167,7 @@ def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Ru
     device = backends.run_device(options.device, options.backend)
     _threads(options.workers, world, device)
     _check_data(exp, settings)
-    data = _load_data(settings, options)
+    data = _load_data(exp, settings, options)
     net = _build_net(exp, options.backend, device, settings["seed"])
     optimizer = _optimizer(net, settings)
     scheduler = _scheduler(optimizer, settings)
@@ -206,6 +207,8 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
             settings[key] = 1  # a run on a subset is a quick one: one epoch unless --epochs says otherwise
         else:
             settings[key] = base[key] if given is None else given
+    if exp.data is not None:  # a user's own data: named by it, not by the recipe
+        settings["dataset"] = exp.data.name
     if options.max_steps is not None and (not isinstance(options.max_steps, int) or options.max_steps < 1):
         raise SnncError(f"max_steps must be a positive number of batches, got {options.max_steps!r}",
                         hint="e.g. --max-steps 5 for a smoke run")
@@ -215,6 +218,8 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
 
 def _validate(exp: Experiment, s: dict):
     for key, allowed in CHOICES.items():
+        if key == "dataset" and exp.data is not None:
+            continue
         if s[key] not in allowed:
             raise SnncError(f"{key} '{s[key]}' is not supported", hint=f"use one of: {', '.join(allowed)}")
     for key in ("T", "batch_size", "epochs"):
@@ -265,6 +270,15 @@ def _check_data(exp: Experiment, s: dict):
     rules `snnc check` applies to the train block (compiler/datasets.py), for the data a run actually uses."""
     from ..compiler.datasets import data_problems
 
+    if exp.data is not None:
+        from .data.custom import check
+
+        why = check(exp.data, exp.encoder, tuple(exp.input_shape), exp.num_classes, s["T"])
+        if why is not None:
+            raise SnncError(f"{exp.name}: {why}", hint="give the network this data's shape and classes, or change "
+                                                       "the dataset's kind or shape")
+        return
+
     problems = data_problems(s["dataset"], datasets.as_step(s["frames"]), datasets.as_steps(s["transform"]),
                              datasets.as_steps(s["augment"]), exp.encoder, s["T"], tuple(exp.input_shape),
                              exp.num_classes)
@@ -274,19 +288,33 @@ def _check_data(exp: Experiment, s: dict):
                         hint=p.hint)
 
 
-def _load_data(s: dict, options: TrainOptions) -> datasets.Dataset:
+def _load_data(exp: Experiment, s: dict, options: TrainOptions) -> datasets.Dataset:
+    if exp.data is not None:
+        return exp.data
     return datasets.load(s["dataset"], options.data_dir, options.download, T=s["T"], frames=s["frames"],
                          transform=s["transform"], augment=s["augment"])
+
+
+def _data_workers(options: TrainOptions, split, augment) -> int:
+    if options.data_workers is not None:
+        if not isinstance(options.data_workers, int) or not 0 <= options.data_workers <= 64:
+            raise SnncError(f"data_workers must be a whole number from 0 to 64, not {options.data_workers!r}",
+                            hint="0 reads batches in the training process; 1 or 2 suit a few cores")
+        return options.data_workers
+    return loader.default_workers(split, augment)
 
 
 def _random_batch(exp: Experiment, s: dict, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of random samples shaped like the dataset's (images in [0, 1], or frames of small counts)."""
     from ..compiler.datasets import DATASETS, frame_shape
 
-    row = DATASETS[s["dataset"]]
-    shape, _ = frame_shape(row, datasets.as_steps(s["transform"]))
+    if exp.data is not None:
+        kind, shape = exp.data.kind, tuple(exp.data.sample_shape)
+    else:
+        row = DATASETS[s["dataset"]]
+        kind, (shape, _) = row.kind, frame_shape(row, datasets.as_steps(s["transform"]))
     generator = torch.Generator().manual_seed(s["seed"])
-    if row.kind == "images":
+    if kind == "images":
         x = torch.randint(0, 256, (n, *shape), generator=generator, dtype=torch.uint8).float().div_(255)
     else:
         x = torch.randint(0, 3, (s["T"], n, *shape), generator=generator).float()
@@ -344,9 +372,12 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
     run.model.train()
     start, compiled = time.perf_counter(), compile_seconds()
     bar = log.bar(epoch, len(batches), first)
-    for b in range(first, end):
-        loss, correct = _train_step(run, train, batches[b], epoch)
-        n = len(batches[b])
+    augment = datasets.as_steps(run.settings["augment"])
+    feed = loader.batches(train, list(batches[first:end]), run.device, augment=augment, seed=run.settings["seed"],
+                          epoch=epoch, workers=_data_workers(run.options, train, augment))
+    for b, (index, batch) in enumerate(feed, start=first):
+        loss, correct = _train_step(run, index, batch, epoch)
+        n = len(index)
         sums["loss"] += loss * n
         sums["correct"] += correct
         sums["count"] += n
@@ -366,10 +397,12 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
     limit = run.options.max_steps
     if len(run.val):
         val_loss, val_acc, _ = _evaluate(run.exp, run.net, run.val, run.settings, run.device, run.buffers,
-                                         run.rank, run.world, run.options.fuse_input, VAL_STREAM, limit)
-    test_loss, test_acc, _ = _evaluate(run.exp, run.net, run.data.test.head(run.settings["test_subset"]),
-                                       run.settings, run.device, run.buffers, run.rank, run.world,
-                                       run.options.fuse_input, TEST_STREAM, limit)
+                                         run.rank, run.world, run.options.fuse_input, VAL_STREAM, limit,
+                                         _data_workers(run.options, run.val, ()))
+    test = run.data.test.head(run.settings["test_subset"])
+    test_loss, test_acc, _ = _evaluate(run.exp, run.net, test, run.settings, run.device, run.buffers, run.rank,
+                                       run.world, run.options.fuse_input, TEST_STREAM, limit,
+                                       _data_workers(run.options, test, ()))
     if run.scheduler is not None:
         run.scheduler.step()
     return {
@@ -385,9 +418,8 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
     }
 
 
-def _train_step(run: _Run, split, index: torch.Tensor, epoch: int) -> tuple[float, int]:
+def _train_step(run: _Run, index: torch.Tensor, b: datasets.Batch, epoch: int) -> tuple[float, int]:
     s = run.settings
-    b = split.batch(index, run.device, augment=datasets.as_steps(s["augment"]), seed=s["seed"], epoch=epoch)
     x, y = b.x, b.y
     with autocast(run.device, s["amp"]):
         out = run_net(run.exp, run.model, x, s, index, epoch, TRAIN_STREAM, run.buffers, run.options.fuse_input)
@@ -409,7 +441,7 @@ def _train_step(run: _Run, split, index: torch.Tensor, epoch: int) -> tuple[floa
 @torch.no_grad()
 def _evaluate(exp: Experiment, net: torch.nn.Module, split, s: dict, device: torch.device,
               buffers: dict, rank: int = 0, world: int = 1, fuse: bool = True,
-              stream: int = TEST_STREAM, max_batches: int | None = None) -> tuple[float, float, int]:
+              stream: int = TEST_STREAM, max_batches: int | None = None, workers: int = 0) -> tuple[float, float, int]:
     """Mean loss and accuracy of a split over this rank's shard (summed over ranks); of its first
     `max_batches` batches when given (a smoke run)."""
     was_training = net.training
@@ -418,8 +450,8 @@ def _evaluate(exp: Experiment, net: torch.nn.Module, split, s: dict, device: tor
     ids = torch.arange(len(split))[rank::world]
     if max_batches is not None:
         ids = ids[: max_batches * s["batch_size"]]
-    for index in ids.split(s["batch_size"]):
-        b = split.batch(index, device)
+    chunks = [index for index in ids.split(s["batch_size"]) if len(index)]  # an empty split gives one empty chunk
+    for index, b in loader.batches(split, chunks, device, workers=workers):
         x, y = b.x, b.y
         with autocast(device, s["amp"]):
             rate = readout(exp, net, run_net(exp, net, x, s, index, 0, stream, buffers, fuse), b.lengths)

@@ -167,6 +167,8 @@ class Frames(_Samples):
         """Frames [T, N, *shape] as floats (counts), labels, and the valid steps of each sample."""
         ids = self.ids[index.numpy()]
         frame_aug = [s for s in augment if not AUGMENTS[s.name].on_events]
+        if self.fixed and not (augment and ev.on_events(augment)):
+            return self._fixed(ids, index, frame_aug, seed, epoch, device)
         if augment and ev.on_events(augment) and self.source is not None:
             samples = [self.source.frames(int(i), augment, _rng(seed, epoch, k))[: self.T]
                        for i, k in zip(ids, index.tolist())]
@@ -183,8 +185,17 @@ class Frames(_Samples):
             out[: len(s), n] = s
         y = self.labels[index].to(device, non_blocking=True)
         x = torch.from_numpy(out).to(device, non_blocking=True)
-        uniform = self.fixed and not (augment and ev.on_events(augment)) and bool((lengths == steps).all())
-        return Batch(x, y, None if uniform else torch.from_numpy(lengths).to(device))
+        return Batch(x, y, torch.from_numpy(lengths).to(device))
+
+    def _fixed(self, ids, index, frame_aug, seed, epoch, device) -> Batch:
+        """Every sample has the same frames: one gather from the memory map, one cast into [T, N, ...]."""
+        per_sample = int(self.offsets[1] - self.offsets[0]) if len(self.offsets) > 1 else 0
+        block = np.asarray(self.data.reshape(-1, per_sample, *self.data.shape[1:])[ids, : self.T])
+        if frame_aug:
+            block = np.stack([ev.augment_frames(s, frame_aug, _rng(seed, epoch, k)) for s, k in zip(block, index.tolist())])
+        x = torch.empty((block.shape[1], block.shape[0], *block.shape[2:]), dtype=torch.float32)
+        x.copy_(torch.from_numpy(block).transpose(0, 1))
+        return Batch(x.to(device, non_blocking=True), self.labels[index].to(device, non_blocking=True))
 
 
 # ------------------------------------------------------------------ a dataset
@@ -253,6 +264,7 @@ def _images(row: Row, folder: Path, mtime: float, transform: tuple) -> Dataset:
             v = step_values(step, TRANSFORMS["normalize"])
             mean, std = tuple(v["mean"] or row.mean), tuple(v["std"] or row.std)
     splits = {k: Split(torch.from_numpy(x), torch.from_numpy(y), mean, std) for k, (x, y) in arrays.items()}
+    _nonempty(row, splits, folder)
     return Dataset(row.name, splits["train"], splits["test"], folder, num_classes=row.classes, kind=row.kind,
                    sample_shape=row.shape, settings={"transform": [s.model_dump() for s in transform]})
 
@@ -298,9 +310,11 @@ def _binned(row: Row, folder: Path, T: int, binning: ir.Step, transform: tuple, 
         items, labels = reader.listing(folder, row, split)
         data, offsets = _frames(row, folder, split, items, transform, binning, T, shape)
         source = EventSource(row.reader, row, tuple(items), transform, binning, T, shape) if keep_events else None
+        uniform = len(offsets) > 1 and bool(np.all(np.diff(offsets) == offsets[1] - offsets[0]))
         splits[split] = Frames(data, offsets, torch.from_numpy(labels), np.arange(len(labels)), T,
-                               count is not None and count <= T, source)
+                               count is not None and count >= T and uniform, source)
     settings = {"frames": binning.model_dump(), "transform": [s.model_dump() for s in transform]}
+    _nonempty(row, splits, folder)
     return Dataset(row.name, splits["train"], splits["test"], folder, splits.get("valid"), row.classes, row.kind,
                    shape, settings)
 
@@ -371,6 +385,13 @@ def _build(row: Row, folder: Path, items: list, transform: tuple, binning: ir.St
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _nonempty(row: Row, splits: dict, folder: Path) -> None:
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise SnncError(f"{row.title}'s {name} split in {folder} holds no samples",
+                            hint=f"expected {row.files}")
 
 
 def steps_of(row: Row, binning: ir.Step | None, T: int) -> int | None:

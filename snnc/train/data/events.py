@@ -1,8 +1,9 @@
 """Events to frames: binnings, preprocessing and augmentations, vectorised with NumPy.
 
-A sample is an `Events`: arrays `t`, `x`, `p` and, for cameras, `y`, in time order. Camera times are integer
-microseconds; spike-data times (SHD/SSC) are kept as the file stores them (seconds, as floats), because each
-peer converts them in its own way and the frames must equal the peer's to the count:
+A sample is an `Events`: arrays `t`, `x`, `p` and, for cameras, `y`, in time order. Integer times are
+microseconds (cameras, and spike data as tonic gives it); float times are seconds, as the SHD/SSC files store
+them, kept so because each peer converts them in its own way and the frames must equal the peer's to the
+count:
 
 * the tonic binnings (`time_bins`, `event_bins`, `time_window`, `event_count`) reproduce tonic 1.7's
   `ToFrame` (its `slice_events_by_*`), on times in microseconds (float64 seconds * 1e6, truncated, as tonic's
@@ -44,7 +45,7 @@ class Events:
 def _time_us(ev: Events) -> np.ndarray:
     """Times in microseconds as tonic has them: camera times as they are; spike times (seconds) widened to
     float64, times 1e6, truncated (tonic 1.7's HSD reader)."""
-    if ev.y is not None:
+    if ev.y is not None or ev.t.dtype.kind in "iu":  # already microseconds (cameras; tonic's spike events)
         return ev.t
     return (ev.t.astype(np.float64) * 1e6).astype(np.int64)
 
@@ -97,8 +98,8 @@ def _slices_split_by_time(t, n, spikes: bool):
 
 def _slices_duration(t, window, spikes: bool):
     """SpikingJelly's fixed duration: frame k holds (t - t0) // window == k; the last one the rest."""
-    if spikes:
-        t = 1000 * t  # SpikingJelly's SHD variant: milliseconds, in the file's precision
+    if spikes:  # SpikingJelly's SHD variant: milliseconds, from seconds in the file's precision
+        t = 1000 * t if t.dtype.kind == "f" else t / 1000.0
         t = t - t[0]
         window = window / 1000.0
     else:
