@@ -12,7 +12,7 @@ from snnc.runtime.backends import available
 from conftest import MODELS
 
 MODEL_FILES = sorted(p for p in MODELS.glob("*.snn") if p.stem != "neurons")
-BACKENDS = [b for b in ("torch", "cpp") if b in available("cpu")]
+BACKENDS = available("cpu")
 
 
 def _net(path, backend, network=None):

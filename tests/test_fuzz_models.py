@@ -34,7 +34,7 @@ from snnc.compiler.driver import compile_file, render_kernels, render_package
 from snnc.compiler.layers import KINDS
 from snnc.compiler.source import SnncError
 from snnc.compiler.surrogates import BUILTIN
-from snnc.runtime.backends import available
+from snnc.runtime.backends import available, renderers
 from snnc.runtime.loader import build
 
 from conftest import MODELS
@@ -80,7 +80,7 @@ def pipeline(folder: Path, text: str, cpp: bool = False, name: str = "fuzz.snn")
     path.write_text(text)
     render_package(compiled.checked)  # what `snnc build` writes: the package, and the kernels' sources
     if cpp:
-        render_kernels(compiled)
+        render_kernels(compiled, renderers())
         run_built(build(path, folder / "built"))
     lib = snnc.load(path)
     COUNTS["built"] += 1

@@ -30,7 +30,7 @@ if __name__ == "__main__":  # run as a script (the SASS table): this checkout's 
 
 from snnc.compiler.assemble import load_module
 from snnc.compiler.derive import default_config, plan
-from snnc.compiler.kernels import render_cuda
+from snnc.compiler.renderers import CUDA
 
 from conftest import MODELS
 from test_kernels_host import TEST_NEURONS
@@ -62,7 +62,7 @@ def test_lib(tmp_path_factory):
 
 def _compile_all(p, arch):
     for dtype in ("float32", "float16"):
-        src = render_cuda(p, dtype)
+        src = CUDA.render(p, dtype)
         for which, opts in (("forward", FORWARD_OPTIONS), ("backward", BACKWARD_OPTIONS)):
             image, kind = nvrtc_compile(src[which], f"test_{p.neuron.name}_{dtype}_{which}", arch, opts)
             assert kind == "ptx" and f"snnc_{which}".encode() in image
@@ -119,7 +119,7 @@ def find_cuobjdump() -> str | None:
 def machine_code(name: str, dtype: str, which: str) -> tuple[bytes, str]:
     """(cubin, ptxas log) of a library neuron's kernel (default configuration) for SASS_ARCH."""
     p = plan(LIB.neuron(name))
-    return ptxas_report(render_cuda(p, dtype)[which], f"sass_{name}_{dtype}_{which}", SASS_ARCH,
+    return ptxas_report(CUDA.render(p, dtype)[which], f"sass_{name}_{dtype}_{which}", SASS_ARCH,
                         FORWARD_OPTIONS if which == "forward" else BACKWARD_OPTIONS)
 
 

@@ -21,6 +21,7 @@ from ..compiler import ir
 from ..compiler.codegen import RUNTIME_FILE, package_name
 from ..compiler.driver import Compiled, check_file, compile_file, render_kernels, render_package
 from ..compiler.source import SnncError
+from . import backends
 from .cache import digest, generator_hash, subdir, usual_mode, write_dir
 
 _SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\n"
@@ -124,7 +125,7 @@ def build(path: str | Path, out_dir: str | Path) -> Path:
     """`snnc build`: a standalone package (imports only torch) plus the sources of the kernels it uses."""
     compiled = compile_file(path)
     module = compiled.module
-    files = {**render_package(compiled.checked), **render_kernels(compiled)}
+    files = {**render_package(compiled.checked), **render_kernels(compiled, backends.renderers())}
     target = Path(out_dir) / package_name(module.file)
     if target.exists() and not _is_build(target):
         raise SnncError(f"{target} exists and is not a package snnc built; snnc will not replace it",
