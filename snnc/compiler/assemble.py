@@ -21,7 +21,7 @@ from .layers import KINDS
 from .parse import parse_source, to_value
 from .printers import value_text
 from .resources import library
-from .source import Diagnostic, SnncError, Source, Span, did_you_mean
+from .source import Diagnostics, SnncError, Source, Span, did_you_mean
 
 MAX_PATH = 4096  # bytes in an import path (Linux's PATH_MAX)
 MAX_NESTING = 100  # blocks inside blocks, files importing files: as deep as the expressions may nest
@@ -38,19 +38,6 @@ OUTPUTS = ("spike", "membrane")
 INTEGRATORS = ("euler", "rk2", "exponential_euler", "exact")
 
 
-class _Collector:
-    def __init__(self, source: Source):
-        self.source = source
-        self.diags: list[Diagnostic] = []
-
-    def error(self, message: str, span: Span | None, hint: str | None = None, source: Source | None = None) -> None:
-        self.diags.append(Diagnostic(message, span, hint, source or self.source))
-
-    def raise_if_any(self) -> None:
-        if self.diags:
-            raise SnncError(diagnostics=self.diags)
-
-
 def _constant(expr, source: Source) -> float | None:
     value = to_value(expr, source)
     if isinstance(value, ir.Lit) and isinstance(value.value, float) and not isinstance(value.value, bool):
@@ -60,7 +47,7 @@ def _constant(expr, source: Source) -> float | None:
 
 # ------------------------------------------------------------------ neurons
 def neuron_from_items(name: str, items: list, source: Source, span: Span, name_span: Span) -> ir.Neuron:
-    out = _Collector(source)
+    out = Diagnostics(source)
     params: dict[str, ir.Param] = {}
     learnables, states, requires = [], [], []
     blocks: dict[str, tuple] = {}
@@ -131,10 +118,10 @@ def neuron_from_items(name: str, items: list, source: Source, span: Span, name_s
     )
 
 
-def _surrogate_args(kwargs, out: _Collector) -> tuple[tuple[str, float], ...]:
+def _surrogate_args(kwargs, out: Diagnostics) -> tuple[tuple[str, float], ...]:
     args = []
     for key, value, span in kwargs:
-        number = _constant(value, out.source)
+        number = _constant(value, out.sources)
         if number is None:
             out.error(f"surrogate argument '{key}' must be a number", span, f"write e.g. {key}=2.0")
         else:
@@ -180,7 +167,7 @@ class _Scope:
 class _Graph:
     """Expands a network's nodes (and the blocks they use) into `ir.Layer`s with resolved inputs."""
 
-    def __init__(self, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], out: _Collector):
+    def __init__(self, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], out: Diagnostics):
         self.neurons, self.blocks, self.out = neurons, blocks, out
         self.layers: list[dict] = []  # name, op, inputs (refs), label, span; inputs resolved at the end
 
@@ -390,7 +377,7 @@ def plain(value: ir.Value):
 MAX_INT = 2**31 - 1  # sizes, steps and counts: what torch indexes with 32-bit integers, and far beyond any model
 
 
-def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, source: Source | None = None,
+def validated(cls, fields: dict, out: Diagnostics, span: Span | None, what: str, source: Source | None = None,
               spans: dict | None = None):
     """An IR object, or None with the validation errors reported at the field's span (else `span`).
     Whole numbers (sizes, strides, steps, counts) must lie within +-MAX_INT."""
@@ -422,7 +409,7 @@ def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, 
 
 def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], source: Source) -> ir.Network:
     _, name, items, net_span, _ = draft
-    out = _Collector(source)
+    out = Diagnostics(source)
     settings: dict = {}
     train: dict = {}
     graph = _Graph(neurons, blocks, out)
@@ -485,7 +472,7 @@ def _with_dt(layer: ir.Layer, value: ir.Value, neurons: dict[str, ir.Neuron]) ->
     return layer.model_copy(update={"op": new_op})
 
 
-def _train(train: dict, out: _Collector, source: Source) -> ir.Train:
+def _train(train: dict, out: Diagnostics, source: Source) -> ir.Train:
     known = set(ir.Train.model_fields) - {"span"}
     fields, spans = {}, {}
     for key, (value, tspan, key_span) in train.items():
