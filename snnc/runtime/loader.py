@@ -52,8 +52,12 @@ def write_package(files: dict[str, str], target: Path, runtime_text: str) -> Non
         raise
 
 
-def _import(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path / "__init__.py", submodule_search_locations=[str(path)])
+def import_package(name: str, folder: str | Path) -> ModuleType:
+    """The package in `folder` (a generated one) under the module name `name`, imported once per process."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(folder) / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
@@ -103,7 +107,7 @@ def load(path: str | Path) -> Library:
     target = subdir("packages") / name
     if not (target / "__init__.py").exists():
         write_dir({**render_package(checked), RUNTIME_FILE: _SHIM}, target)
-    pkg = sys.modules.get(name) or _import(name, target)
+    pkg = import_package(name, target)
     ops.install()
     return Library(
         module=module, package=pkg, path=target,

@@ -5,7 +5,6 @@ DistributedDataParallel (gloo on CPU, nccl on CUDA); rank 0 alone logs and write
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import signal
@@ -57,8 +56,10 @@ def spawn_train(exp, options, process) -> dict:
 def _spawn_worker(rank: int, payload: bytes, packages: list, options, port: int, queue, process):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(options.nproc))
+    from ..runtime.loader import import_package
+
     for name, folder in packages:
-        _import_package(name, folder)
+        import_package(name, folder)
     _install_fused_backends()
     exp = pickle.loads(payload)
     try:
@@ -89,16 +90,6 @@ def _install_fused_backends():
     from ..runtime import ops
 
     ops.install()
-
-
-def _import_package(name: str, folder: str):
-    if name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
-                                                  submodule_search_locations=[folder])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
 
 
 def _free_port() -> int:
