@@ -15,7 +15,7 @@ import pytest
 
 from snnc import cli
 
-from conftest import MNIST, MODELS, ROOT, needs_mnist
+from conftest import MNIST, MODELS, ROOT, as_at_a_terminal, needs_mnist
 COMMANDS = [c.name for c in cli.COMMANDS]
 
 
@@ -139,7 +139,7 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     env = {**os.environ, "SNNC_DATA_DIR": str(MNIST), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "snnc", "train", str(MODELS / "fc2_mnist.snn"), "--out-dir",
                              str(out), "--no-plots"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
     try:
         for line in proc.stdout:
             if line.startswith("first batch done"):

@@ -35,7 +35,6 @@ from snnc.runtime.plans import scalar_args
 from snnc.runtime.verify import compare, configs, default_values, learnable_defaults, random_input
 
 from conftest import MODELS, TESTS, needs_cxx
-from test_kernels_host import TEST_NEURONS
 
 pytestmark = needs_cxx
 
@@ -188,13 +187,6 @@ def _cases(neurons):
             yield n, cfg
 
 
-@pytest.fixture(scope="module")
-def test_neurons(tmp_path_factory):
-    path = tmp_path_factory.mktemp("snn") / "kernel_test_neurons.snn"
-    path.write_text(TEST_NEURONS)
-    return load_module(path)[0]
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("neuron, cfg", list(_cases(LIB.neurons)),
                          ids=lambda v: v.name if isinstance(v, ir.Neuron) else v.key())
@@ -203,9 +195,9 @@ def test_library_neuron_matches_eager(neuron, cfg, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_test_neurons_match_eager(test_neurons, dtype):
+def test_test_neurons_match_eager(kernel_test_neurons, dtype):
     """Names that would break C, several learnables (one partial-sum buffer row each), custom surrogates."""
-    for neuron, cfg in _cases(test_neurons.neurons):
+    for neuron, cfg in _cases(kernel_test_neurons.neurons):
         _check_against_eager(neuron, cfg, dtype, shapes=SHAPES[:2] + SHAPES[3:4])
 
 

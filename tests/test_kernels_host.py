@@ -25,54 +25,10 @@ from conftest import MODELS, needs_cxx
 
 pytestmark = needs_cxx
 
-# Names that would break C if printed raw, scalar / tensor division, powers, scalar-only where(), a
-# learnable inside a loop-invariant subexpression, a custom surrogate.
-TEST_NEURONS = """
-neuron Awkward {
-    param int = 2.0
-    param expf = 0.5
-    param flip = false
-    learnable double = 0.3
-    state v = v_reset
-    state float = 0.1
-    charge {
-        v = v + (x - v) / int + expf / (1.0 + float * float) + where(flip, 0.0, 0.1 * double)
-        float = float * 0.5 + 0.25 * x ^ 3 - where(int > 1.0, 0.1, 0.2) * v / (2.0 + abs(v)) ^ 2
-    }
-    on_spike float = float - 0.3
-    surrogate grad = 1.0 / (1.0 + abs(x) * int) where int = 3.0
-}
-neuron TwoLearnables {
-    param v_threshold = 0.8
-    learnable g = 0.5
-    learnable k = 0.2
-    state v = v_reset
-    state a = 0.0
-    charge {
-        a = a * sigmoid(k) + x * g
-        v = v + (a - v) * sigmoid(g) - k * a * v
-    }
-    on_spike a += k
-    surrogate erf(alpha = 3.0)
-}
-neuron Sqrt {
-    param gain = 0.7
-    state v = v_reset
-    charge v = v * 0.9 + gain * sqrt(abs(x)) + 0.01 * (abs(v) + 1.0) ^ 0.5 + 0.01 * tanh(v) + 0.01 * atan(x) + 0.01 * erf(x)
-    surrogate piecewise_quadratic(alpha = 1.0)
-}
-"""
 
 LIB = load_module(MODELS / "neurons.snn")[0]
 SURROGATES = (None, "sigmoid", "atan", "erf", "piecewise_leaky_relu")
 SHAPES = ((1, 7), (5, 3, 37), (4, 1029), (3, 2, 2053))  # T = 1; N off the SIMD width; past one host block
-
-
-@pytest.fixture(scope="module")
-def test_neurons(tmp_path_factory):
-    path = tmp_path_factory.mktemp("snn") / "kernel_test_neurons.snn"
-    path.write_text(TEST_NEURONS)
-    return load_module(path)[0]
 
 
 def _cases(neurons):
@@ -100,8 +56,8 @@ def test_library_neuron_matches_eager(neuron, cfg):
     _check(neuron, cfg)
 
 
-def test_test_neurons_match_eager(test_neurons):
-    for neuron, cfg in _cases(test_neurons.neurons):
+def test_test_neurons_match_eager(kernel_test_neurons):
+    for neuron, cfg in _cases(kernel_test_neurons.neurons):
         _check(neuron, cfg)
 
 
@@ -238,10 +194,10 @@ def test_signature_and_call_come_from_one_parameter_list():
         assert len(getattr(k, "_" + fn.split("_")[1]).argtypes) == len(params)
 
 
-def test_verify_reports_every_neuron_config_and_backend(test_neurons):
+def test_verify_reports_every_neuron_config_and_backend(kernel_test_neurons):
     from snnc.runtime.verify import verify
 
-    results = verify(test_neurons, backends=("cpp", "cupy"), shapes=((3, 17),))
+    results = verify(kernel_test_neurons, backends=("cpp", "cupy"), shapes=((3, 17),))
     by_backend = {r.backend for r in results}
     assert {"cpp", "cupy"} <= by_backend
     for r in results:

@@ -33,7 +33,6 @@ from snnc.compiler.derive import default_config, plan
 from snnc.compiler.renderers import CUDA
 
 from conftest import MODELS
-from test_kernels_host import TEST_NEURONS
 
 try:
     from snnc.runtime.cuda import (BACKWARD_OPTIONS, ENTRY_POINTS, FORWARD_OPTIONS, cuda_include_dirs, nvrtc_compile,
@@ -51,13 +50,6 @@ LIB = load_module(MODELS / "neurons.snn")[0]
 def fresh_cache(tmp_path_factory, monkeypatch):
     """Compile for real: a private cache directory, so no earlier run's PTX is reused."""
     monkeypatch.setenv("SNNC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nvrtc-cache"))
-
-
-@pytest.fixture(scope="module")
-def test_lib(tmp_path_factory):
-    path = tmp_path_factory.mktemp("snn") / "kernel_test_neurons.snn"
-    path.write_text(TEST_NEURONS)
-    return load_module(path)[0]
 
 
 def _compile_all(p, arch):
@@ -85,8 +77,8 @@ def test_reset_variants_compile(name):
                          "compute_80")
 
 
-def test_test_neurons_compile(test_lib):
-    for n in test_lib.neurons:
+def test_test_neurons_compile(kernel_test_neurons):
+    for n in kernel_test_neurons.neurons:
         _compile_all(plan(n), "compute_80")
 
 

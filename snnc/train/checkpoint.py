@@ -188,7 +188,12 @@ def set_rng_state(state: dict):
 
 class InterruptGuard:
     """Turns SIGINT/SIGTERM into a flag while training, so the loop can finish the
-    batch and save. A second signal restores the default behaviour and re-raises."""
+    batch and save. A second signal restores the handler the guard found and re-raises.
+
+    A signal the process was started ignoring stays ignored (a background job of a script, or one started by
+    nohup, ignores SIGINT so that a Ctrl-C meant for the script does not reach it), and so does one whose
+    handler Python did not install (it could not be put back). On exit each signal's disposition is exactly
+    what the guard found."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -203,7 +208,8 @@ class InterruptGuard:
     def __enter__(self) -> "InterruptGuard":
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):

@@ -31,7 +31,10 @@ def spawn_train(exp, options, process) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     port = _free_port()
-    old = signal.signal(signal.SIGINT, lambda *a: None)  # the workers see Ctrl-C too and stop cleanly
+    old = signal.getsignal(signal.SIGINT)
+    quiet = old not in (signal.SIG_IGN, None)  # an ignored SIGINT stays ignored, here and in the workers
+    if quiet:
+        signal.signal(signal.SIGINT, lambda *a: None)  # the workers see Ctrl-C too and stop cleanly
     try:
         mp.start_processes(_spawn_worker, args=(payload, _loaded_packages(), options, port, queue, process),
                            nprocs=options.nproc,
@@ -43,7 +46,8 @@ def spawn_train(exp, options, process) -> dict:
             "`if __name__ == '__main__':`, or launch with torchrun --nproc-per-node N",
         ) from None
     finally:
-        signal.signal(signal.SIGINT, old)
+        if quiet:
+            signal.signal(signal.SIGINT, old)
     replies = []
     while not queue.empty():
         replies.append(queue.get())
