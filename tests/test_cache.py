@@ -88,3 +88,32 @@ def test_compile_time_is_counted_apart(private_cache):
     load_library.cache_clear()
     lib = load_library("extern \"C\" int snnc_probe(void) { return 7; }\n", "snnc_probe")  # from the cache
     assert cache.compile_seconds() - before == compiled and lib.snnc_probe() == 7
+
+
+def test_the_one_atomic_writer(tmp_path):
+    """Files and folders, replaced or kept, with the permissions asked for, and nothing left beside them."""
+    import stat
+
+    from snnc.runtime.files import write_atomic
+
+    target = tmp_path / "sub" / "a.txt"
+    assert write_atomic(target, "one") and target.read_text() == "one"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+    assert write_atomic(target, b"two", mode=0o644, durable=True) and target.read_bytes() == b"two"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert not write_atomic(target, "three", replace=False) and target.read_text() == "two"
+    folder = tmp_path / "pkg"
+    assert write_atomic(folder, {"__init__.py": "A = 1\n", "kernels/x.cpp": "// x\n"}, replace=False)
+    assert not write_atomic(folder, {"__init__.py": "A = 2\n"}, replace=False)
+    assert (folder / "__init__.py").read_text() == "A = 1\n"
+    assert write_atomic(folder, {"__init__.py": "A = 3\n"}, mode=0o755)
+    assert sorted(p.name for p in folder.rglob("*")) == ["__init__.py"] and stat.S_IMODE(folder.stat().st_mode) == 0o755
+    calls = []
+    write_atomic(tmp_path / "b.txt", "b", on_rename=calls.append)
+    assert calls == ["before", "after"]
+    def fail(when):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(tmp_path / "c.txt", "c", on_rename=fail)
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "c.txt").exists()

@@ -36,7 +36,8 @@ import torch
 from ..compiler.neuron import Plan
 from ..compiler.renderers import CUDA_LAUNCH, CKernels
 from ..compiler.source import SnncError
-from .cache import compiling, digest, subdir, write_file
+from .cache import compiling, digest, subdir
+from .files import write_atomic
 
 __all__ = ["CudaKernels", "cuda_kernels", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
            "nvrtc_version", "ptxas_report", "launch_shape", "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS",
@@ -116,7 +117,7 @@ def compile_to_file(source: str, name: str, arch: str, options: tuple[str, ...] 
         return target
     with compiling():
         image = _compile(nvrtc, source, name, arch, opts, kind)
-    write_file(image, target)  # atomic: concurrent processes never load a half-written image
+    write_atomic(target, image)  # concurrent processes never load a half-written image
     return target
 
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +20,7 @@ from ..compiler.driver import Compiled, check_file, compile_file, render_kernels
 from ..compiler.source import SnncError
 from . import backends
 from .cache import digest, generator_hash, subdir, usual_mode, write_dir
+from .files import write_atomic
 
 _SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\n"
 
@@ -33,23 +31,6 @@ def _fingerprint(sources: dict) -> str:
     for name in sorted(sources):
         parts += [name, sources[name].text]
     return digest(*parts)[:16]
-
-
-def write_package(files: dict[str, str], target: Path, runtime_text: str) -> None:
-    """Write a package directory atomically (rename of a complete temp dir); `snnc build`'s output folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        os.chmod(tmp, usual_mode(folder=True))
-        for name, text in {**files, RUNTIME_FILE: runtime_text}.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_text(text)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def import_package(name: str, folder: str | Path) -> ModuleType:
@@ -136,7 +117,7 @@ def build(path: str | Path, out_dir: str | Path) -> Path:
                         hint="choose another -o directory, or move that folder away")
     runtime_text = (Path(__file__).parent / "support.py").read_text()
     try:
-        write_package(files, target, runtime_text)
+        write_atomic(target, {**files, RUNTIME_FILE: runtime_text}, mode=usual_mode(folder=True))
     except OSError as exc:
         raise SnncError(f"cannot write {target}: {exc.strerror}", hint="choose a writable --out directory") from None
     return target

@@ -163,13 +163,13 @@ def _decoded(name: str, folder: Path) -> Dataset | None:
 def _keep_decoded(dataset: Dataset) -> None:
     import io
 
-    from ..runtime.cache import write_file
+    from ..runtime.files import write_atomic
 
     buffer = io.BytesIO()
     np.savez(buffer, train_x=dataset.train.images.numpy(), train_y=dataset.train.labels.numpy(),
              test_x=dataset.test.images.numpy(), test_y=dataset.test.labels.numpy())
     try:
-        write_file(buffer.getvalue(), _decoded_path(dataset.name, dataset.folder))
+        write_atomic(_decoded_path(dataset.name, dataset.folder), buffer.getvalue())
     except OSError:  # a cache that cannot be written only costs the next run its third of a second
         pass
 
