@@ -43,7 +43,8 @@ def test_train_help_names_where_defaults_come_from(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "default: the model's train block, else 10" in out  # --epochs
+    assert "passes over the training images (default: the model's train block, else 1;" in out  # ir.Train's
+    assert "learning rate (default: the model's train block, else 0.001)" in out
     assert "--max-steps" in out and "--dry-run" in out and "--val-split" in out
 
 

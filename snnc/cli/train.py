@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..train.recipe import CHOICES, DEFAULTS, TrainOptions
+from ..train.recipe import CHOICES, TrainOptions
 from .common import Command
 
 
@@ -52,8 +52,8 @@ def run_eval(args) -> int:
 
 
 def _recipe(key: str) -> str:
-    """Where a run setting's default comes from."""
-    return f"default: the model's train block, else {DEFAULTS[key]}"
+    """Where a run setting's default comes from (the value is filled in when help is shown: `common.Formatter`)."""
+    return f"default: the model's train block, else {{recipe.{key}}}"
 
 
 def _shared_arguments(p, training: bool) -> None:
