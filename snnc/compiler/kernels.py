@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,9 +38,6 @@ from .neuron import MEMBRANE, Plan
 from .printers import CPrinter, PRECEDENCE, cname
 from .source import SnncError
 from .exprs import free_names
-
-if TYPE_CHECKING:
-    from .renderers import CKernels
 
 __all__ = ["KernelParam", "KernelSpec", "spec", "filters", "origin_comment", "HOST_FLAGS"]
 
@@ -277,7 +273,7 @@ def origin_comment(p: Plan) -> str:
                      f"\u2014 do not edit")
 
 
-def _params(p: Plan, prev_states: tuple[str, ...], r: "CKernels") -> tuple[tuple[KernelParam, ...], ...]:
+def _params(p: Plan, prev_states: tuple[str, ...], r) -> tuple[tuple[KernelParam, ...], ...]:
     io = r.io
     learn = [KernelParam(f"_p_{l}", "float", "learnable", l) for l in p.learnables]
     scal = [KernelParam(f"_p_{s}", "double", "scalar", s, pointer=False) for s in p.scalars]
@@ -326,8 +322,9 @@ def _check_names(p: Plan) -> None:
             defined.add(target)
 
 
-def spec(p: Plan, renderer: "CKernels") -> KernelSpec:
-    """What a C-family renderer's templates print for a plan, in its dialect."""
+def spec(p: Plan, renderer) -> KernelSpec:
+    """What a C-family renderer's templates print for a plan, in its dialect (`renderer`: a
+    `renderers.CKernels`, read for its `io`, `threads_argument` and `partial_sums`)."""
     _check_names(p)
     hoist = _Hoister(set(p.scalars), set(p.learnables))
     h = lambda items: tuple((t, hoist(e)) for t, e in items)  # noqa: E731
