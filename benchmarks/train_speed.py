@@ -26,6 +26,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from snnc.runtime import backends  # noqa: E402
 from snnc.train import data as datasets  # noqa: E402
 from snnc.train.encode import poisson  # noqa: E402
 from snnc.train.experiment import from_library  # noqa: E402
@@ -120,15 +121,16 @@ def main(argv=None):
     parser.add_argument("--sj-test", action="store_true", help="also measure SpikingJelly's test accuracy")
     parser.add_argument("--profile", action="store_true", help="print where snnc's step spends its time")
     parser.add_argument("--model", default=str(ROOT / "models" / "lif_fc_mnist.snn"))
-    parser.add_argument("--backend", choices=("cpp", "torch"), default="cpp")
+    parser.add_argument("--backend", choices=backends.on("cpu"), default=None,
+                        help="a CPU backend of the table (default: the fastest available one)")
     parser.add_argument("--repeat", type=int, default=1, help="run each side R times, report the fastest")
     parser.add_argument("--skip-sj", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     ds = datasets.load("mnist", args.data_dir)
-    exp, label = snnc_experiment(args.model, args.backend)
-    backend = args.backend
+    backend = args.backend or backends.default("cpu")
+    exp, label = snnc_experiment(args.model, backend)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, T={args.T}, batch 64, "
           f"{args.batches * 64 if args.batches else len(ds.train)} training images each")
     if args.profile:

@@ -1,6 +1,7 @@
 """Small datasets written in each dataset's exact published format, for the tests (none of the real datasets but
 MNIST is on the test machines). Each writer takes a folder and writes a few samples the way the publisher's
-files hold them; `events_for` makes plausible event streams (time-ordered, a moving blob of activity)."""
+files hold them; `events_for` makes plausible event streams (time-ordered, a moving blob of activity). MNIST's
+IDX files are written by `conftest.write_mnist`."""
 from __future__ import annotations
 
 import pickle
@@ -138,9 +139,3 @@ def write_cifar(root: Path, name: str = "cifar10", per_batch: int = 6, seed: int
     with open(folder / ("batches.meta" if name == "cifar10" else "meta"), "wb") as f:
         pickle.dump(meta, f, protocol=2)
     return root
-
-
-# ------------------------------------------------------------------ MNIST, IDX
-def idx_bytes(array: np.ndarray, magic: int) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()

@@ -11,7 +11,7 @@ from snnc.compiler.driver import check_file
 from snnc.compiler.neuron import Plan
 from snnc.runtime import cache, plans
 
-from conftest import MODELS, needs_cxx
+from conftest import IDX_MAGIC, MODELS, idx_bytes, needs_cxx, write_mnist
 
 
 @pytest.fixture
@@ -57,20 +57,11 @@ def test_plans_are_read_from_the_cache_and_rederived_when_unreadable(private_cac
     plans._PLANS.clear()
 
 
-def _idx(array: np.ndarray, magic: int) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def test_decoded_datasets_are_cached_by_file_identity(tmp_path, private_cache):
     from snnc.train import data
 
     folder = tmp_path / "mnist"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 30), ("t10k", 10)):
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(_idx(rng.integers(0, 256, (n, 28, 28)), 0x803))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(_idx(rng.integers(0, 10, n), 0x801))
+    write_mnist(folder, 30, 10)
     data._images.cache_clear()
     fresh = data.load("mnist", folder)
     assert len(list((private_cache / "data").glob("*.npz"))) == 1
@@ -80,7 +71,7 @@ def test_decoded_datasets_are_cached_by_file_identity(tmp_path, private_cache):
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
         assert b.images.dtype == torch.uint8 and b.labels.dtype == torch.int64
     # a changed file is a different key: decoded (and checked) again
-    (folder / "t10k-labels-idx1-ubyte").write_bytes(_idx(np.full(10, 3), 0x801))
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.full(10, 3), IDX_MAGIC["labels"]))
     data._images.cache_clear()
     assert data.load("mnist", folder).test.labels.tolist() == [3] * 10
     data._images.cache_clear()
@@ -97,3 +88,32 @@ def test_compile_time_is_counted_apart(private_cache):
     load_library.cache_clear()
     lib = load_library("extern \"C\" int snnc_probe(void) { return 7; }\n", "snnc_probe")  # from the cache
     assert cache.compile_seconds() - before == compiled and lib.snnc_probe() == 7
+
+
+def test_the_one_atomic_writer(tmp_path):
+    """Files and folders, replaced or kept, with the permissions asked for, and nothing left beside them."""
+    import stat
+
+    from snnc.runtime.files import write_atomic
+
+    target = tmp_path / "sub" / "a.txt"
+    assert write_atomic(target, "one") and target.read_text() == "one"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+    assert write_atomic(target, b"two", mode=0o644, durable=True) and target.read_bytes() == b"two"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert not write_atomic(target, "three", replace=False) and target.read_text() == "two"
+    folder = tmp_path / "pkg"
+    assert write_atomic(folder, {"__init__.py": "A = 1\n", "kernels/x.cpp": "// x\n"}, replace=False)
+    assert not write_atomic(folder, {"__init__.py": "A = 2\n"}, replace=False)
+    assert (folder / "__init__.py").read_text() == "A = 1\n"
+    assert write_atomic(folder, {"__init__.py": "A = 3\n"}, mode=0o755)
+    assert sorted(p.name for p in folder.rglob("*")) == ["__init__.py"] and stat.S_IMODE(folder.stat().st_mode) == 0o755
+    calls = []
+    write_atomic(tmp_path / "b.txt", "b", on_rename=calls.append)
+    assert calls == ["before", "after"]
+    def fail(when):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(tmp_path / "c.txt", "c", on_rename=fail)
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "c.txt").exists()

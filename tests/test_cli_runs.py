@@ -15,7 +15,7 @@ import pytest
 
 from snnc import cli
 
-from conftest import MNIST, MODELS, ROOT, needs_mnist
+from conftest import MNIST, MODELS, ROOT, as_at_a_terminal, needs_mnist
 COMMANDS = [c.name for c in cli.COMMANDS]
 
 
@@ -43,7 +43,8 @@ def test_train_help_names_where_defaults_come_from(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "default: the model's train block, else 10" in out  # --epochs
+    assert "passes over the training images (default: the model's train block, else 1;" in out  # ir.Train's
+    assert "learning rate (default: the model's train block, else 0.001)" in out
     assert "--max-steps" in out and "--dry-run" in out and "--val-split" in out
 
 
@@ -139,7 +140,7 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     env = {**os.environ, "SNNC_DATA_DIR": str(MNIST), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "snnc", "train", str(MODELS / "fc2_mnist.snn"), "--out-dir",
                              str(out), "--no-plots"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
     try:
         for line in proc.stdout:
             if line.startswith("first batch done"):

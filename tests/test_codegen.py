@@ -44,8 +44,19 @@ def test_golden(model, rendered):
 
 @pytest.mark.parametrize("model", [p.stem for p in MODEL_FILES])
 def test_generated_code_compiles(model, rendered):
-    for name, text in rendered[model].items():
+    """Every file is valid Python, and the package's index names exactly the classes its modules define."""
+    import ast
+
+    files = rendered[model]
+    for name, text in files.items():
         compile(text, f"{model}/{name}", "exec")
+    index = {}
+    for node in ast.parse(files["__init__.py"]).body:
+        if isinstance(node, ast.Assign) and node.targets[0].id in ("NEURONS", "NETWORKS"):
+            index[node.targets[0].id] = ast.literal_eval(node.value)
+    for module, key in (("neurons.py", "NEURONS"), ("networks.py", "NETWORKS")):
+        classes = [n.name for n in ast.parse(files[module]).body if isinstance(n, ast.ClassDef)]
+        assert tuple(classes) == index[key], f"{model}: {module} defines {classes}, __init__.py says {index[key]}"
 
 
 def test_no_machine_paths_in_golden_files():
@@ -63,3 +74,20 @@ def test_render_is_deterministic(rendered):
     finally:
         os.chdir(old)
     assert again == rendered["neurons"]
+
+
+def test_a_package_emits_its_own_neurons_and_those_its_networks_use(tmp_path):
+    """Not the whole library a file imports: its own neurons (used or not) and the imported ones a layer uses,
+    in the order the module sees them; a file that only imports (a library) emits everything."""
+    path = tmp_path / "m.snn"
+    path.write_text("import snnc.neurons\n"
+                    "neuron Mine {\n    state v = v_reset\n    charge v = 0.5 * v + x\n}\n"
+                    "network Net {\n    input = [4]\n    T = 2\n    layers {\n        linear(3)\n        PLIF\n"
+                    "        linear(2)\n        LI\n    }\n}\n")
+    module, sources = assemble.load_module(path)
+    init = codegen.render(check.check_module(module, sources))["__init__.py"]
+    assert "NEURONS = ('PLIF', 'LI', 'Mine', )" in init
+    module, sources = assemble.load_module(MODELS / "neurons.snn")
+    library = codegen.render(check.check_module(module, sources))["__init__.py"]
+    assert "NEURONS = ('IF', 'LIF', 'PLIF', 'QIF', 'EIF', 'Izhikevich', 'SquareIF', 'CUBALIF', 'AdaptiveLIF', 'LI', )" \
+        in library

@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from snnc.compiler import ir, kernels
+from snnc.compiler.renderers import CUDA, CUDA_LAUNCH
 from snnc.compiler.assemble import load_module
 from snnc.compiler.derive import plan
 from snnc.runtime.cc import compile_library
@@ -34,7 +35,6 @@ from snnc.runtime.plans import scalar_args
 from snnc.runtime.verify import compare, configs, default_values, learnable_defaults, random_input
 
 from conftest import MODELS, TESTS, needs_cxx
-from test_kernels_host import TEST_NEURONS
 
 pytestmark = needs_cxx
 
@@ -43,7 +43,7 @@ SHIM = TESTS / "cuda_emu"
 EMU_FLAGS = ("-O1", "-std=c++17", "-ffp-contract=off", "-fno-strict-aliasing", "-fno-math-errno", "-shared",
              "-fPIC", "-w", f"-I{SHIM}")
 LIB = load_module(MODELS / "neurons.snn")[0]
-CHUNK, LANES = kernels.CUDA.chunk, kernels.CUDA.lanes
+CHUNK, LANES = CUDA_LAUNCH.chunk, CUDA_LAUNCH.lanes
 # [T, ...]: T = 1, T < chunk, T = chunk, and several chunks with a remainder (one step past, one short);
 # N off the lanes (lanes a block apart) and N a multiple of them (vector accesses) for both T = chunk and
 # several chunks; N past one 256-thread block of lanes.
@@ -98,7 +98,7 @@ class EmulatedKernels(CudaKernels):
 
     def __init__(self, p, dtype: str, sms: int = 132, reverse: bool = False):
         self.sms, self.reverse, self.launched = sms, reverse, []
-        super().__init__(p, dtype, torch.device("cpu"))
+        super().__init__(CUDA, p, dtype, torch.device("cpu"))
 
     def _load(self) -> dict:
         source = emulator_source(self.spec, self.sources)
@@ -187,13 +187,6 @@ def _cases(neurons):
             yield n, cfg
 
 
-@pytest.fixture(scope="module")
-def test_neurons(tmp_path_factory):
-    path = tmp_path_factory.mktemp("snn") / "kernel_test_neurons.snn"
-    path.write_text(TEST_NEURONS)
-    return load_module(path)[0]
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("neuron, cfg", list(_cases(LIB.neurons)),
                          ids=lambda v: v.name if isinstance(v, ir.Neuron) else v.key())
@@ -202,9 +195,9 @@ def test_library_neuron_matches_eager(neuron, cfg, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_test_neurons_match_eager(test_neurons, dtype):
+def test_test_neurons_match_eager(kernel_test_neurons, dtype):
     """Names that would break C, several learnables (one partial-sum buffer row each), custom surrogates."""
-    for neuron, cfg in _cases(test_neurons.neurons):
+    for neuron, cfg in _cases(kernel_test_neurons.neurons):
         _check_against_eager(neuron, cfg, dtype, shapes=SHAPES[:2] + SHAPES[3:4])
 
 
@@ -344,8 +337,8 @@ def test_no_access_outside_the_arrays(name, offset, dtype):
 
 
 def test_emulated_source_is_the_generated_source():
-    """The emulator compiles render_cuda's text unchanged (only wrapped in namespaces after the shim)."""
+    """The emulator compiles the CUDA renderer's text unchanged (only wrapped in namespaces after the shim)."""
     p = plan(LIB.neuron("PLIF"))
-    src = kernels.render_cuda(p, "float16")
-    text = emulator_source(kernels.spec(p, host=False), src)
+    src = CUDA.render(p, "float16")
+    text = emulator_source(CUDA.spec(p), src)
     assert src["forward"] in text and src["backward"] in text

@@ -1,6 +1,4 @@
 """Loading MNIST-format IDX files: real data beside the repo, synthetic files, layouts and errors."""
-import gzip
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -11,44 +9,12 @@ import torch
 from snnc import SnncError
 from snnc.train import data as datasets
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
-needs_real = pytest.mark.skipif(not (REAL / "SHA256SUMS").is_file(), reason=f"real MNIST not at {REAL}")
-
-NAMES = {
-    "train-images-idx3-ubyte": 0x803, "train-labels-idx1-ubyte": 0x801,
-    "t10k-images-idx3-ubyte": 0x803, "t10k-labels-idx1-ubyte": 0x801,
-}
+from conftest import IDX_MAGIC, MNIST, idx_bytes, needs_mnist_sums, write_mnist
 
 
-def idx_bytes(array: np.ndarray, magic: int) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_mnist(folder: Path, n_train=30, n_test=10, gz=False, sums=False, seed=0) -> dict:
-    """Synthetic MNIST-format files; returns the arrays written."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for name, array in arrays.items():
-        payload = idx_bytes(array, NAMES[name])
-        path = folder / (name + ".gz" if gz else name)
-        path.write_bytes(gzip.compress(payload) if gz else payload)
-        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}")
-    if sums:
-        (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
-    return arrays
-
-
-@needs_real
+@needs_mnist_sums
 def test_real_mnist_loads_in_memory():
-    ds = datasets.load("mnist", REAL)
+    ds = datasets.load("mnist", MNIST)
     assert ds.train.images.shape == (60000, 1, 28, 28) and ds.train.images.dtype == torch.uint8
     assert ds.test.images.shape == (10000, 1, 28, 28)
     assert ds.train.labels.dtype == torch.int64 and set(ds.test.labels.unique().tolist()) == set(range(10))
@@ -57,9 +23,9 @@ def test_real_mnist_loads_in_memory():
     assert y.tolist() == [7, 2, 1, 0, 4]  # the well-known first test labels
 
 
-@needs_real
+@needs_mnist_sums
 def test_real_mnist_checksum_mismatch_is_reported(tmp_path):
-    for f in REAL.iterdir():
+    for f in MNIST.iterdir():
         shutil.copy(f, tmp_path / f.name)
     sums = (tmp_path / "SHA256SUMS").read_text().replace("0b367032", "deadbeef")
     (tmp_path / "SHA256SUMS").write_text(sums)
@@ -140,7 +106,7 @@ def test_not_gzip(tmp_path):
 
 def test_label_count_mismatch(tmp_path):
     write_mnist(tmp_path)
-    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(9), 0x801))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(9), IDX_MAGIC["labels"]))
     with pytest.raises(SnncError, match="9 labels for 10 images"):
         datasets.load("mnist", tmp_path)
 

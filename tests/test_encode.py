@@ -175,7 +175,6 @@ def test_encode_dispatch_poisson_matches():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_path_matches_cpu():
     x = _images(8, 100)
     idx = torch.arange(8)

@@ -34,17 +34,16 @@ from snnc.compiler.driver import compile_file, render_kernels, render_package
 from snnc.compiler.layers import KINDS
 from snnc.compiler.source import SnncError
 from snnc.compiler.surrogates import BUILTIN
-from snnc.runtime.backends import available
+from snnc.runtime.backends import renderers
 from snnc.runtime.loader import build
 
-from conftest import MODELS
+from conftest import HAS_CXX, MODELS
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 COUNTS = {"checked": 0, "rejected": 0, "built": 0, "ran": 0, "cpp": 0}
 TIMES = {"check": 0.0, "build": 0.0, "run": 0.0}
 _BUILT_IR: set[str] = set()  # modules already built and run (a mutant that changes only a comment is the same model)
-HAS_CPP = "cpp" in available("cpu")
 
 
 # ------------------------------------------------------------------ the property
@@ -80,7 +79,7 @@ def pipeline(folder: Path, text: str, cpp: bool = False, name: str = "fuzz.snn")
     path.write_text(text)
     render_package(compiled.checked)  # what `snnc build` writes: the package, and the kernels' sources
     if cpp:
-        render_kernels(compiled)
+        render_kernels(compiled, renderers())
         run_built(build(path, folder / "built"))
     lib = snnc.load(path)
     COUNTS["built"] += 1
@@ -88,7 +87,7 @@ def pipeline(folder: Path, text: str, cpp: bool = False, name: str = "fuzz.snn")
     start = time.perf_counter()
     for name_ in lib.networks:
         run_network(lib, name_, "torch", double=_cpp_subset(text, 3))
-        if cpp and HAS_CPP:
+        if cpp and HAS_CXX:
             run_network(lib, name_, "cpp")
             COUNTS["cpp"] += 1
     TIMES["run"] += time.perf_counter() - start

@@ -14,7 +14,6 @@ from snnc.runtime.verify import compare, default_values, learnable_defaults, ran
 from conftest import MODELS
 
 LIB = load_module(MODELS / "neurons.snn")[0]
-HAS_CUDA = torch.cuda.is_available()
 # T = 1; N off the four lanes (lanes a block apart); N a multiple of them (vector accesses), with T past one
 # chunk of steps and not a multiple of it, and with T = 100 over a small layer (64-thread blocks)
 SHAPES = ((1, 7), (6, 3, 37), (5, 4099), (9, 2, 1024), (100, 16, 64))
@@ -31,7 +30,6 @@ def _cases():
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("name, cfg", list(_cases()), ids=lambda v: v if isinstance(v, str) else v.key())
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_cupy_matches_eager(name, cfg, dtype):
     n = LIB.neuron(name)
     p = plan(n, cfg)
@@ -46,7 +44,6 @@ def test_cupy_matches_eager(name, cfg, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_runs_on_the_current_stream_and_under_autocast():
     from snnc.runtime.ops import run_plan
 
@@ -82,7 +79,6 @@ def test_cpu_tensors_are_an_snnc_error():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("offset", [0, 1])
 def test_cupy_misaligned_views_and_reproducible_learnable_gradient(offset):
     """A view one element into its storage cannot take the vector entry point: the other one gives the same

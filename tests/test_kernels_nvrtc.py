@@ -30,10 +30,9 @@ if __name__ == "__main__":  # run as a script (the SASS table): this checkout's 
 
 from snnc.compiler.assemble import load_module
 from snnc.compiler.derive import default_config, plan
-from snnc.compiler.kernels import render_cuda
+from snnc.compiler.renderers import CUDA
 
 from conftest import MODELS
-from test_kernels_host import TEST_NEURONS
 
 try:
     from snnc.runtime.cuda import (BACKWARD_OPTIONS, ENTRY_POINTS, FORWARD_OPTIONS, cuda_include_dirs, nvrtc_compile,
@@ -53,16 +52,9 @@ def fresh_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SNNC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nvrtc-cache"))
 
 
-@pytest.fixture(scope="module")
-def test_lib(tmp_path_factory):
-    path = tmp_path_factory.mktemp("snn") / "kernel_test_neurons.snn"
-    path.write_text(TEST_NEURONS)
-    return load_module(path)[0]
-
-
 def _compile_all(p, arch):
     for dtype in ("float32", "float16"):
-        src = render_cuda(p, dtype)
+        src = CUDA.render(p, dtype)
         for which, opts in (("forward", FORWARD_OPTIONS), ("backward", BACKWARD_OPTIONS)):
             image, kind = nvrtc_compile(src[which], f"test_{p.neuron.name}_{dtype}_{which}", arch, opts)
             assert kind == "ptx" and f"snnc_{which}".encode() in image
@@ -85,8 +77,8 @@ def test_reset_variants_compile(name):
                          "compute_80")
 
 
-def test_test_neurons_compile(test_lib):
-    for n in test_lib.neurons:
+def test_test_neurons_compile(kernel_test_neurons):
+    for n in kernel_test_neurons.neurons:
         _compile_all(plan(n), "compute_80")
 
 
@@ -119,7 +111,7 @@ def find_cuobjdump() -> str | None:
 def machine_code(name: str, dtype: str, which: str) -> tuple[bytes, str]:
     """(cubin, ptxas log) of a library neuron's kernel (default configuration) for SASS_ARCH."""
     p = plan(LIB.neuron(name))
-    return ptxas_report(render_cuda(p, dtype)[which], f"sass_{name}_{dtype}_{which}", SASS_ARCH,
+    return ptxas_report(CUDA.render(p, dtype)[which], f"sass_{name}_{dtype}_{which}", SASS_ARCH,
                         FORWARD_OPTIONS if which == "forward" else BACKWARD_OPTIONS)
 
 

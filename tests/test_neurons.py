@@ -9,15 +9,9 @@ import torch
 import snnc
 from snnc.runtime import support as rt
 
-from conftest import MODELS
+from conftest import MODELS, needs_sj, optional_import
 
-try:
-    from spikingjelly.activation_based import neuron as sjn
-except Exception as exc:  # pragma: no cover - depends on the environment
-    sjn, _SJ = None, f"SpikingJelly not importable: {exc}"
-else:
-    _SJ = ""
-needs_sj = pytest.mark.skipif(sjn is None, reason=_SJ or "SpikingJelly not importable")
+sjn = optional_import("spikingjelly.activation_based.neuron")
 
 LIB = snnc.load(MODELS / "neurons.snn")
 NEURONS = sorted(LIB.neurons)
@@ -229,10 +223,25 @@ def test_second_backward_without_reset(mode):
 
 
 def test_detach_allows_truncated_bptt():
+    """detach_net cuts the graph at the kept state: the next chunk trains (no StateError), from the state's
+    values, and its gradients are those of a cell that starts from them as constants."""
     cell = LIB.neurons["LIF"](step_mode="m")
     cell(_x()).sum().backward()
+    with pytest.raises(rt.StateError):
+        cell(_x(seed=4))
     rt.detach_net(cell)
-    cell(_x(seed=4)).sum().backward()
+    kept = cell.v
+    assert not kept.requires_grad and kept.abs().sum() > 0  # the values stay, the graph goes
+    x = _x(seed=4)
+    out = cell(x)
+    out.sum().backward()
+    fresh = LIB.neurons["LIF"](step_mode="m")
+    fresh._state = (kept.clone(),)
+    xr = _x(seed=4)
+    ref = fresh(xr)
+    ref.sum().backward()
+    assert torch.equal(out, ref)
+    torch.testing.assert_close(x.grad, xr.grad, rtol=0, atol=0)
 
 
 def test_network_auto_resets_in_multi_step_mode():

@@ -28,7 +28,7 @@ from snnc.interchange.nir_neurons import (TIES, Form, NotNIR, from_nir_threshold
 from snnc.interchange.snn_text import label, neuron_text  # noqa: E402
 from snnc.runtime.support import NeuronBase  # noqa: E402
 
-from conftest import MODELS, ROOT, write_or_compare  # noqa: E402
+from conftest import MODELS, ROOT, write_mnist, write_or_compare  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden" / "nir"
 DT = 1e-4
@@ -594,21 +594,11 @@ def test_spikingjelly_models_run_identically_in_snnc(kind, exact, tmp_path):
 
 
 # ------------------------------------------------------------------ the command line, eval and resume
-def _idx(array, magic):
-    return magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape) + \
-        array.astype(np.uint8).tobytes()
-
-
 @pytest.fixture(scope="module")
 def mnist_like(tmp_path_factory):
     """A tiny MNIST-shaped dataset (IDX files): enough for snnc train, eval and resume to run."""
     folder = tmp_path_factory.mktemp("mnist_like")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 200), ("t10k", 50)):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 256, (n, 28, 28)) * (rng.random((n, 28, 28)) < 0.3)
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(_idx(images, 0x803))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(_idx(labels, 0x801))
+    write_mnist(folder, 200, 50, images="sparse")
     return str(folder)
 
 

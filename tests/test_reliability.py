@@ -16,7 +16,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -25,13 +24,9 @@ from snnc import cli
 from snnc.compiler.driver import check_file, compile_file
 from snnc.compiler.source import SnncError
 from snnc.runtime import cache
-from snnc.runtime.backends import available
 from snnc.runtime.support import ShapeError
 
-from conftest import ROOT
-
-HAS_CPP = "cpp" in available("cpu")
-needs_cpp = pytest.mark.skipif(not HAS_CPP, reason="no C++ compiler")
+from conftest import HAS_CXX, ROOT, needs_cxx, write_mnist
 
 
 def error(text: str, name: str = "m.snn") -> str:
@@ -303,7 +298,7 @@ network Net {
 """
 
 
-@needs_cpp
+@needs_cxx
 def test_names_like_kernel_locals_build_and_run_on_cpp(tmp_path, private_cache):
     """A state w_ and parameters ht_w, hpt_w, h_w: once the names a kernel declares for a state w."""
     lib = load(tmp_path, COLLIDING)
@@ -363,7 +358,7 @@ network Net {
 """
 
 
-@pytest.mark.parametrize("backend", ["module", "torch", *(["cpp"] if HAS_CPP else [])])
+@pytest.mark.parametrize("backend", ["module", "torch", *(["cpp"] if HAS_CXX else [])])
 def test_constants_beyond_float32_and_states_without_inputs_run(tmp_path, private_cache, backend):
     """Numbers beyond float32's range meet float32 tensors (clamp bounds, where branches, initial values) as
     infinities, as in the kernels; a state set to a constant, or from a 0-d learnable only, keeps the input's
@@ -459,16 +454,7 @@ def test_a_folder_of_another_dataset_is_refused(mnist_like, monkeypatch):
 @pytest.fixture(scope="module")
 def mnist_like(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mnist_like")
-    rng = np.random.default_rng(0)
-
-    def idx(array, magic):
-        return magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape) + \
-            array.astype(np.uint8).tobytes()
-
-    for split, n in (("train", 96), ("t10k", 32)):
-        labels = rng.integers(0, 10, n)
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx(rng.integers(0, 256, (n, 28, 28)), 0x803))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx(labels, 0x801))
+    write_mnist(folder, 96, 32)
     return str(folder)
 
 
@@ -620,7 +606,7 @@ print("ok", tuple(y.shape), lib.path.name)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["torch", *(["cpp"] if HAS_CPP else [])])
+@pytest.mark.parametrize("backend", ["torch", *(["cpp"] if HAS_CXX else [])])
 def test_processes_racing_into_an_empty_cache_all_succeed(tmp_path, backend):
     """Three processes load (generate, write, import; for cpp also compile) the same new model into one empty
     cache, released at the same instant: each succeeds, with the one package they all wrote."""

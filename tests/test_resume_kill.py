@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 from snnc.train.logs import read_metrics
 
-from conftest import ROOT
+from conftest import ROOT, write_mnist
 
 TIMING = ("train_images_per_s", "seconds")
 MODEL = """
@@ -32,24 +31,11 @@ network Tiny {
 """
 
 
-def _idx(array, magic):
-    return magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape) + \
-        array.astype(np.uint8).tobytes()
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
-    rng = np.random.default_rng(0)
     data = root / "data"
-    data.mkdir()
-    for split, n in (("train", 320), ("t10k", 64)):
-        labels = rng.integers(0, 10, n)
-        images = np.zeros((n, 28, 28))
-        for i, c in enumerate(labels):
-            images[i, 3 + 12 * (c // 5):9 + 12 * (c // 5), 1 + 5 * (c % 5):7 + 5 * (c % 5)] = rng.uniform(120, 255, (6, 6))
-        (data / f"{split}-images-idx3-ubyte").write_bytes(_idx(images, 0x803))
-        (data / f"{split}-labels-idx1-ubyte").write_bytes(_idx(labels, 0x801))
+    write_mnist(data, 320, 64, images="blocks")
     model = root / "tiny.snn"
     model.write_text(MODEL)
     straight = root / "straight"

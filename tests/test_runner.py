@@ -7,7 +7,6 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -17,7 +16,8 @@ from snnc.train import checkpoint as ckpt
 from snnc.train import plots
 from snnc.train.runner import METRIC_COLUMNS, Experiment, TrainOptions, evaluate, read_metrics, train
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
+from conftest import MNIST, needs_mnist_sums, write_mnist
+
 TIMING = ("train_images_per_s", "seconds")
 
 
@@ -100,28 +100,10 @@ def experiment(T=6, recipe=None, make_net=StandIn, model_hash="standin-1", encod
 
 # ----------------------------------------------------------------------------- synthetic data
 
-def _idx(array, magic):
-    return magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape) + array.astype(np.uint8).tobytes()
-
-
-def _images(labels, rng):
-    """Class c lights a 6x6 block at its own place, with grey levels and noise."""
-    images = np.zeros((len(labels), 28, 28))
-    for i, c in enumerate(labels):
-        r, q = 3 + 12 * (c // 5), 1 + 5 * (c % 5)
-        images[i, r:r + 6, q:q + 6] = rng.uniform(120, 255, (6, 6))
-    noise = rng.uniform(0, 80, images.shape) * (rng.random(images.shape) < 0.05)
-    return np.clip(images + noise, 0, 255)
-
-
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("synthetic_mnist")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 400), ("t10k", 100)):
-        labels = rng.integers(0, 10, n)
-        (folder / f"{split}-images-idx3-ubyte").write_bytes(_idx(_images(labels, rng), 0x803))
-        (folder / f"{split}-labels-idx1-ubyte").write_bytes(_idx(labels, 0x801))
+    write_mnist(folder, 400, 100, images="blocks")
     return str(folder)
 
 
@@ -177,7 +159,7 @@ def test_resume_after_an_epoch_matches_straight_run(tmp_path, data_dir):
     assert rows_without_timing(tmp_path / "split/metrics.csv") == rows_without_timing(tmp_path / "straight/metrics.csv")
 
 
-def test_interrupt_mid_epoch_saves_and_resume_matches(tmp_path, data_dir):
+def test_interrupt_mid_epoch_saves_and_resume_matches(tmp_path, data_dir, sigint_at_a_terminal):
     straight = tmp_path / "straight"
     train(experiment(), options(data_dir, straight, epochs=2, lr_schedule="cosine", opt="sgd"))
 
@@ -191,12 +173,13 @@ def test_interrupt_mid_epoch_saves_and_resume_matches(tmp_path, data_dir):
 
     out = tmp_path / "interrupted"
     exp = replace(experiment(), reset=reset_then_interrupt)
+    found = signal.getsignal(signal.SIGINT)
     with pytest.raises(SnncError, match="interrupted at epoch 2, batch 2") as info:
         train(exp, options(data_dir, out, epochs=2, lr_schedule="cosine", opt="sgd"))
     assert "--resume" in str(info.value)
     state = ckpt.load(out / "last.pt")
     assert (state["epoch"], state["batch"]) == (1, 2)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is found  # the handler the run found, restored
 
     train(experiment(), options(data_dir, out, epochs=2, resume=str(out / "last.pt")))
     assert rows_without_timing(out / "metrics.csv") == rows_without_timing(straight / "metrics.csv")
@@ -310,11 +293,11 @@ def test_ddp_two_processes(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL / "SHA256SUMS").is_file(), reason=f"real MNIST not at {REAL}")
+@needs_mnist_sums
 def test_real_mnist_subset_accuracy_floor(tmp_path):
     """6,000 training images, one epoch, T=20: measured 80.0-80.7% on the first 2,000 test images
     (seeds 0-2; 84.4% on all 10,000 with seed 0); floor 75%."""
-    result = train(experiment(T=20), TrainOptions(epochs=1, subset=6000, test_subset=2000, data_dir=str(REAL),
+    result = train(experiment(T=20), TrainOptions(epochs=1, subset=6000, test_subset=2000, data_dir=str(MNIST),
                                                   out_dir=str(tmp_path), quiet=True, device="cpu"))
     assert result["metrics"][0]["test_acc"] >= 0.75, result["metrics"]
 
@@ -344,7 +327,7 @@ def test_torchrun_two_processes(tmp_path, data_dir):
     assert len(read_metrics(tmp_path / "out/metrics.csv")) == 1
 
 
-def test_interrupt_guard_sigterm_and_second_signal():
+def test_interrupt_guard_sigterm_and_second_signal(sigint_at_a_terminal):
     before = signal.getsignal(signal.SIGTERM)
     with ckpt.InterruptGuard() as guard:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -355,7 +338,32 @@ def test_interrupt_guard_sigterm_and_second_signal():
             os.kill(os.getpid(), signal.SIGINT)
             assert guard.requested
             os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C does not wait for the batch
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # what the fixture gave it
+
+
+def _custom_handler(sig, frame):  # a handler of the program that runs the training loop
+    raise AssertionError("the guard's handler should have been called instead")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("found", [signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler, _custom_handler],
+                         ids=["default", "ignored", "KeyboardInterrupt", "custom"])
+def test_interrupt_guard_restores_exactly_what_it_found(sig, found):
+    """Whatever disposition a signal has when training starts comes back when it ends; one the process was
+    started ignoring (nohup, a background job of a script) is left ignored: it neither stops the run nor
+    kills it."""
+    inherited = signal.signal(sig, found)
+    try:
+        with ckpt.InterruptGuard() as guard:
+            if found is signal.SIG_IGN:
+                assert signal.getsignal(sig) is signal.SIG_IGN
+            else:
+                assert signal.getsignal(sig) == guard._handle
+            os.kill(os.getpid(), sig)
+            assert guard.requested == (found is not signal.SIG_IGN)
+        assert signal.getsignal(sig) is found
+    finally:
+        signal.signal(sig, inherited)
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):

@@ -13,15 +13,9 @@ from snnc.compiler.parse import parse_expr
 from snnc.compiler.source import SnncError
 from snnc.compiler.symbolic import free_names
 
-try:
-    from spikingjelly.activation_based import surrogate as sj
-except Exception as exc:  # pragma: no cover - depends on the environment
-    sj = None
-    _SJ_REASON = f"SpikingJelly not importable: {exc}"
-else:
-    _SJ_REASON = ""
+from conftest import needs_sj, optional_import
 
-needs_sj = pytest.mark.skipif(sj is None, reason=_SJ_REASON or "SpikingJelly not importable")
+sj = optional_import("spikingjelly.activation_based.surrogate")
 
 # SpikingJelly classes deliberately left out (see the module docstring).
 NOT_HEAVISIDE_CLOSED_FORM = {"SurrogateFunctionBase", "SquarewaveFourierSeries", "PoissonPass", "MultiLevelSpikeCount"}

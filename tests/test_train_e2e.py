@@ -3,17 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from snnc.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-MNIST = Path(os.environ.get("SNNC_DATA_DIR") or ROOT.parent / "shared" / "data" / "mnist")
-needs_mnist = pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte.gz").exists(),
-                                 reason="real MNIST not found (set SNNC_DATA_DIR)")
+from conftest import MNIST, ROOT, needs_mnist
 
 
 def _train(out: Path, *extra: str) -> int:

@@ -2,15 +2,27 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from typing import Callable
 
+_RECIPE = re.compile(r"\{recipe\.(\w+)\}")
+
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and examples as written (paragraphs, aligned examples), option help wrapped."""
+    """Descriptions and examples as written (paragraphs, aligned examples), option help wrapped. `{recipe.KEY}`
+    in an option's help is the train block's default of KEY, read only when help is shown."""
 
     def __init__(self, prog: str):
         super().__init__(prog, max_help_position=30, width=100)
+
+    def _get_help_string(self, action):
+        text = super()._get_help_string(action)
+        if text and "{recipe." in text:
+            from ..train.recipe import defaults
+
+            text = _RECIPE.sub(lambda m: str(defaults()[m[1]]), text)
+        return text
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..train.recipe import CHOICES, DEFAULTS, TrainOptions
+from ..train.recipe import CHOICES, TrainOptions
 from .common import Command
 
 
@@ -52,8 +52,8 @@ def run_eval(args) -> int:
 
 
 def _recipe(key: str) -> str:
-    """Where a run setting's default comes from."""
-    return f"default: the model's train block, else {DEFAULTS[key]}"
+    """Where a run setting's default comes from (the value is filled in when help is shown: `common.Formatter`)."""
+    return f"default: the model's train block, else {{recipe.{key}}}"
 
 
 def _shared_arguments(p, training: bool) -> None:
@@ -69,7 +69,9 @@ def _shared_arguments(p, training: bool) -> None:
                       help="loader processes that read, bin and augment batches ahead (default: none where batches "
                            "come from memory or cached frames, else one per four cores, at least one)")
     if training:
-        data.add_argument("--dataset", choices=CHOICES["dataset"], help=f"what to train on ({_recipe('dataset')})")
+        data.add_argument("--dataset", metavar="NAME",
+                          help="what to train on: a dataset of the table (mnist, nmnist, dvs_gesture, shd, cifar10, "
+                               "...; default: the model's train block, else mnist)")
         data.add_argument("--download", action="store_true", default=None,
                           help="download the dataset into --data-dir if it is not there")
         data.add_argument("--val-split", type=float, dest="val_split", metavar="F",

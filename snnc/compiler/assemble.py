@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ir
-from .datasets import DATASETS
+from .datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .layers import KINDS
 from .parse import parse_source, to_value
 from .printers import value_text
 from .resources import library
-from .source import Diagnostic, SnncError, Source, Span, did_you_mean
+from .source import Diagnostics, SnncError, Source, Span, did_you_mean
 
 MAX_PATH = 4096  # bytes in an import path (Linux's PATH_MAX)
 MAX_NESTING = 100  # blocks inside blocks, files importing files: as deep as the expressions may nest
@@ -39,19 +39,6 @@ OUTPUTS = ("spike", "membrane")
 INTEGRATORS = ("euler", "rk2", "exponential_euler", "exact")
 
 
-class _Collector:
-    def __init__(self, source: Source):
-        self.source = source
-        self.diags: list[Diagnostic] = []
-
-    def error(self, message: str, span: Span | None, hint: str | None = None, source: Source | None = None) -> None:
-        self.diags.append(Diagnostic(message, span, hint, source or self.source))
-
-    def raise_if_any(self) -> None:
-        if self.diags:
-            raise SnncError(diagnostics=self.diags)
-
-
 def _constant(expr, source: Source) -> float | None:
     value = to_value(expr, source)
     if isinstance(value, ir.Lit) and isinstance(value.value, float) and not isinstance(value.value, bool):
@@ -61,7 +48,7 @@ def _constant(expr, source: Source) -> float | None:
 
 # ------------------------------------------------------------------ neurons
 def neuron_from_items(name: str, items: list, source: Source, span: Span, name_span: Span) -> ir.Neuron:
-    out = _Collector(source)
+    out = Diagnostics(source)
     params: dict[str, ir.Param] = {}
     learnables, states, requires = [], [], []
     blocks: dict[str, tuple] = {}
@@ -132,10 +119,10 @@ def neuron_from_items(name: str, items: list, source: Source, span: Span, name_s
     )
 
 
-def _surrogate_args(kwargs, out: _Collector) -> tuple[tuple[str, float], ...]:
+def _surrogate_args(kwargs, out: Diagnostics) -> tuple[tuple[str, float], ...]:
     args = []
     for key, value, span in kwargs:
-        number = _constant(value, out.source)
+        number = _constant(value, out.sources)
         if number is None:
             out.error(f"surrogate argument '{key}' must be a number", span, f"write e.g. {key}=2.0")
         else:
@@ -181,7 +168,7 @@ class _Scope:
 class _Graph:
     """Expands a network's nodes (and the blocks they use) into `ir.Layer`s with resolved inputs."""
 
-    def __init__(self, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], out: _Collector):
+    def __init__(self, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], out: Diagnostics):
         self.neurons, self.blocks, self.out = neurons, blocks, out
         self.layers: list[dict] = []  # name, op, inputs (refs), label, span; inputs resolved at the end
 
@@ -391,7 +378,7 @@ def plain(value: ir.Value):
 MAX_INT = 2**31 - 1  # sizes, steps and counts: what torch indexes with 32-bit integers, and far beyond any model
 
 
-def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, source: Source | None = None,
+def validated(cls, fields: dict, out: Diagnostics, span: Span | None, what: str, source: Source | None = None,
               spans: dict | None = None):
     """An IR object, or None with the validation errors reported at the field's span (else `span`).
     Whole numbers (sizes, strides, steps, counts) must lie within +-MAX_INT."""
@@ -423,7 +410,7 @@ def validated(cls, fields: dict, out: _Collector, span: Span | None, what: str, 
 
 def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, Block], source: Source) -> ir.Network:
     _, name, items, net_span, _ = draft
-    out = _Collector(source)
+    out = Diagnostics(source)
     settings: dict = {}
     train: dict = {}
     graph = _Graph(neurons, blocks, out)
@@ -473,7 +460,7 @@ def link_network(draft: tuple, neurons: dict[str, ir.Neuron], blocks: dict[str, 
     fields["train"], train_spans = _train(train, out, source)
     out.raise_if_any()
     if "encoder" not in fields:  # the dataset's own encoder (check reports an unknown dataset)
-        data = DATASETS.get(fields["train"].dataset or "mnist")
+        data = DATASETS.get(fields["train"].dataset or DEFAULT_DATASET)
         fields["encoder"] = data.encoder if data is not None else ir.Network.model_fields["encoder"].default
     fields["setting_spans"] = (*spans.items(), *((f"train.{k}", v) for k, v in train_spans.items()))
     net = validated(ir.Network, fields, out, net_span, "network", source, spans)
@@ -490,7 +477,7 @@ def _with_dt(layer: ir.Layer, value: ir.Value, neurons: dict[str, ir.Neuron]) ->
     return layer.model_copy(update={"op": new_op})
 
 
-def _train(train: dict, out: _Collector, source: Source) -> tuple[ir.Train, dict]:
+def _train(train: dict, out: Diagnostics, source: Source) -> tuple[ir.Train, dict]:
     """The train block, and where each of its settings (and data steps: 'augment.1') was written."""
     known = set(ir.Train.model_fields) - {"span"}
     fields, spans = {}, {}
@@ -528,7 +515,7 @@ def _train(train: dict, out: _Collector, source: Source) -> tuple[ir.Train, dict
 DATA_STEPS = {"frames": False, "transform": True, "augment": True}  # train settings naming data steps: a list?
 
 
-def _steps(key: str, value: ir.Value, span: Span | None, out: _Collector, spans: dict):
+def _steps(key: str, value: ir.Value, span: Span | None, out: Diagnostics, spans: dict):
     """`frames = time_window(us = 10000)`, `augment = [crop(4), flip]`: the train block's data steps as IR
     (`frames` one step, the others a list; `spans` gains where each item was written, as 'augment.1').
     Whether the names and arguments exist is `check`'s."""
@@ -554,7 +541,7 @@ def _number(v) -> float | tuple[float, ...] | None:
     return float(v) if real(v) else None
 
 
-def _step(item: ir.Value, key: str, out: _Collector) -> ir.Step | None:
+def _step(item: ir.Value, key: str, out: Diagnostics) -> ir.Step | None:
     from .datasets import TABLES
 
     match item:

@@ -19,7 +19,7 @@ from .ode import lower_module
 from .printers import SnnPrinter
 from .surrogates import grad_expr, surrogate_from_value
 from .exprs import free_names
-from .source import Diagnostic, SnncError, Source, did_you_mean
+from .source import Diagnostics, SnncError, Source, did_you_mean
 
 C_KEYWORDS = {
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
@@ -76,17 +76,6 @@ def _reserved_type_name(name: str) -> str | None:
     return None
 
 
-class _Pass:
-    def __init__(self, sources: dict[str, Source]):
-        self.sources = sources
-        self.diags: list[Diagnostic] = []
-
-    def error(self, message, node_or_span, hint=None):
-        span = getattr(node_or_span, "span", node_or_span)
-        source = self.sources.get(span.file) if span is not None else None
-        self.diags.append(Diagnostic(message, span, hint, source))
-
-
 @dataclass(frozen=True)
 class Checked:
     """What `check` hands the next stages: the module and each network's analysed graph."""
@@ -103,20 +92,18 @@ def check_module(module: ir.Module, sources: dict[str, Source]) -> Checked:
     equations (`ode`), so that a network's layers are checked against the neurons as they will run (a closed
     form's requirements included). The `Checked` module is the lowered one."""
     for run in (_declarations, _expressions):
-        p = _Pass(sources)
+        p = Diagnostics(sources)
         run(module, p)
-        if p.diags:
-            raise SnncError(diagnostics=p.diags)
+        p.raise_if_any()
     module = lower_module(module, sources)
-    p = _Pass(sources)
+    p = Diagnostics(sources)
     graphs = _networks(module, p)
-    if p.diags:
-        raise SnncError(diagnostics=p.diags)
+    p.raise_if_any()
     return Checked(module, sources, graphs)
 
 
 # ------------------------------------------------------------------ pass 1: declarations
-def _declarations(module: ir.Module, p: _Pass) -> None:
+def _declarations(module: ir.Module, p: Diagnostics) -> None:
     for net in module.networks:
         reason = _reserved_type_name(net.name)
         if reason:
@@ -168,7 +155,7 @@ def _declarations(module: ir.Module, p: _Pass) -> None:
                     "write e.g. 'charge v = v + x'")
 
 
-def _check_odes(n: ir.Neuron, p: _Pass) -> None:
+def _check_odes(n: ir.Neuron, p: Diagnostics) -> None:
     """A state has at most one differential equation (difference equations may also act on it, in order: a
     jump `i += x` before its decay `di/dt = -i / tau`)."""
     odes = {}
@@ -181,7 +168,7 @@ def _check_odes(n: ir.Neuron, p: _Pass) -> None:
 
 
 
-def _check_target(n: ir.Neuron, a: ir.Assign, p: _Pass, block: str) -> None:
+def _check_target(n: ir.Neuron, a: ir.Assign, p: Diagnostics, block: str) -> None:
     if any(s.name == a.target for s in n.states):
         return
     if a.op == "d/dt":
@@ -211,7 +198,7 @@ def _kind(e: ir.Expr, types: dict[str, str]) -> str:
     return "float"
 
 
-def _check_expr(e: ir.Expr, scope: dict[str, str], p: _Pass, where: str) -> None:
+def _check_expr(e: ir.Expr, scope: dict[str, str], p: Diagnostics, where: str) -> None:
     for node in ir.walk(e):
         match node:
             case ir.Var(name=name) if name not in scope:
@@ -245,7 +232,7 @@ def _check_expr(e: ir.Expr, scope: dict[str, str], p: _Pass, where: str) -> None
                             "compare conditions with == or !=")
 
 
-def _expressions(module: ir.Module, p: _Pass) -> None:
+def _expressions(module: ir.Module, p: Diagnostics) -> None:
     from .surrogates import grad_expr
 
     for n in module.neurons:
@@ -273,12 +260,10 @@ def _expressions(module: ir.Module, p: _Pass) -> None:
             g = grad_expr(n.surrogate)
             _check_expr(g, {"x": "float"}, p, "the surrogate gradient")
         except SnncError as exc:  # attach the source so the offending line is shown
-            for d in exc.diagnostics:
-                src = d.source or (p.sources.get(d.span.file) if d.span is not None else None)
-                p.diags.append(Diagnostic(d.message, d.span, d.hint, src))
+            p.extend(exc)
 
 
-def check_values(n: ir.Neuron, p: _Pass, given: dict | None = None, layer: ir.Layer | None = None) -> None:
+def check_values(n: ir.Neuron, p: Diagnostics, given: dict | None = None, layer: ir.Layer | None = None) -> None:
     """Everything a neuron computes from its parameters when it is built — the defaults themselves (in
     order), the requirements, the initial values of its learnables and states — has a finite value and the
     requirements hold: with the defaults, or (`given`, `layer`) with a network layer's arguments."""
@@ -334,7 +319,7 @@ def check_values(n: ir.Neuron, p: _Pass, given: dict | None = None, layer: ir.La
 
 
 # ------------------------------------------------------------------ pass 3: networks
-def _networks(module: ir.Module, p: _Pass) -> dict[str, Graph]:
+def _networks(module: ir.Module, p: Diagnostics) -> dict[str, Graph]:
     graphs = {}
     learnables = {n.name: len(n.learnables) for n in module.neurons}
     for net in module.networks:
@@ -381,7 +366,7 @@ def _networks(module: ir.Module, p: _Pass) -> dict[str, Graph]:
     return graphs
 
 
-def _data(net: ir.Network, graph: Graph, p: _Pass) -> None:
+def _data(net: ir.Network, graph: Graph, p: Diagnostics) -> None:
     """The network's dataset, binned, transformed and encoded as its train block says, gives what it takes.
     A network whose train block names no dataset may be fed anything (from Python); `snnc train` checks the
     dataset it is given then."""
@@ -405,7 +390,7 @@ def _data(net: ir.Network, graph: Graph, p: _Pass) -> None:
         p.error(problem.message, where, problem.hint)
 
 
-def _check_neuron_layer(layer: ir.Layer, n: ir.Neuron, p: _Pass) -> None:
+def _check_neuron_layer(layer: ir.Layer, n: ir.Neuron, p: Diagnostics) -> None:
     """Overrides of a neuron layer: known parameters of the right type, a valid surrogate, requirements hold."""
     op: ir.NeuronLayer = layer.op
     known = {prm.name: prm for prm in n.params}

@@ -10,50 +10,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
-import jinja2
-
-from ..version import __version__
 from . import ir
 from . import forward
 from .check import Checked
 from .graph import Graph, NodeInfo, rows
 from .layers import EmitContext, describe, kind_of
-from .neuron import MEMBRANE, Config, emitted_neurons, reset_updates, threshold  # noqa: F401 (emitted_neurons: API)
+from .neuron import MEMBRANE, Config, emitted_neurons, reset_updates, threshold
 from .printers import PythonPrinter, SnnPrinter
-from .resources import resource_dir
 from .surrogates import grad_expr, surrogate_from_value
 from .exprs import free_names
+from .templating import comment, environment
 
 RUNTIME_FILE = "_snnc_runtime.py"
-
-
-def comment(text: object) -> str:
-    """Make text safe inside a comment or docstring: printable ASCII only, no quotes or backslashes."""
-    return re.sub(r"[^A-Za-z0-9 _.,:;=+\-*/()\[\]<>^#@%&|!?{}~]", "?", str(text))
-
-
-def _py(tensors):
-    return lambda e, extra=(): PythonPrinter(set(tensors) | set(extra))(e)
-
-
-@lru_cache(maxsize=1)
-def environment() -> jinja2.Environment:
-    """The templates' environment, made once: jinja compiles each template once per environment."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["py"] = lambda e, tensors=(): PythonPrinter(set(tensors))(e)
-    env.filters["tensor_py"] = lambda e, tensors=(), like="x", unshaped=(): PythonPrinter(set(tensors)).tensor(
-        e, like, unshaped)
-    env.filters["text"] = SnnPrinter()
-    env.filters["pyrepr"] = repr
-    env.filters["comment"] = comment
-    env.globals["version"] = __version__
-    return env
 
 
 # ------------------------------------------------------------------ surrogates

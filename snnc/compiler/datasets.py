@@ -86,6 +86,9 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
 )}
 
 
+DEFAULT = "mnist"  # what a run trains on when its train block names no dataset
+
+
 # ------------------------------------------------------------------ the data steps
 @dataclass(frozen=True)
 class Arg:

@@ -15,7 +15,7 @@ from .surrogates import grad_expr
 from .exprs import free_names, substitute
 from .neuron import (MEMBRANE, Config, Plan, charge_updates, default_config, layer_config, own_neurons,  # noqa: F401
                      reset_updates, specialise, threshold)
-from .source import Diagnostic, SnncError
+from .source import Diagnostics
 from .symbolic import NotDifferentiable, diff, from_sympy, symbol, to_sympy
 
 
@@ -29,20 +29,19 @@ def derive(module: ir.Module, sources: dict) -> dict[tuple[str, Config], Plan]:
                 n = module.neuron(layer.op.neuron)
                 wanted.append((n, layer_config(n, layer.op.overrides)))
     plans: dict[tuple[str, Config], Plan] = {}
-    diags = []
+    diags, failed = Diagnostics(sources), set()
     for n, cfg in wanted:
-        if (n.name, cfg) in plans or any(d.message.startswith(f"the charge of neuron '{n.name}'") for d in diags):
+        if (n.name, cfg) in plans or n.name in failed:
             continue
         try:
             plans[(n.name, cfg)] = plan(n, cfg)
         except (NotDifferentiable, TypeError, ValueError, ArithmeticError, NotImplementedError) as exc:
             # NotDifferentiable: what the kernel language cannot express; the others: SymPy giving up
-            span = n.charge[0].span if n.charge else n.span
-            diags.append(Diagnostic(f"the charge of neuron '{n.name}' is not differentiable for training: {exc}",
-                                    span, "use smooth functions, or where(...) / min / max whose pieces are "
-                                    "differentiable", sources.get(span.file) if span else None))
-    if diags:
-        raise SnncError(diagnostics=diags)
+            failed.add(n.name)
+            diags.error(f"the charge of neuron '{n.name}' is not differentiable for training: {exc}",
+                        n.charge[0].span if n.charge else n.span,
+                        "use smooth functions, or where(...) / min / max whose pieces are differentiable")
+    diags.raise_if_any()
     return plans
 
 

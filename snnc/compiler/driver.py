@@ -56,17 +56,19 @@ def render_package(checked: Checked) -> dict[str, str]:
     return render(checked)
 
 
-def render_kernels(compiled: Compiled) -> dict[str, str]:
-    """The kernel sources `snnc build` ships: every plan's (kernels/<Neuron>-<config>.{cpp,fwd.cu,bwd.cu}), and the
-    Poisson encoder fused with the first layer where a network's training uses it (kernels/poisson_linear.cpp)."""
-    from .codegen import environment
+def render_kernels(compiled: Compiled, renderers) -> dict[str, str]:
+    """The kernel sources `snnc build` ships: every plan's, from each renderer that ships files
+    (kernels/<Neuron>-<config><suffix>: .cpp, .fwd.cu, .bwd.cu for the backends of `snnc.runtime.backends`),
+    and the Poisson encoder fused with the first layer where a network's training uses it
+    (kernels/poisson_linear.cpp)."""
     from .graph import input_head, rows
-    from .kernels import render_plan
+    from .renderers import render_files
+    from .templating import render
 
     files = {}
     for (name, cfg), p in sorted(compiled.plans.items(), key=lambda kv: (kv[0][0], kv[0][1].key())):
-        for fname, text in render_plan(p).items():
+        for fname, text in render_files(p, renderers).items():
             files[f"kernels/{fname}"] = text
     if any(net.encoder == "poisson" and input_head(rows(net)) for net in compiled.module.networks):
-        files["kernels/poisson_linear.cpp"] = environment().get_template("poisson_linear.cpp.j2").render()
+        files["kernels/poisson_linear.cpp"] = render("poisson_linear.cpp.j2")
     return files

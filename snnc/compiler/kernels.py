@@ -22,54 +22,33 @@ as IR expressions, printed here:
   vectorisable polynomial (about 1 ulp) and CUDA to `expf`.
 
 Kernel signatures and the runtime's call arguments come from one parameter
-list (`KernelSpec.forward_params` / `backward_params`).
+list (`KernelSpec.forward_params` / `backward_params`), whose dialect (I/O type, an OpenMP thread count,
+learnable gradients as per-thread partial sums) is the renderer's (`renderers.CKernels`). The renderers
+render the templates; this module makes what they print.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 
-import jinja2
 import numpy as np
 
 from . import ir
-from .neuron import MEMBRANE, Config, Plan
-from .printers import CPrinter, PRECEDENCE
-from .resources import resource_dir
+from .neuron import MEMBRANE, Plan
+from .printers import CPrinter, PRECEDENCE, cname
 from .source import SnncError
 from .exprs import free_names
 
-__all__ = ["KernelParam", "KernelSpec", "spec", "render_host", "render_cuda", "render_all", "origin_comment",
-           "HOST_FLAGS", "CUDA", "CudaLaunch"]
+__all__ = ["KernelParam", "KernelSpec", "spec", "filters", "origin_comment", "HOST_FLAGS"]
 
 # Forward exactness: no contraction into FMAs, no fast-math. -fno-trapping-math (IEEE results unchanged, only
 # exception flags) and -fno-thread-jumps let GCC if-convert the step body so `omp simd` vectorises it.
 HOST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-thread-jumps",
               "-ffp-contract=off", "-shared", "-fPIC", "-std=c++17")
-HOST_BLOCK = 16384  # at most this many neurons per OpenMP work item: 64 KiB per state array, stays in L2
 COMPARISONS = {"<", "<=", ">", ">=", "==", "!="}
 
 
-@dataclass(frozen=True)
-class CudaLaunch:
-    """What the CUDA kernels are built for; the runtime launches them accordingly (snnc/runtime/cuda.py)."""
-
-    lanes: int = 4  # neurons per thread: one 16-byte fp32 (8-byte fp16) access per array and step
-    chunk: int = 4  # time steps whose loads a thread issues before their math
-    threads: int = 256  # the largest block (launch bounds)
-
-
-CUDA = CudaLaunch()
-
-
 # ------------------------------------------------------------------ printers
-def cname(name: str) -> str:
-    """C identifier for an IR variable: user names get a trailing '_', internal ('_'-prefixed) ones stay."""
-    return name if name.startswith("_") else f"{name}_"
-
-
 def float_literal(v: float) -> str:
     """A C float literal equal to float32(v) (the cast PyTorch applies to a Python scalar)."""
     v = float(v)
@@ -294,12 +273,12 @@ def origin_comment(p: Plan) -> str:
                      f"\u2014 do not edit")
 
 
-def _params(p: Plan, prev_states: tuple[str, ...], host: bool) -> tuple[tuple[KernelParam, ...], ...]:
-    io = "float" if host else "scalar_t"
+def _params(p: Plan, prev_states: tuple[str, ...], r) -> tuple[tuple[KernelParam, ...], ...]:
+    io = r.io
     learn = [KernelParam(f"_p_{l}", "float", "learnable", l) for l in p.learnables]
     scal = [KernelParam(f"_p_{s}", "double", "scalar", s, pointer=False) for s in p.scalars]
     sizes = [KernelParam("_T", "int64", "T", pointer=False), KernelParam("_N", "int64", "N", pointer=False)]
-    if host:
+    if r.threads_argument:
         sizes.append(KernelParam("_nthreads", "int", "nthreads", pointer=False))
     fwd = [KernelParam("_x", io, "x"),
            *(KernelParam(f"_init_{s}", "float", "init", s) for s in p.states),
@@ -316,9 +295,9 @@ def _params(p: Plan, prev_states: tuple[str, ...], host: bool) -> tuple[tuple[Ke
            *learn, *scal,
            KernelParam("_gx", io, "gx", const=False),
            *(KernelParam(f"_ginit_{s}", "float", "ginit", s, const=False) for s in p.states),
-           # host: the gradient itself; CUDA: one double partial sum per launched thread, reduced by the runtime
-           *(KernelParam(f"_glearn_{l}", "float", "glearn", l, const=False) if host else
-             KernelParam(f"_gpart_{l}", "double", "glearn", l, const=False) for l in p.learnables),
+           # the gradient itself (host), or one double partial sum per launched thread, reduced by the runtime (CUDA)
+           *(KernelParam(f"_gpart_{l}", "double", "glearn", l, const=False) if r.partial_sums else
+             KernelParam(f"_glearn_{l}", "float", "glearn", l, const=False) for l in p.learnables),
            *sizes]
     return tuple(fwd), tuple(bwd)
 
@@ -343,7 +322,9 @@ def _check_names(p: Plan) -> None:
             defined.add(target)
 
 
-def spec(p: Plan, host: bool = True) -> KernelSpec:
+def spec(p: Plan, renderer) -> KernelSpec:
+    """What a C-family renderer's templates print for a plan, in its dialect (`renderer`: a
+    `renderers.CKernels`, read for its `io`, `threads_argument` and `partial_sums`)."""
     _check_names(p)
     hoist = _Hoister(set(p.scalars), set(p.learnables))
     h = lambda items: tuple((t, hoist(e)) for t, e in items)  # noqa: E731
@@ -358,7 +339,7 @@ def spec(p: Plan, host: bool = True) -> KernelSpec:
     backward = h(p.backward)
     prev = h(p.prev)
     prev_states = tuple(s for s, _ in p.prev)
-    fwd, bwd = _params(p, prev_states, host)
+    fwd, bwd = _params(p, prev_states, renderer)
     return KernelSpec(
         plan=p, header=origin_comment(p), states=p.states, saved=p.saved, prev=prev, prev_states=prev_states,
         scalars=p.scalars, learnables=p.learnables, constants=tuple(hoist.constants), charge=charge, fire=fire,
@@ -368,57 +349,10 @@ def spec(p: Plan, host: bool = True) -> KernelSpec:
     )
 
 
-# ------------------------------------------------------------------ rendering
-@lru_cache(maxsize=None)
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["cvar"] = cname
-    return env
-
-
-def _render(template: str, k: KernelSpec, **extra) -> str:
+# ------------------------------------------------------------------ printers as template filters
+def filters(k: KernelSpec) -> dict:
+    """`c` (the forward's exact single precision) and `cb` (the backward's) for one kernel: the printers are per
+    plan, since they know which names are Python scalars and which are loop invariants."""
     python_scalars = frozenset(k.scalars) | {c.name for c in k.constants if c.python}
-    # the printers are per plan (they know which names are Python scalars): an overlay environment carries them
-    env = _env().overlay()
     invariants = python_scalars | frozenset(k.learnables) | {c.name for c in k.constants}
-    env.filters.update(c=KernelPrinter(python_scalars), cb=KernelPrinter(python_scalars, True, invariants))
-    return env.get_template(template).render(k=k, **extra)
-
-
-def render_host(p: Plan) -> str:
-    """Host C++ source: `snnc_forward` and `snnc_backward`, extern "C", OpenMP over neuron blocks."""
-    return _render("host.cpp.j2", spec(p, host=True), block=HOST_BLOCK)
-
-
-def render_cuda(p: Plan, dtype: str = "float32") -> dict[str, str]:
-    """CUDA sources {"forward": ..., "backward": ...} for the I/O dtype float32 or float16 (math in fp32)."""
-    if dtype not in ("float32", "float16"):
-        raise SnncError(f"CUDA kernels are generated for float32 or float16, not {dtype}")
-    k = spec(p, host=False)
-    return {"forward": _render("forward.cu.j2", k, dtype=dtype, c=CUDA),
-            "backward": _render("backward.cu.j2", k, dtype=dtype, c=CUDA)}
-
-
-def render_all(neuron: ir.Neuron, cfg: Config | None = None) -> dict[str, str]:
-    """A neuron's kernels in one configuration (default: its own): <Neuron>.cpp, .fwd.cu, .bwd.cu (fp32)."""
-    from .derive import plan as make_plan  # SymPy: only where a plan is derived, not when kernels are loaded
-
-    p = make_plan(neuron, cfg)
-    cuda = render_cuda(p, "float32")
-    return {f"{neuron.name}.cpp": render_host(p), f"{neuron.name}.fwd.cu": cuda["forward"],
-            f"{neuron.name}.bwd.cu": cuda["backward"]}
-
-
-def render_plan(p: Plan) -> dict[str, str]:
-    """A plan's kernels, named by neuron and configuration: <Neuron>-<config hash>.cpp, .fwd.cu, .bwd.cu."""
-    stem = f"{p.neuron.name}-{source_hash(p.config.key())[:8]}"
-    cuda = render_cuda(p, "float32")
-    return {f"{stem}.cpp": render_host(p), f"{stem}.fwd.cu": cuda["forward"], f"{stem}.bwd.cu": cuda["backward"]}
-
-
-def source_hash(*texts: str) -> str:
-    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    return {"c": KernelPrinter(python_scalars), "cb": KernelPrinter(python_scalars, True, invariants)}

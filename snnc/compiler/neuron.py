@@ -147,8 +147,11 @@ def reset_updates(neuron: ir.Neuron, cfg: Config) -> tuple[tuple[str, ir.Expr], 
 
 
 def emitted_neurons(module: ir.Module) -> list[ir.Neuron]:
-    """Every neuron a module can see (its own and imported ones): a loaded file offers them all."""
-    return list(module.neurons)
+    """The neurons a file's generated package defines: its own (`own_neurons`) and those its networks' layers
+    use, in the module's order. An imported neuron no network uses stays in its library."""
+    keep = {n.name for n in own_neurons(module)} | {
+        layer.op.neuron for net in module.networks for layer in net.layers if isinstance(layer.op, ir.NeuronLayer)}
+    return [n for n in module.neurons if n.name in keep]
 
 
 def own_neurons(module: ir.Module) -> list[ir.Neuron]:

@@ -28,7 +28,7 @@ from . import ir
 from .constants import constant_value, param_defaults
 from .exprs import substitute
 from .printers import SnnPrinter
-from .source import Diagnostic, SnncError, Source
+from .source import Diagnostics, SnncError, Source
 
 
 def has_odes(n: ir.Neuron) -> bool:
@@ -39,22 +39,19 @@ def lower_module(module: ir.Module, sources: dict[str, Source]) -> ir.Module:
     """The module with every neuron's differential equations turned into difference equations."""
     if not any(has_odes(n) for n in module.neurons):
         return module
-    neurons, diags = [], []
+    neurons, diags = [], Diagnostics(sources)
     for n in module.neurons:
         try:
             neurons.append(lower(n) if has_odes(n) else n)
         except SnncError as exc:
-            diags += [Diagnostic(d.message, d.span, d.hint, sources.get(d.span.file) if d.span else None)
-                      for d in exc.diagnostics]
+            diags.extend(exc)
     for n, old in zip(neurons, module.neurons):
         for r in n.requires[len(old.requires):]:  # what a closed form added must hold for the defaults too
             if constant_value(r.cond, param_defaults(n)) is False:
-                diags.append(Diagnostic(
-                    f"the exact solution of neuron '{n.name}' divides by {SnnPrinter()(r.cond.left)}, which is 0 "
-                    "for the default parameters", r.span, "change the defaults, or use integrate = "
-                    "exponential_euler", sources.get(r.span.file) if r.span else None))
-    if diags:
-        raise SnncError(diagnostics=diags)
+                diags.error(f"the exact solution of neuron '{n.name}' divides by {SnnPrinter()(r.cond.left)}, which "
+                            "is 0 for the default parameters", r, "change the defaults, or use integrate = "
+                            "exponential_euler")
+    diags.raise_if_any()
     return module.model_copy(update={"neurons": tuple(neurons)})
 
 
@@ -191,15 +188,13 @@ def _exact(n: ir.Neuron, odes: list[ir.Assign]):
             if any(str(s) in held for g in grads for s in g.free_symbols):
                 varying = {str(s) for g in grads for s in g.free_symbols if str(s) in held}
                 problems.append((a, term, varying))
-    if problems:
-        diags = []
-        for a, term, varying in problems:
-            shown = from_sympy(term)
-            diags.append(Diagnostic(
-                f"integrate = exact needs d{a.target}/dt linear in the states with constant coefficients, but its "
-                f"term {SnnPrinter()(shown)} is not: its factor {', '.join(sorted(varying))} changes from step to step",
-                a.span, "use integrate = exponential_euler (or rk2, euler) for a nonlinear system"))
-        raise SnncError(diagnostics=diags)
+    diags = Diagnostics()
+    for a, term, varying in problems:
+        diags.error(f"integrate = exact needs d{a.target}/dt linear in the states with constant coefficients, but "
+                    f"its term {SnnPrinter()(from_sympy(term))} is not: its factor {', '.join(sorted(varying))} "
+                    "changes from step to step", a, "use integrate = exponential_euler (or rk2, euler) for a "
+                    "nonlinear system")
+    diags.raise_if_any()
     cycle = _coupling_cycle([a.target for a in odes], A)
     if cycle:
         names = " -> ".join(cycle + cycle[:1])

@@ -180,6 +180,11 @@ class PythonPrinter(Printer):
         return self.CALLS[f].format(*texts)
 
 
+def cname(name: str) -> str:
+    """C identifier for an IR variable: user names get a trailing '_', internal ('_'-prefixed) ones stay."""
+    return name if name.startswith("_") else f"{name}_"
+
+
 class CPrinter(Printer):
     """Single-precision C, for host C++ and CUDA C alike (the kernel body is one text)."""
 

@@ -103,6 +103,38 @@ class SnncError(Exception):
         return "\n\n".join(d.render() for d in self.diagnostics)
 
 
+class Diagnostics:
+    """The errors of one pass, collected so that all of them are reported together (`raise_if_any`).
+
+    `sources`: the source every error is shown in (a `Source`), or the sources by file name (a dict), looked
+    up by each error's span."""
+
+    def __init__(self, sources: "Source | dict[str, Source] | None" = None):
+        self.sources = sources
+        self.diags: list[Diagnostic] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.diags)
+
+    def _source(self, span: Span | None) -> Source | None:
+        if isinstance(self.sources, dict):
+            return self.sources.get(span.file) if span is not None else None
+        return self.sources
+
+    def error(self, message: str, where, hint: str | None = None, source: Source | None = None) -> None:
+        """An error at `where`: a span, or an IR node (its span), or None."""
+        span = getattr(where, "span", where)
+        self.diags.append(Diagnostic(message, span, hint, source or self._source(span)))
+
+    def extend(self, exc: SnncError) -> None:
+        """The diagnostics of an error raised below, shown in their sources where they carry none."""
+        self.diags += [Diagnostic(d.message, d.span, d.hint, d.source or self._source(d.span)) for d in exc.diagnostics]
+
+    def raise_if_any(self) -> None:
+        if self.diags:
+            raise SnncError(diagnostics=self.diags)
+
+
 class Interrupted(SnncError):
     """The user stopped a command (Ctrl-C, SIGTERM) and it stopped cleanly: exit status 130, as shells expect."""
 

@@ -242,84 +242,7 @@ def _initial(neuron: ir.Neuron, cfg: Config, values: dict[str, float], kind: str
 
 
 # ------------------------------------------------------------------ NIR -> snnc
-INLINE = {
-    "LIF": """# NIR's LIF, forward Euler over dt seconds: tau dv/dt = (v_leak - v) + r x; at a spike v = v_reset.
-neuron NirLIF {
-    param tau = 0.0002
-    param r = 1.0
-    param v_leak = 0.0
-    param dt = 0.0001
-    require tau > 0.0
-    state v = v_reset
-    charge v = v + dt / tau * (v_leak - v + r * x)
-}""",
-    "IF": """# NIR's IF, forward Euler over dt seconds: dv/dt = r x; at a spike v = v_reset.
-neuron NirIF {
-    param r = 10000.0
-    param dt = 0.0001
-    state v = v_reset
-    charge v = v + dt * r * x
-}""",
-    "LI": """# NIR's LI, forward Euler over dt seconds: tau dv/dt = (v_leak - v) + r x; never fires.
-neuron NirLI {
-    param tau = 0.0002
-    param r = 1.0
-    param v_leak = 0.0
-    param dt = 0.0001
-    require tau > 0.0
-    state v = v_leak
-    charge v = v + dt / tau * (v_leak - v + r * x)
-    output membrane
-}""",
-    "I": """# NIR's I (integrator), forward Euler over dt seconds: dv/dt = r x; never fires.
-neuron NirI {
-    param r = 10000.0
-    param dt = 0.0001
-    state v = 0.0
-    charge v = v + dt * r * x
-    output membrane
-}""",
-    "CubaLIF": """# NIR's CubaLIF, forward Euler over dt seconds: tau_syn di/dt = w_in x - i, then
-# tau_mem dv/dt = (v_leak - v) + r i with this step's i; at a spike v = v_reset.
-neuron NirCubaLIF {
-    param tau_syn = 0.0002
-    param tau_mem = 0.0002
-    param r = 1.0
-    param v_leak = 0.0
-    param w_in = 1.0
-    param dt = 0.0001
-    require tau_syn > 0.0 and tau_mem > 0.0
-    state v = v_reset
-    state i = 0.0
-    charge {
-        i = i + dt / tau_syn * (w_in * x - i)
-        v = v + dt / tau_mem * (v_leak - v + r * i)
-    }
-}""",
-    "CubaLI": """# NIR's CubaLI, forward Euler over dt seconds: tau_syn di/dt = w_in x - i, then
-# tau_mem dv/dt = (v_leak - v) + r i with this step's i; never fires.
-neuron NirCubaLI {
-    param tau_syn = 0.0002
-    param tau_mem = 0.0002
-    param r = 1.0
-    param v_leak = 0.0
-    param w_in = 1.0
-    param dt = 0.0001
-    require tau_syn > 0.0 and tau_mem > 0.0
-    state v = v_leak
-    state i = 0.0
-    charge {
-        i = i + dt / tau_syn * (w_in * x - i)
-        v = v + dt / tau_mem * (v_leak - v + r * i)
-    }
-    output membrane
-}""",
-    "Threshold": """# NIR's Threshold: a spike where x >= v_threshold, no memory.
-neuron NirThreshold {
-    state v = v_reset
-    charge v = x
-}""",
-}
+NIR_LIBRARY = "snnc.nir"  # snnc/lib/nir.snn: NIR's neurons, one Nir<type> each
 
 
 @lru_cache(maxsize=1)
@@ -332,21 +255,31 @@ def library_neurons() -> dict[str, ir.Neuron]:
 
 
 @lru_cache(maxsize=1)
-def inline_neurons() -> dict[str, ir.Neuron]:
-    """The NIR-shaped neurons `snnc import` defines in the files it writes, by NIR type."""
+def _nir_library() -> tuple[dict[str, ir.Neuron], dict[str, str]]:
+    """The NIR-shaped neurons by NIR type, and the comment above each in snnc/lib/nir.snn, by neuron name."""
     from ..compiler.assemble import load_module
+    from ..compiler.resources import library
 
-    module, _ = load_module("<nir>", "\n\n".join(INLINE.values()))
-    by_name = {n.name: n for n in module.neurons}
-    return {kind: by_name["Nir" + kind] for kind in INLINE}
+    module, sources = load_module(library()[NIR_LIBRARY])
+    neurons = {n.name[len("Nir"):]: n for n in module.neurons}
+    comments = {}
+    for n in module.neurons:
+        above = sources[n.span.file].text.splitlines()[:n.span.line - 1]
+        lines = []
+        while above and above[-1].startswith("#"):
+            lines.insert(0, above.pop())
+        comments[n.name] = "\n".join(lines)
+    return neurons, comments
+
+
+def inline_neurons() -> dict[str, ir.Neuron]:
+    """The NIR-shaped neurons `snnc import` defines in the files it writes, by NIR type (snnc/lib/nir.snn)."""
+    return _nir_library()[0]
 
 
 def inline_comment(name: str) -> str:
     """The comment that explains a NIR-shaped neuron ('' for any other), for the files `snnc import` writes."""
-    for kind, text in INLINE.items():
-        if name == "Nir" + kind:
-            return "\n".join(line for line in text.splitlines() if line.startswith("#"))
-    return ""
+    return _nir_library()[1].get(name, "")
 
 
 def _tidy(x: float, single: bool) -> float:

@@ -1,12 +1,17 @@
-"""The backend table: every way a neuron layer's T steps can run, in one place.
+"""The backend table: every way a neuron layer's T steps can run, in one place, across render and run.
 
 A row names the backend, the device it runs on, what it needs (an availability check whose message says
-how to fix it), its kernel loader: `kernels(plan, device, dtype)` -> an object with `forward` and
-`backward` (see `ops`), and how `torch.compile` meets it: as an opaque custom operator, or (`traced`, kernels
-that are PyTorch operations) traced through, so that Inductor fuses a layer's steps into its own kernels.
+how to fix it), its renderer (`snnc.compiler.renderers`: the templates and printers its kernels are
+printed with, and the files `snnc build` ships of them), its kernel loader: `loader(renderer, plan, device,
+dtype)` -> an object with `forward` and `backward` (see `ops`), the precision its kernels compute and save in,
+whether CPU runs use the host input kernels, and how `torch.compile` meets it: as an opaque custom operator,
+or (`traced`, kernels that are PyTorch operations) traced through, so that Inductor fuses a layer's steps into
+its own kernels.
 
-The CLI, `set_backend`, the runner's default, `snnc verify` and the benchmarks read this table; nothing else
-names a backend. Rows are in order of preference: the default on a device is the first available row for it.
+A new backend is a row here, its renderer (a template and the printer it prints with) and its loader
+module. The CLI, `set_backend` (through `ops.install`), the runner's default, `snnc build`, `snnc verify`, the
+tests and the benchmarks read this table; nothing else names a backend. Rows are in order of preference: the
+default on a device is the first available row for it.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable
 
+from ..compiler.renderers import CUDA, HOST, TORCH, Renderer
 from ..compiler.source import SnncError
 
 if TYPE_CHECKING:  # torch is imported where it is used: naming the backends (the CLI's help) needs none
@@ -26,9 +32,21 @@ class Backend:
     device: str  # "cpu", "cuda" or "any"
     doc: str
     problem: Callable[[], str | None]  # None when usable here, else what is missing and how to get it
-    kernels: Callable  # (plan, device, dtype) -> kernels with forward/backward
+    renderer: Renderer  # how its kernels are printed from a plan
+    loader: Callable  # (renderer, plan, device, dtype) -> kernels with forward/backward
+    precision: str = "float32"  # what the kernels compute and save in: "float32", or "input" (the input's dtype)
     host_inputs: bool = False  # CPU runs use the host C++ input kernels (Poisson encoder, fused Poisson+linear)
     traced: bool = False  # torch.compile traces the kernels (PyTorch operations) instead of calling the operator
+
+    def kernels(self, plan, device, dtype):
+        """The kernels of a plan on this backend, for tensors of `dtype` on `device`."""
+        return self.loader(self.renderer, plan, device, dtype)
+
+    def state_dtype(self, dtype: "torch.dtype") -> "torch.dtype":
+        """The dtype its kernels keep states and saved values in, for inputs of `dtype`."""
+        import torch
+
+        return dtype if self.precision == "input" else torch.float32
 
     def runs_on(self, device: "torch.device | str") -> bool:
         import torch
@@ -60,38 +78,51 @@ def _cupy_problem() -> str | None:
     return None
 
 
-def _torch_kernels(plan, device, dtype):
+def _torch_kernels(renderer, plan, device, dtype):
     from .torch_kernels import torch_kernels
 
-    return torch_kernels(plan)
+    return torch_kernels(renderer, plan)
 
 
-def _host_kernels(plan, device, dtype):
+def _host_kernels(renderer, plan, device, dtype):
     from .host import host_kernels
 
-    return host_kernels(plan)
+    return host_kernels(renderer, plan)
 
 
-def _cuda_kernels(plan, device, dtype):
-    import torch
-
+def _cuda_kernels(renderer, plan, device, dtype):
     from .cuda import cuda_kernels
 
-    return cuda_kernels(plan, "float16" if dtype == torch.float16 else "float32", device)
+    return cuda_kernels(renderer, plan, dtype, device)
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("cupy", "cuda", "fused CUDA kernels (NVRTC, launched through CuPy on PyTorch's stream)",
-            _cupy_problem, _cuda_kernels),
+            _cupy_problem, CUDA, _cuda_kernels),
     Backend("cpp", "cpu", "fused host C++ kernels (OpenMP + SIMD), compiled once into a cached library",
-            _cpp_problem, _host_kernels, host_inputs=True),
+            _cpp_problem, HOST, _host_kernels, host_inputs=True),
     Backend("torch", "any", "the derived forward and backward as PyTorch operations: needs nothing but torch",
-            lambda: None, _torch_kernels, traced=True),
+            lambda: None, TORCH, _torch_kernels, precision="input", traced=True),
 )}
 
 
 def names() -> tuple[str, ...]:
     return tuple(BACKENDS)
+
+
+def renderers() -> tuple[Renderer, ...]:
+    """Every row's renderer, once each, in the table's order (what `snnc build` renders kernels with)."""
+    return tuple(dict.fromkeys(b.renderer for b in BACKENDS.values()))
+
+
+def device_types() -> tuple[str, ...]:
+    """The device types the rows pin (cpu, cuda), in the table's order."""
+    return tuple(dict.fromkeys(b.device for b in BACKENDS.values() if b.device != "any"))
+
+
+def on(device: "torch.device | str") -> list[str]:
+    """The backends whose kernels run on tensors of `device`, available here or not."""
+    return [n for n, b in BACKENDS.items() if b.runs_on(device)]
 
 
 def get(name: str) -> Backend:

@@ -4,9 +4,9 @@
   code found there is imported and executed, so a folder another user can write to is refused.
 * Keys hash each part with its length (no two different lists of parts share a key, whatever bytes they
   hold) and include a hash of snnc's own generator sources: an upgrade never serves old generated code.
-* Entries are written to a temporary name and renamed into place; an existing entry is never deleted or
-  replaced (its key fixes its content), so a process importing it is never left without it. Temporary
-  entries older than an hour (from a killed writer) are removed.
+* Entries are written to a temporary name and renamed into place (`files.write_atomic`); an existing entry
+  is never deleted or replaced (its key fixes its content), so a process importing it is never left without
+  it. Temporary entries older than an hour (from a killed writer) are removed.
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import hashlib
 import os
 import shutil
 import stat
-import tempfile
 import time
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from ..compiler.source import SnncError
+from .files import write_atomic
 
 STALE_SECONDS = 3600
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -72,38 +72,13 @@ def generator_hash() -> str:
 
 
 def write_dir(files: dict[str, str], target: Path) -> None:
-    """Create the folder `target` holding `files`, atomically; an existing `target` is left as it is."""
+    """Create the cache entry `target`, a folder holding `files`; an existing entry is left as it is (another
+    process may have just put the same one there). Clears what killed writers left beside it first."""
     if target.exists():
         return
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _remove_stale(target.parent)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        for name, text in files.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_text(text)
-        try:
-            os.rename(tmp, target)  # fails if another process has just put a (identical) complete entry there
-        except OSError:
-            if not target.exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_file(data: bytes, target: Path) -> None:
-    """Write `target` atomically (a temporary file renamed into place)."""
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, files, replace=False)
 
 
 def usual_mode(folder: bool = False) -> int:

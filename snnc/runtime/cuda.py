@@ -8,7 +8,7 @@
   2 ulp (`--prec-div=false`).
 * Launch: zero-copy (tensor data pointers), on PyTorch's current stream and
   device, one launch for all T steps forward and one for the whole BPTT. Each
-  thread owns `kernels.CUDA.lanes` neurons: consecutive ones with vector
+  thread owns `CUDA_LAUNCH.lanes` neurons: consecutive ones with vector
   accesses (`snnc_forward_vec`, `snnc_backward_vec`) when N is a multiple of
   the lanes and every array is aligned for them, else lanes a block apart
   (`snnc_forward`, `snnc_backward`; any N, any alignment). Blocks shrink from
@@ -33,16 +33,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..compiler import kernels
 from ..compiler.neuron import Plan
+from ..compiler.renderers import CUDA_LAUNCH, CKernels
 from ..compiler.source import SnncError
-from .cache import compiling, digest, subdir, write_file
+from .cache import compiling, digest, subdir
+from .files import write_atomic
 
 __all__ = ["CudaKernels", "cuda_kernels", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
            "nvrtc_version", "ptxas_report", "launch_shape", "FORWARD_OPTIONS", "BACKWARD_OPTIONS", "THREADS",
            "MIN_THREADS", "ENTRY_POINTS"]
 
-THREADS = kernels.CUDA.threads
+THREADS = CUDA_LAUNCH.threads
 MIN_THREADS = 64  # the smallest block the runtime launches (two warps)
 ENTRY_POINTS = {"forward": ("snnc_forward", "snnc_forward_vec"), "backward": ("snnc_backward", "snnc_backward_vec")}
 FORWARD_OPTIONS = ("--fmad=false", "--std=c++17")
@@ -116,7 +117,7 @@ def compile_to_file(source: str, name: str, arch: str, options: tuple[str, ...] 
         return target
     with compiling():
         image = _compile(nvrtc, source, name, arch, opts, kind)
-    write_file(image, target)  # atomic: concurrent processes never load a half-written image
+    write_atomic(target, image)  # concurrent processes never load a half-written image
     return target
 
 
@@ -169,10 +170,10 @@ def ptxas_report(source: str, name: str, arch: str, options: tuple[str, ...] = (
 
 
 def launch_shape(N: int, sms: int) -> tuple[int, int]:
-    """(blocks, threads per block) for N neurons, `kernels.CUDA.lanes` per thread: THREADS-thread blocks,
+    """(blocks, threads per block) for N neurons, `CUDA_LAUNCH.lanes` per thread: THREADS-thread blocks,
     halved (down to MIN_THREADS) while that leaves fewer than two blocks per SM, so that a small layer
     still spreads over the whole device."""
-    groups = -(-N // kernels.CUDA.lanes)
+    groups = -(-N // CUDA_LAUNCH.lanes)
     threads = THREADS
     while threads > MIN_THREADS and -(-groups // threads) < 2 * sms:
         threads //= 2
@@ -198,11 +199,11 @@ class CudaKernels:
 
     LANE_ROLES = frozenset({"x", "init", "spike", "final", "saved", "gspike", "gfinal", "gx", "ginit"})
 
-    def __init__(self, p: Plan, dtype: str, device: torch.device):
+    def __init__(self, renderer: CKernels, p: Plan, dtype: str, device: torch.device):
         self.plan, self.dtype, self.device = p, dtype, device
         self.io = torch.float16 if dtype == "float16" else torch.float32
-        self.spec = kernels.spec(p, host=False)
-        self.sources = kernels.render_cuda(p, dtype)
+        self.spec = renderer.spec(p)
+        self.sources = renderer.render(p, dtype)
         self._functions = self._load()
 
     def _load(self) -> dict:
@@ -226,7 +227,7 @@ class CudaKernels:
     def vectorised(self, params, tensors: dict, N: int) -> bool:
         """Whether the consecutive-lanes entry point may run: N a multiple of the lanes, and every array the
         lanes touch aligned for one access of `lanes` elements."""
-        lanes = kernels.CUDA.lanes
+        lanes = CUDA_LAUNCH.lanes
         if N % lanes:
             return False
         for q in params:
@@ -344,12 +345,14 @@ _KERNELS: dict = {}
 _LOCK = threading.Lock()
 
 
-def cuda_kernels(p: Plan, dtype: str, device: torch.device) -> CudaKernels:
-    key = (id(p), dtype, device.index)
+def cuda_kernels(renderer: CKernels, p: Plan, dtype: torch.dtype, device: torch.device) -> CudaKernels:
+    """A plan's kernels for tensors of `dtype` (float16 I/O for float16, float32 I/O for every other dtype)."""
+    io = "float16" if dtype == torch.float16 else "float32"
+    key = (id(p), io, device.index)
     hit = _KERNELS.get(key)
     if hit is None or hit.plan is not p:
         with _LOCK:
-            hit = _KERNELS[key] = CudaKernels(p, dtype, device)
+            hit = _KERNELS[key] = CudaKernels(renderer, p, io, device)
     return hit
 
 

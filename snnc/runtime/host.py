@@ -14,6 +14,7 @@ import torch
 
 from ..compiler import kernels as kernel_source
 from ..compiler.neuron import Plan
+from ..compiler.renderers import CKernels
 from ..compiler.source import SnncError
 from .cc import load_library
 
@@ -66,10 +67,10 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
 class HostKernels:
     """One plan's compiled forward and backward, with the parameter lists their arguments are built from."""
 
-    def __init__(self, p: Plan):
+    def __init__(self, renderer: CKernels, p: Plan):
         self.plan = p
-        self.spec = kernel_source.spec(p, host=True)
-        self.source = kernel_source.render_host(p)
+        self.spec = renderer.spec(p)
+        (self.source,) = renderer.render(p).values()
         lib = load_library(self.source, f"snnc_{p.neuron.name}", kernel_source.HOST_FLAGS)
         self._lib = lib  # keep the library alive
         self._forward = lib.snnc_forward
@@ -145,11 +146,11 @@ class HostKernels:
 _KERNELS: dict = {}
 
 
-def host_kernels(p: Plan) -> HostKernels:
+def host_kernels(renderer: CKernels, p: Plan) -> HostKernels:
     """Compiled kernels for a plan, once per process (and on disk by source hash)."""
     hit = _KERNELS.get(id(p))
     if hit is None or hit.plan is not p:
-        hit = _KERNELS[id(p)] = HostKernels(p)
+        hit = _KERNELS[id(p)] = HostKernels(renderer, p)
     return hit
 
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +18,9 @@ from ..compiler import ir
 from ..compiler.codegen import RUNTIME_FILE, package_name
 from ..compiler.driver import Compiled, check_file, compile_file, render_kernels, render_package
 from ..compiler.source import SnncError
+from . import backends
 from .cache import digest, generator_hash, subdir, usual_mode, write_dir
+from .files import write_atomic
 
 _SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\n"
 
@@ -34,25 +33,12 @@ def _fingerprint(sources: dict) -> str:
     return digest(*parts)[:16]
 
 
-def write_package(files: dict[str, str], target: Path, runtime_text: str) -> None:
-    """Write a package directory atomically (rename of a complete temp dir); `snnc build`'s output folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        os.chmod(tmp, usual_mode(folder=True))
-        for name, text in {**files, RUNTIME_FILE: runtime_text}.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_text(text)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _import(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path / "__init__.py", submodule_search_locations=[str(path)])
+def import_package(name: str, folder: str | Path) -> ModuleType:
+    """The package in `folder` (a generated one) under the module name `name`, imported once per process."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(folder) / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
@@ -102,7 +88,7 @@ def load(path: str | Path) -> Library:
     target = subdir("packages") / name
     if not (target / "__init__.py").exists():
         write_dir({**render_package(checked), RUNTIME_FILE: _SHIM}, target)
-    pkg = sys.modules.get(name) or _import(name, target)
+    pkg = import_package(name, target)
     ops.install()
     return Library(
         module=module, package=pkg, path=target,
@@ -124,14 +110,14 @@ def build(path: str | Path, out_dir: str | Path) -> Path:
     """`snnc build`: a standalone package (imports only torch) plus the sources of the kernels it uses."""
     compiled = compile_file(path)
     module = compiled.module
-    files = {**render_package(compiled.checked), **render_kernels(compiled)}
+    files = {**render_package(compiled.checked), **render_kernels(compiled, backends.renderers())}
     target = Path(out_dir) / package_name(module.file)
     if target.exists() and not _is_build(target):
         raise SnncError(f"{target} exists and is not a package snnc built; snnc will not replace it",
                         hint="choose another -o directory, or move that folder away")
     runtime_text = (Path(__file__).parent / "support.py").read_text()
     try:
-        write_package(files, target, runtime_text)
+        write_atomic(target, {**files, RUNTIME_FILE: runtime_text}, mode=usual_mode(folder=True))
     except OSError as exc:
         raise SnncError(f"cannot write {target}: {exc.strerror}", hint="choose a writable --out directory") from None
     return target

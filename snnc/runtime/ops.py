@@ -44,8 +44,7 @@ def kernels(spec: str, backend: str, device: torch.device, dtype: torch.dtype):
         with _LOCK:
             hit = _KERNELS.get(key)
             if hit is None:
-                row = backends.require(backend, device)
-                hit = _KERNELS[key] = row.kernels(plan_for(spec), device, dtype)
+                hit = _KERNELS[key] = backends.require(backend, device).kernels(plan_for(spec), device, dtype)
     return hit
 
 
@@ -61,13 +60,9 @@ def neuron_forward(spec: str, backend: str, x: torch.Tensor, inits: list[torch.T
 @neuron_forward.register_fake
 def _(spec, backend, x, inits, learn, scalars, need_saved):
     p = plan_for(spec)
-    dtype = _saved_dtype(backend, x.dtype)
+    dtype = backends.get(backend).state_dtype(x.dtype)
     saved = [x.new_empty(x.shape, dtype=dtype) for _ in p.saved] if need_saved else []
     return [torch.empty_like(x), *(torch.empty_like(s) for s in inits), *saved]
-
-
-def _saved_dtype(backend: str, dtype: torch.dtype) -> torch.dtype:
-    return dtype if backend == "torch" else torch.float32
 
 
 @torch.library.custom_op("snnc::neuron_backward", mutates_args=())
@@ -131,7 +126,7 @@ _signature._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def multi_step(module, x_seq: torch.Tensor, states: tuple):
-    """`support.BACKENDS[name]`: a generated neuron module's T steps on its backend -> (out_seq, final states)."""
+    """`support.BACKENDS.multi_step`: a generated neuron module's T steps on its backend -> (out_seq, final states)."""
     spec = spec_of(module)
     backend = module.resolved_backend(x_seq.device)
     scalar_names, learnable_names = _signature(spec)
@@ -146,7 +141,7 @@ def run_plan(p, backend: str, x_seq: torch.Tensor, states, scalars: dict, learna
 
 
 def _run(spec: str, backend: str, x_seq: torch.Tensor, states, scalars: list[float], learn: list):
-    inits = [s.to(x_seq.dtype) if backend == "torch" else s for s in states]
+    inits = [s.to(x_seq.dtype) for s in states] if _in_input_dtype(backend) else list(states)
     need_saved = torch.is_grad_enabled() and (
         x_seq.requires_grad or any(s.requires_grad for s in inits) or any(p.requires_grad for p in learn))
     if torch.compiler.is_compiling() and not (
@@ -155,6 +150,14 @@ def _run(spec: str, backend: str, x_seq: torch.Tensor, states, scalars: list[flo
     else:  # eager: the same kernels and formula without the operator's dispatch, whose first call imports Dynamo
         res = _Eager.apply(spec, backend, scalars, need_saved, len(inits), x_seq, *inits, *learn)
     return res[0], tuple(res[1:1 + len(inits)])
+
+
+def _in_input_dtype(backend: str) -> bool:
+    """Whether the backend's kernels keep their states in the input's dtype (else they widen to float32)."""
+    return backends.get(backend).precision == "input"
+
+
+_in_input_dtype._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def _traced(spec: str, backend: str, device: torch.device, dtype: torch.dtype) -> bool:
@@ -187,13 +190,11 @@ class _Eager(torch.autograd.Function):
 
 
 def install() -> None:
-    """Make the generated modules' runtime (`support`) use this table: fused multi-step and the default rule."""
+    """Make the generated modules' runtime (`support`) run on this table: its names, the fused multi-step
+    pass for every row, and the default row per device type."""
     from . import support
 
-    if support.BACKENDS.get("torch") is not None:
+    if support.BACKENDS.multi_step is multi_step:
         return
-    for name in backends.names():
-        support.BACKENDS[name] = multi_step
-    support.DEFAULT_BACKENDS["cpu"] = backends.default("cpu")
-    if torch.cuda.is_available():
-        support.DEFAULT_BACKENDS["cuda"] = backends.default("cuda")
+    support.BACKENDS.install(backends.names(), multi_step,
+                             {d: backends.default(d) for d in backends.device_types()})

@@ -82,7 +82,8 @@ def _plan_json():
 
 
 def _cached_plan(spec: str) -> Plan:
-    from .cache import digest, generator_hash, subdir, write_file
+    from .cache import digest, generator_hash, subdir
+    from .files import write_atomic
 
     path = subdir("plans") / f"{digest(generator_hash(), spec)}.json"
     try:
@@ -93,7 +94,7 @@ def _cached_plan(spec: str) -> Plan:
 
     neuron_json, key = spec.split("\n", 1)
     p = make_plan(neuron_of(neuron_json), config_from_key(key))
-    write_file(_plan_json().dump_json(p), path)
+    write_atomic(path, _plan_json().dump_json(p))
     return p
 
 

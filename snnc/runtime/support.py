@@ -12,8 +12,10 @@ also has `seq(x)` (all T steps, [T, N, ...]) and `step(x)` (one step, [N, ...]),
 which a generated network calls directly whatever the layer's step_mode.
 
 Backends: a neuron's multi-step pass runs on a backend named in `BACKENDS`.
-Here only 'torch' (eager autograd over single steps) is known; snnc fills the
-table with its own (fused kernels as PyTorch custom operators) when imported.
+On its own (a built package) only 'torch' is known, as eager autograd over
+single steps; snnc installs its backend table here when it loads a model
+(`snnc.runtime.ops.install`): the rows' names, their fused multi-step pass
+(kernels as PyTorch custom operators) and the default per device type.
 """
 from __future__ import annotations
 
@@ -22,16 +24,33 @@ import math
 import torch
 from torch import nn
 
-# Backend name -> multi-step implementation fn(module, x_seq, states) -> (out_seq, final_states), or None for
-# eager single steps; and the backend a neuron uses when none was chosen (backend=None), per device type.
-# snnc (`snnc.runtime.backends`) fills both from its backend table when it is imported.
-BACKENDS: dict = {"torch": None}
-DEFAULT_BACKENDS: dict = {}
+class Backends:
+    """The backends a neuron layer can name: on its own 'torch' (eager single steps, `multi_step` None), or
+    snnc's table once installed. `multi_step(module, x_seq, states) -> (out_seq, final_states)` runs a layer's
+    T steps on the module's backend; `defaults` names the backend of `backend=None`, per device type."""
+
+    def __init__(self):
+        self.names: tuple[str, ...] = ("torch",)
+        self.multi_step = None
+        self.defaults: dict[str, str] = {}
+
+    def install(self, names, multi_step, defaults) -> None:
+        self.names, self.multi_step, self.defaults = tuple(names), multi_step, dict(defaults)
+
+    def __contains__(self, name) -> bool:
+        return name in self.names
+
+    def fused(self, name: str):
+        """The multi-step pass of backend `name` (a known one), or None: eager single steps."""
+        return self.multi_step
+
+
+BACKENDS = Backends()
 
 
 def choose_backend(device: torch.device) -> str:
     """The fastest backend available for tensors on `device`."""
-    return DEFAULT_BACKENDS.get(device.type, "torch")
+    return BACKENDS.defaults.get(device.type, "torch")
 
 
 class StateError(RuntimeError):
@@ -52,7 +71,7 @@ class ShapeError(ValueError):
 
 def _check_backend(backend) -> None:
     if backend is not None and backend not in BACKENDS:
-        raise BackendError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or None, not {backend!r}")
+        raise BackendError(f"backend must be one of {', '.join(map(repr, BACKENDS.names))} or None, not {backend!r}")
 
 
 def _compiling() -> bool:
@@ -303,7 +322,7 @@ class NeuronBase(nn.Module):
         if x_seq.shape[0] == 0:  # no steps: no output, the state as it was
             return x_seq.clone()
         states = self._states_for(x_seq[0])
-        fused = BACKENDS.get(self.resolved_backend(x_seq.device))
+        fused = BACKENDS.fused(self.resolved_backend(x_seq.device))
         if fused is not None and not self.store_v_seq:
             out_seq, states = fused(self, x_seq, tuple(states))
             self._keep(out_seq, states)

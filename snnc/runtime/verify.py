@@ -19,6 +19,7 @@ import torch
 
 from ..compiler import ir
 from ..compiler.derive import MEMBRANE, Config, Plan, default_config, plan as make_plan
+from ..compiler.neuron import emitted_neurons
 from ..compiler.printers import PythonPrinter
 from ..compiler.surrogates import grad_expr
 from ..compiler.source import SnncError
@@ -363,7 +364,8 @@ def generated_runner(cls, p: Plan, scalars: dict, learn_values: dict):
 
 def verify(module: ir.Module, backends=None, shapes=DEFAULT_SHAPES, seed: int = 0,
            dtypes=("float32",), generated: bool = True) -> list[VerifyResult]:
-    """Every neuron of `module` x configurations x shapes x available backends, against eager autograd.
+    """Every neuron of `module` (those its package emits: its own, and the imported ones its networks use) x
+    configurations x shapes x available backends, against eager autograd.
 
     `backends`: names from the backend table (default: all of them). With `generated`, the generated modules'
     own single steps (`snnc.load(module.file)`) are checked against the same reference too, as "module".
@@ -373,7 +375,7 @@ def verify(module: ir.Module, backends=None, shapes=DEFAULT_SHAPES, seed: int = 
     backends = names() if backends is None else backends
     results: list[VerifyResult] = []
     classes, why = generated_neurons(module.file) if generated else ({}, "")
-    for neuron in module.neurons:
+    for neuron in emitted_neurons(module):
         for cfg in configs(neuron):
             try:
                 p = make_plan(neuron, cfg)

@@ -21,28 +21,17 @@ import torch
 
 from ..compiler.source import SnncError
 from ..runtime.cache import usual_mode
+from ..runtime.files import write_atomic
 
 FORMAT = "snnc-checkpoint-1"
 LAST, BEST = "last.pt", "best.pt"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes):
-    """Write `data` to `path` via a temp file in the same folder, fsync and os.replace."""
+    """A run's output file: written atomically and durably (it survives a crash once this returns), with the
+    user's usual permissions (not a temporary's 0600)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, usual_mode())  # a run's outputs get the user's usual permissions, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _fault_point(path.name, "before")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    _fault_point(path.name, "after")
+    write_atomic(path, data, mode=usual_mode(), durable=True, on_rename=lambda when: _fault_point(path.name, when))
 
 
 _WRITES: dict[str, int] = {}
@@ -188,7 +177,12 @@ def set_rng_state(state: dict):
 
 class InterruptGuard:
     """Turns SIGINT/SIGTERM into a flag while training, so the loop can finish the
-    batch and save. A second signal restores the default behaviour and re-raises."""
+    batch and save. A second signal restores the handler the guard found and re-raises.
+
+    A signal the process was started ignoring stays ignored (a background job of a script, or one started by
+    nohup, ignores SIGINT so that a Ctrl-C meant for the script does not reach it), and so does one whose
+    handler Python did not install (it could not be put back). On exit each signal's disposition is exactly
+    what the guard found."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -203,7 +197,8 @@ class InterruptGuard:
     def __enter__(self) -> "InterruptGuard":
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):
@@ -218,16 +213,3 @@ class InterruptGuard:
             signal.raise_signal(sig)
             return
         self.signal = sig
-
-
-def _fsync_dir(folder: Path):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

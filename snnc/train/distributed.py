@@ -5,7 +5,6 @@ DistributedDataParallel (gloo on CPU, nccl on CUDA); rank 0 alone logs and write
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import signal
@@ -32,7 +31,10 @@ def spawn_train(exp, options, process) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     port = _free_port()
-    old = signal.signal(signal.SIGINT, lambda *a: None)  # the workers see Ctrl-C too and stop cleanly
+    old = signal.getsignal(signal.SIGINT)
+    quiet = old not in (signal.SIG_IGN, None)  # an ignored SIGINT stays ignored, here and in the workers
+    if quiet:
+        signal.signal(signal.SIGINT, lambda *a: None)  # the workers see Ctrl-C too and stop cleanly
     try:
         mp.start_processes(_spawn_worker, args=(payload, _loaded_packages(), options, port, queue, process),
                            nprocs=options.nproc,
@@ -44,7 +46,8 @@ def spawn_train(exp, options, process) -> dict:
             "`if __name__ == '__main__':`, or launch with torchrun --nproc-per-node N",
         ) from None
     finally:
-        signal.signal(signal.SIGINT, old)
+        if quiet:
+            signal.signal(signal.SIGINT, old)
     replies = []
     while not queue.empty():
         replies.append(queue.get())
@@ -57,8 +60,10 @@ def spawn_train(exp, options, process) -> dict:
 def _spawn_worker(rank: int, payload: bytes, packages: list, options, port: int, queue, process):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(options.nproc))
+    from ..runtime.loader import import_package
+
     for name, folder in packages:
-        _import_package(name, folder)
+        import_package(name, folder)
     _install_fused_backends()
     exp = pickle.loads(payload)
     try:
@@ -89,16 +94,6 @@ def _install_fused_backends():
     from ..runtime import ops
 
     ops.install()
-
-
-def _import_package(name: str, folder: str):
-    if name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
-                                                  submodule_search_locations=[folder])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
 
 
 def _free_port() -> int:

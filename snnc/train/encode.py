@@ -37,9 +37,9 @@ _SEED_SALT = 0x5EED5EED5EED5EED
 
 def input_kernel_source(template: str) -> str:
     """The C++ of a host input kernel (`templates/poisson.cpp.j2`, `poisson_linear.cpp.j2`)."""
-    from ..compiler.codegen import environment
+    from ..compiler.templating import render
 
-    return environment().get_template(template).render()
+    return render(template)
 
 
 _U64 = ctypes.c_uint64

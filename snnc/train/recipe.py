@@ -1,28 +1,38 @@
 """What a training run is: its settings, their defaults and choices, and the datasets it can train on.
 
 Free of torch, so that `snnc --help` and `snnc check` start without it. A setting comes from the command
-line (`TrainOptions`), else the resumed checkpoint, else the model's `train { ... }` block, else `DEFAULTS`.
+line (`TrainOptions`), else the resumed checkpoint, else the model's `train { ... }` block, else its default:
+the train block's own (`ir.Train`, the one home of the defaults, which `snnc check` fills into every network).
+`DEFAULTS` and `RUN_KEYS` load the IR (pydantic) at first use, which the CLI's argument parsing never makes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from ..compiler.datasets import DATASETS
+CHOICES = {"opt": ("adam", "sgd"), "lr_schedule": ("none", "cosine"), "loss": ("mse", "ce")}  # datasets: their table
 
-DEFAULTS = {
-    "epochs": 10, "batch_size": 64, "lr": 1e-3, "opt": "adam", "momentum": 0.9, "lr_schedule": "none",
-    "loss": "mse", "dataset": "mnist", "seed": 0, "amp": False, "weight_decay": 0.0, "val_split": 0.1,
-    "frames": None, "transform": (), "augment": (),  # the data steps (None: the dataset's own binning)
-}
-CHOICES = {"opt": ("adam", "sgd"), "lr_schedule": ("none", "cosine"), "loss": ("mse", "ce"),
-           "dataset": tuple(DATASETS)}
-# Settings that shape the training trajectory: fixed for the life of a run.
-RUN_KEYS = ("T", *DEFAULTS, "subset", "test_subset")
+
+@lru_cache(maxsize=1)
+def defaults() -> dict:
+    """Every train-block setting with its default, as `ir.Train` declares it."""
+    from ..compiler import ir
+
+    return ir.Train().model_dump()
+
+
+def __getattr__(name: str):
+    if name == "DEFAULTS":
+        return defaults()
+    if name == "RUN_KEYS":  # settings that shape the training trajectory: fixed for the life of a run
+        return ("T", *defaults(), "subset", "test_subset")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class TrainOptions:
-    """Command-line options; None means: from the checkpoint (resume), else the model's recipe, else DEFAULTS."""
+    """Command-line options; None means: from the checkpoint (resume), else the model's recipe (whose settings
+    default to `DEFAULTS`)."""
 
     T: int | None = None
     batch_size: int | None = None

@@ -34,6 +34,7 @@ from .batch import TEST_STREAM, TRAIN_STREAM, VAL_STREAM, autocast, encode_batch
 from .encode import ENCODERS
 from .experiment import Experiment
 from .logs import METRIC_COLUMNS, read_metrics, write_metrics  # noqa: F401 (public API)
+from ..compiler.datasets import DEFAULT as DEFAULT_DATASET
 from .recipe import CHOICES, DEFAULTS, RUN_KEYS, TrainOptions  # noqa: F401 (public API)
 
 @dataclass
@@ -209,6 +210,8 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
             settings[key] = base[key] if given is None else given
     if exp.data is not None:  # a user's own data: named by it, not by the recipe
         settings["dataset"] = exp.data.name
+    elif settings["dataset"] is None:  # not said
+        settings["dataset"] = DEFAULT_DATASET
     if options.max_steps is not None and (not isinstance(options.max_steps, int) or options.max_steps < 1):
         raise SnncError(f"max_steps must be a positive number of batches, got {options.max_steps!r}",
                         hint="e.g. --max-steps 5 for a smoke run")
@@ -217,9 +220,7 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
 
 
 def _validate(exp: Experiment, s: dict):
-    for key, allowed in CHOICES.items():
-        if key == "dataset" and exp.data is not None:
-            continue
+    for key, allowed in CHOICES.items():  # the dataset is checked against its table by _check_data
         if s[key] not in allowed:
             raise SnncError(f"{key} '{s[key]}' is not supported", hint=f"use one of: {', '.join(allowed)}")
     for key in ("T", "batch_size", "epochs"):

@@ -272,7 +272,8 @@ def _images(row: Row, folder: Path, mtime: float, transform: tuple) -> Dataset:
 def _decoded(row: Row, folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The reader's arrays, from snnc's cache when these files were decoded before (a later run skips
     decompression, checksums and identification)."""
-    from ...runtime.cache import digest, subdir, write_file
+    from ...runtime.cache import digest, subdir
+    from ...runtime.files import write_atomic
 
     reader = _reader(row.reader)
     path = subdir("data") / f"{row.name}-{digest(_reader_code(row.reader), *files.identity(reader.paths(folder, row)))}.npz"
@@ -287,7 +288,7 @@ def _decoded(row: Row, folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]
     buffer = io.BytesIO()
     np.savez(buffer, **{f"{s}_{k}": a for s, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))})
     try:
-        write_file(buffer.getvalue(), path)
+        write_atomic(path, buffer.getvalue(), replace=False)
     except OSError:  # a cache that cannot be written only costs the next run the decoding
         pass
     return arrays
@@ -344,17 +345,14 @@ def _frames(row: Row, folder: Path, split: str, items: list, transform: tuple, b
 def _build(row: Row, folder: Path, items: list, transform: tuple, binning: ir.Step, T: int,
            shape: tuple[int, ...], target: Path) -> None:
     """Bin every sample and write the counts (uint8 where they fit, else uint16/int32) and offsets, atomically."""
-    import shutil
-    import tempfile
+    from ...runtime.files import write_atomic
 
     reader = _reader(row.reader)
     listed = files.sums(folder)
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+
+    def fill(tmp: Path) -> None:
         counts, biggest = [], 0
-        raw = open(tmp / "raw.bin", "wb")
-        with raw:
+        with open(tmp / "raw.bin", "wb") as raw:
             for item in items:
                 if listed and isinstance(item, Path):
                     files.verify(item, folder, listed)
@@ -376,15 +374,8 @@ def _build(row: Row, folder: Path, items: list, transform: tuple, binning: ir.St
         del data, source
         (tmp / "raw.bin").unlink()
         np.save(tmp / "offsets.npy", offsets)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "offsets.npy").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_atomic(target, fill, replace=False)
 
 
 def _nonempty(row: Row, splits: dict, folder: Path) -> None:

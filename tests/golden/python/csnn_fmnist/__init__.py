@@ -3,16 +3,7 @@
 from . import neurons, networks
 from ._snnc_runtime import detach_net, reset_net, set_backend, set_step_mode
 from .neurons import IF
-from .neurons import LIF
-from .neurons import PLIF
-from .neurons import QIF
-from .neurons import EIF
-from .neurons import Izhikevich
-from .neurons import SquareIF
-from .neurons import CUBALIF
-from .neurons import AdaptiveLIF
-from .neurons import LI
 from .networks import CsnnFmnist
 
-NEURONS = ('IF', 'LIF', 'PLIF', 'QIF', 'EIF', 'Izhikevich', 'SquareIF', 'CUBALIF', 'AdaptiveLIF', 'LI', )
+NEURONS = ('IF', )
 NETWORKS = ('CsnnFmnist', )
