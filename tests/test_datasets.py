@@ -23,7 +23,10 @@ TT = pytest.importorskip("tonic.transforms")
 
 def spikingjelly_datasets():
     """spikingjelly.datasets, whose package imports torchaudio (for its speech-commands set) at import: a stub
-    stands in where torchaudio is not installed (it would pull its own torch); nothing here uses it."""
+    stands in where torchaudio is not installed (it would pull its own torch); nothing here uses it. It imports
+    torchvision too, which CI's second torch has not (these readers are torch-independent: the first run covers
+    them)."""
+    pytest.importorskip("torchvision", reason="spikingjelly.datasets imports torchvision")
     if "torchaudio" not in sys.modules:
         try:
             import torchaudio  # noqa: F401
