@@ -1,8 +1,7 @@
 """snnc: a declarative compiler for spiking neural networks."""
 import os as _os
-import time as _time
 
-IMPORTED_AT = _time.perf_counter()  # for start-up times where /proc cannot say when the process started
+from .started import IMPORTED_AT  # noqa: F401  (first: a run's start where /proc cannot say)
 
 # OpenMP threads that spin while waiting collapse when another process wants the same cores (measured: 541
 # images/s against 3,155 with passive waiting, fc2_mnist beside a busy process on 2 cores). snnc's host kernels

@@ -15,9 +15,9 @@ def fit(model, train, test, *, network: str | None = None, kind: str = "images",
     binning `frames`), with the runner's validation split, checkpoints, exact resume (`resume=`), metrics,
     plots and data-parallel training (`nproc=`). `options` are `TrainOptions` fields (`epochs=`, `lr=`,
     `out_dir=`, `max_steps=`, ...). Returns what `snnc train` prints: the metrics and where the run is."""
-    import snnc
+    from ..runtime.loader import load
 
-    lib = snnc.load(model) if isinstance(model, (str, Path)) else model
+    lib = load(model) if isinstance(model, (str, Path)) else model
     cls = lib.network_class(network)
     data = from_torch(train, test, classes=cls.NUM_CLASSES, kind=kind, shape=shape, frames=frames, T=cls.T,
                       valid=valid, name=name)

@@ -183,9 +183,9 @@ def seconds_since_start() -> float:
             uptime = float(f.read().split()[0])
         return uptime - started / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
-        import snnc
+        from ..started import IMPORTED_AT
 
-        return time.perf_counter() - snnc.IMPORTED_AT
+        return time.perf_counter() - IMPORTED_AT
 
 
 def describe(run) -> str:
