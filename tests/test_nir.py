@@ -619,7 +619,7 @@ def test_cli_trained_weights_export_import_eval_and_resume(tmp_path, mnist_like,
     assert f"wrote {graph}: 5 NIR nodes" in out and f"wrote {snn_file} (network LifFcMnist, 3 nodes)" in out
     results = []
     for model, weights in (("models/lif_fc_mnist.snn", run / "last.pt"), (snn_file, tmp_path / "m.pt")):
-        assert cli.main(["eval", str(model), "--checkpoint", str(weights), *quick]) == 0
+        assert cli.main(["eval", str(model), "--checkpoint", str(weights), *quick, "--json"]) == 0
         results.append(json.loads(capsys.readouterr().out))
     assert {k: results[0][k] for k in ("test_loss", "test_acc", "samples")} == {
         k: results[1][k] for k in ("test_loss", "test_acc", "samples")}

@@ -47,7 +47,14 @@ def _dry_run(args) -> int:
 def run_eval(args) -> int:
     from ..train.runner import evaluate
 
-    print(json.dumps(evaluate(_experiment(args), args.checkpoint, _options(args))))
+    exp = _experiment(args)
+    result = evaluate(exp, args.checkpoint, _options(args))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{exp.name}, {args.checkpoint} (epoch {result['epoch']}), {result['samples']:,} test images")
+    print(f"  test accuracy  {100 * result['test_acc']:.2f} %")
+    print(f"  test loss      {result['test_loss']:.4f}")
     return 0
 
 
@@ -128,6 +135,7 @@ def _train_arguments(p) -> None:
 def _eval_arguments(p) -> None:
     _shared_arguments(p, training=False)
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="a last.pt or best.pt written by snnc train")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object instead of a table")
 
 
 TRAIN = Command(
@@ -148,6 +156,7 @@ TRAIN = Command(
 EVAL = Command(
     "eval", "evaluate a checkpoint on the test set",
     "Test loss and accuracy of a checkpoint of snnc train (the same spikes as training's test evaluation),\n"
-    "printed as JSON.",
-    "  snnc eval models/fc2_mnist.snn --checkpoint runs/Fc2Mnist/best.pt",
+    "printed as a table (or JSON with --json).",
+    "  snnc eval models/fc2_mnist.snn --checkpoint runs/Fc2Mnist/best.pt\n"
+    "  snnc eval models/fc2_mnist.snn --checkpoint runs/Fc2Mnist/best.pt --json",
     _eval_arguments, run_eval)

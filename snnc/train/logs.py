@@ -70,8 +70,8 @@ def repair(run) -> None:
     if best is not None and best["epoch"] == run.start_epoch and run.start_batch == 0:
         best_path = run.out_dir / ckpt.BEST
         held = ckpt.epoch_of(best_path)
-        if held != best["epoch"]:
-            ckpt.copy(run.out_dir / ckpt.LAST, best_path)
+        if held != best["epoch"]:  # from the checkpoint resumed, which may sit in another folder
+            ckpt.copy(ckpt.resolve(run.options.resume), best_path)
     if run.options.plots and run.metrics:
         from .plots import plot_curves
 
