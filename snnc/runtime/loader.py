@@ -96,9 +96,9 @@ def _placeless(node: ir.Node):
 
 
 def load(path: str | Path) -> Library:
+    checked = check_file(path)  # before torch is imported (by ops): a mistake in the file is reported at once
     from . import ops
 
-    checked = check_file(path)
     module, sources = checked.module, checked.sources
     key = _fingerprint(sources)
     name = f"snnc_gen_{package_name(module.file)}_{key}"
