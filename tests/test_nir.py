@@ -445,6 +445,38 @@ def test_norse_cubalif_within_a_rounding(tmp_path):
     assert _agree(_steps(lambda xt, s: net(xt, s), x), y) >= 1 - MISMATCH
 
 
+def _peer_run(peer: str, graph, x):
+    """A peer's import of `graph` run step by step over x [T, N, ...] (batched)."""
+    if peer == "snntorch":
+        pytest.importorskip("snntorch")
+        from snntorch.import_nir import import_from_nir
+
+        net = import_from_nir(graph)
+    elif peer == "norse":
+        net = _norse(graph)
+    else:
+        sj = pytest.importorskip("spikingjelly.activation_based.nir_exchange")
+        net = sj.import_from_nir(graph, dt=DT)
+    return _steps(lambda xt, s: net(xt, s), x)
+
+
+SHIPPED_PEER_CASES = [pytest.param(p.values[0], peer, id=f"{p.id}-{peer}") for p in EXPORTABLE_MODELS
+                      for peer in ("snntorch", "norse", "spikingjelly")]
+
+
+@pytest.mark.parametrize("path, peer", SHIPPED_PEER_CASES)
+def test_every_exported_shipped_model_runs_batched_in_the_peers(path, peer, tmp_path, in_repo_root):
+    """Each shipped model that exports, on a batch of 4, in snnTorch, Norse and SpikingJelly: the output has
+    the batch's shape (snnc's Flatten is exported with start_dim = -ndim, which the peers' importers read
+    as NIR means it: snnTorch and Norse pass start_dim to torch.nn.Flatten, where 0 would join the batch too)
+    and the spikes are snnc's, identical (thresholds in each peer's tie rule)."""
+    ties = "spikingjelly" if peer == "spikingjelly" else "nir"
+    graph, x, y = _snnc_outputs(path, tmp_path, ties, n=4, scale=3.0)  # both of fc2_mnist's layers fire
+    got = _peer_run(peer, graph, x)
+    assert got.shape == y.shape == (x.shape[0], 4, 10)
+    assert torch.equal(got, y)
+
+
 # ------------------------------------------------------------------ peers -> snnc
 def _snntorch_graph(modules: list, widths: list[int]):
     """snnTorch 1.0.0's `export_to_nir` fails with NIR 1.0.8 ('Type inference error: type mismatch'): it leaves
@@ -619,7 +651,7 @@ def test_cli_trained_weights_export_import_eval_and_resume(tmp_path, mnist_like,
     assert f"wrote {graph}: 5 NIR nodes" in out and f"wrote {snn_file} (network LifFcMnist, 3 nodes)" in out
     results = []
     for model, weights in (("models/lif_fc_mnist.snn", run / "last.pt"), (snn_file, tmp_path / "m.pt")):
-        assert cli.main(["eval", str(model), "--checkpoint", str(weights), *quick]) == 0
+        assert cli.main(["eval", str(model), "--checkpoint", str(weights), *quick, "--json"]) == 0
         results.append(json.loads(capsys.readouterr().out))
     assert {k: results[0][k] for k in ("test_loss", "test_acc", "samples")} == {
         k: results[1][k] for k in ("test_loss", "test_acc", "samples")}

@@ -34,7 +34,7 @@ def test_train_resume_and_eval_compiled_model(tmp_path, capsys):
         assert (out / name).stat().st_size > 0
     capsys.readouterr()
     assert main(["eval", str(ROOT / "models" / "lif_fc_mnist.snn"), "--checkpoint", str(out / "best.pt"),
-                 "--data-dir", str(MNIST), "--test-subset", "2000", "-T", "20"]) == 0
+                 "--data-dir", str(MNIST), "--test-subset", "2000", "-T", "20", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["test_acc"] >= 0.78
 

@@ -13,7 +13,7 @@ import sys
 from ..compiler.source import SnncError
 from ..version import __version__
 from . import check, nir, simulate, train
-from .common import Formatter
+from .common import Formatter, Parser, unknown_arguments
 
 COMMANDS = (check.CHECK, check.BUILD, train.TRAIN, train.EVAL, simulate.SIMULATE, check.VERIFY, nir.EXPORT,
             nir.IMPORT)
@@ -29,8 +29,8 @@ Training reads its dataset from --data-dir or $SNNC_DATA_DIR. 'snnc COMMAND --he
 """
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> Parser:
+    p = Parser(
         prog="snnc", formatter_class=Formatter, epilog=EPILOG,
         description="snnc compiles spiking neural networks described in .snn files into PyTorch modules and "
                     "fused kernels, and trains, evaluates, simulates and exports them.")
@@ -41,9 +41,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked before any command imports torch: a mistake is a `UsageError`."""
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in p._actions if a.dest == "command").choices[args.command]
+        raise unknown_arguments(sub, extra)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        args = parse(argv)
         return args.run(args)
     except SnncError as exc:
         print(exc.render(), file=sys.stderr)

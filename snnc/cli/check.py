@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import Command
+from .common import Command, count, existing_file
 
 
 # ----------------------------------------------------------------------------- check
@@ -109,7 +109,7 @@ def _print_graph(graph) -> None:
 
 
 def _check_arguments(p) -> None:
-    p.add_argument("model", metavar="MODEL.snn", help="the .snn file to check")
+    p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="the .snn file to check")
     p.add_argument("--json", action="store_true", help="print the checked IR as JSON instead")
     p.add_argument("--all", action="store_true", help="also list the neurons the file imports")
 
@@ -139,7 +139,7 @@ def run_build(args) -> int:
 
 
 def _build_arguments(p) -> None:
-    p.add_argument("model", metavar="MODEL.snn", help="the .snn file to build")
+    p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="the .snn file to build")
     p.add_argument("-o", "--out", default="build", metavar="DIR",
                    help="folder to write the package into (default: build)")
 
@@ -173,7 +173,7 @@ def run_verify(args) -> int:
 
 
 def _verify_arguments(p) -> None:
-    p.add_argument("model", metavar="MODEL.snn", help="the .snn file whose neurons to verify")
+    p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="the .snn file whose neurons to verify")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and any failures)")
 
 

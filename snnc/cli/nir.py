@@ -1,7 +1,7 @@
 """`snnc export` and `snnc import`: networks to and from NIR (the neuromorphic intermediate representation)."""
 from __future__ import annotations
 
-from .common import Command
+from .common import Command, count, existing_file
 
 TIES = ("how thresholds cross over (snnc fires at >=, NIR at >): 'nir' moves them one float32 down on export "
         "(up on import), exact in float32; 'spikingjelly' copies them, exact against SpikingJelly's nir_exchange")
@@ -31,20 +31,20 @@ def run_import(args) -> int:
 
 
 def _export_arguments(p) -> None:
-    p.add_argument("model", metavar="MODEL.snn", help="the .snn file whose network to export")
+    p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="the .snn file whose network to export")
     p.add_argument("--nir", required=True, metavar="OUT.nir", help="the NIR file to write (HDF5)")
     p.add_argument("--network", help="which network of the file (default: the first)")
-    p.add_argument("--checkpoint", help="weights from a checkpoint of snnc train (default: the initial weights)")
+    p.add_argument("--checkpoint", type=existing_file, help="weights from a checkpoint of snnc train (default: the initial weights)")
     p.add_argument("--dt", type=float, default=1e-4, help="seconds per step, for NIR's time constants (default: 1e-4)")
     p.add_argument("--ties", choices=("nir", "spikingjelly"), default="nir", help=TIES + " (default: nir)")
 
 
 def _import_arguments(p) -> None:
-    p.add_argument("graph", metavar="model.nir", help="the NIR graph to import (HDF5)")
+    p.add_argument("graph", metavar="model.nir", type=existing_file, help="the NIR graph to import (HDF5)")
     p.add_argument("-o", "--out", required=True, metavar="MODEL.snn", help="the .snn file to write")
     p.add_argument("--checkpoint", help="where to write the weights (default: MODEL.pt next to MODEL.snn)")
     p.add_argument("--network", help="the network's name (default: from the graph, else the file name)")
-    p.add_argument("-T", type=int, dest="T", help="steps per sample (default: from the graph, else 100)")
+    p.add_argument("-T", type=count, dest="T", help="steps per sample (default: from the graph, else 100)")
     p.add_argument("--encoder", help="the network's encoder (default: from the graph, else direct)")
     p.add_argument("--readout", help="the network's readout (default: from the graph, else rate or mean)")
     p.add_argument("--dt", type=float, help="seconds per step (default: from the graph, else 1e-4)")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..compiler.source import SnncError
-from .common import Command
+from .common import Command, count, existing_file
 
 
 def _param_value(item: str):
@@ -75,10 +75,10 @@ def run(args) -> int:
 
 
 def _arguments(p) -> None:
-    p.add_argument("model", metavar="MODEL.snn", help="a .snn file that defines or imports the neuron")
+    p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="a .snn file that defines or imports the neuron")
     p.add_argument("--neuron", required=True, help="the neuron's name, e.g. LIF")
     p.add_argument("--input", type=float, default=0.5, metavar="X", help="the constant input x (default: 0.5)")
-    p.add_argument("-T", type=int, dest="T", default=150, help="time steps (default: 150)")
+    p.add_argument("-T", type=count, dest="T", default=150, help="time steps (default: 150)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="a parameter's value, e.g. tau=10 or v_reset=none (repeatable; default: the neuron's)")
     p.add_argument("--plot", metavar="FILE", help="write v over time with the spikes (.png, .pdf or .svg)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ..train.recipe import CHOICES, TrainOptions
-from .common import Command
+from .common import Command, count, existing_file
 
 
 def _options(args) -> TrainOptions:
@@ -15,26 +15,28 @@ def _options(args) -> TrainOptions:
 def _experiment(args):
     import snnc
 
+    lib = snnc.load(args.model)  # checks the file before torch is imported: a mistake in it is reported at once
     from ..train.experiment import from_library
 
-    return from_library(snnc.load(args.model), args.network)
+    return from_library(lib, args.network)
 
 
 def run_train(args) -> int:
     if args.dry_run:
         return _dry_run(args)
+    exp = _experiment(args)
     from ..train.runner import train
 
-    result = train(_experiment(args), _options(args))
+    result = train(exp, _options(args))
     if result:
         print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}))
     return 0
 
 
 def _dry_run(args) -> int:
+    exp = _experiment(args)
     from ..train.runner import dry_run
 
-    exp = _experiment(args)
     r = dry_run(exp, _options(args))
     s = r["settings"]
     compiled = f", {r['compile_seconds']:.1f} s compiling kernels" if r["compile_seconds"] >= 0.05 else ""
@@ -45,9 +47,16 @@ def _dry_run(args) -> int:
 
 
 def run_eval(args) -> int:
+    exp = _experiment(args)
     from ..train.runner import evaluate
 
-    print(json.dumps(evaluate(_experiment(args), args.checkpoint, _options(args))))
+    result = evaluate(exp, args.checkpoint, _options(args))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{exp.name}, {args.checkpoint} (epoch {result['epoch']}), {result['samples']:,} test images")
+    print(f"  test accuracy  {100 * result['test_acc']:.2f} %")
+    print(f"  test loss      {result['test_loss']:.4f}")
     return 0
 
 
@@ -57,10 +66,10 @@ def _recipe(key: str) -> str:
 
 
 def _shared_arguments(p, training: bool) -> None:
-    p.add_argument("model", metavar="MODEL.snn", help="the .snn file")
+    p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="the .snn file")
     p.add_argument("--network", help="which network of the file (default: the first)")
-    p.add_argument("-T", type=int, dest="T", help="time steps per sample (default: the network's T)")
-    p.add_argument("-b", "--batch-size", type=int, dest="batch_size", metavar="N", help=f"samples per batch ({_recipe('batch_size')})")
+    p.add_argument("-T", type=count, dest="T", help="time steps per sample (default: the network's T)")
+    p.add_argument("-b", "--batch-size", type=count, dest="batch_size", metavar="N", help=f"samples per batch ({_recipe('batch_size')})")
     data = p.add_argument_group("data")
     data.add_argument("--data-dir", dest="data_dir", metavar="DIR",
                       help="the dataset's folder, in its publisher's (or torchvision's, tonic's, SpikingJelly's) "
@@ -77,9 +86,9 @@ def _shared_arguments(p, training: bool) -> None:
         data.add_argument("--val-split", type=float, dest="val_split", metavar="F",
                           help="fraction of the training images held out (the same ones in every run) to choose "
                                f"best.pt; the test set is reported, never used to choose ({_recipe('val_split')})")
-        data.add_argument("--subset", type=int, metavar="K",
+        data.add_argument("--subset", type=count, metavar="K",
                           help="train on the first K training images only, for 1 epoch unless --epochs is given")
-    data.add_argument("--test-subset", type=int, dest="test_subset", metavar="K",
+    data.add_argument("--test-subset", type=count, dest="test_subset", metavar="K",
                       help="evaluate on the first K test images only (default: all 10,000)")
     where = p.add_argument_group("where it runs")
     from ..runtime.backends import names
@@ -87,7 +96,7 @@ def _shared_arguments(p, training: bool) -> None:
     where.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when there is one, else cpu)")
     where.add_argument("--backend", choices=names(),
                        help="neuron kernels (default: the fastest available on the device: cupy on GPUs, cpp on CPUs)")
-    where.add_argument("--workers", type=int, metavar="N", help="CPU threads (default: every core)")
+    where.add_argument("--workers", type=count, metavar="N", help="CPU threads (default: every core)")
     where.add_argument("--no-fuse-input", dest="fuse_input", action="store_false", default=None,
                        help="encode to a spike tensor and run the first layer separately (slower; for comparison)")
 
@@ -95,7 +104,7 @@ def _shared_arguments(p, training: bool) -> None:
 def _train_arguments(p) -> None:
     _shared_arguments(p, training=True)
     r = p.add_argument_group("recipe (each default comes from the model's train { ... } block, else snnc's)")
-    r.add_argument("--epochs", type=int, metavar="N",
+    r.add_argument("--epochs", type=count, metavar="N",
                    help=f"passes over the training images ({_recipe('epochs')}; with --subset, 1)")
     r.add_argument("--lr", type=float, help=f"learning rate ({_recipe('lr')})")
     r.add_argument("--opt", choices=CHOICES["opt"], help=f"optimizer ({_recipe('opt')})")
@@ -111,15 +120,15 @@ def _train_arguments(p) -> None:
     run = p.add_argument_group("the run")
     run.add_argument("--out-dir", dest="out_dir", metavar="DIR",
                      help="where last.pt, best.pt, metrics.csv, plots and TensorBoard logs go (default: runs/NETWORK)")
-    run.add_argument("--resume", metavar="CHECKPOINT",
+    run.add_argument("--resume", metavar="CHECKPOINT", type=existing_file,
                      help="continue a run from its last.pt, exactly where it stopped (settings from the checkpoint)")
     run.add_argument("--overwrite", action="store_true", default=None,
                      help="start afresh in an --out-dir that already holds a run")
-    run.add_argument("--max-steps", type=int, dest="max_steps", metavar="N",
+    run.add_argument("--max-steps", type=count, dest="max_steps", metavar="N",
                      help="smoke run: stop after N training batches; validate and test on N batches each")
     run.add_argument("--dry-run", action="store_true",
                      help="build the network and train one batch of random images; read and write nothing")
-    run.add_argument("--nproc", type=int, metavar="N", help="data-parallel processes (default: 1)")
+    run.add_argument("--nproc", type=count, metavar="N", help="data-parallel processes (default: 1)")
     run.add_argument("--quiet", action="store_true", default=None, help="print only errors and the final result")
     run.add_argument("--no-plots", dest="plots", action="store_false", default=None,
                      help="write no accuracy.png, loss.png or output.png")
@@ -127,7 +136,8 @@ def _train_arguments(p) -> None:
 
 def _eval_arguments(p) -> None:
     _shared_arguments(p, training=False)
-    p.add_argument("--checkpoint", required=True, metavar="FILE", help="a last.pt or best.pt written by snnc train")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", type=existing_file, help="a last.pt or best.pt written by snnc train")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object instead of a table")
 
 
 TRAIN = Command(
@@ -148,6 +158,7 @@ TRAIN = Command(
 EVAL = Command(
     "eval", "evaluate a checkpoint on the test set",
     "Test loss and accuracy of a checkpoint of snnc train (the same spikes as training's test evaluation),\n"
-    "printed as JSON.",
-    "  snnc eval models/fc2_mnist.snn --checkpoint runs/Fc2Mnist/best.pt",
+    "printed as a table (or JSON with --json).",
+    "  snnc eval models/fc2_mnist.snn --checkpoint runs/Fc2Mnist/best.pt\n"
+    "  snnc eval models/fc2_mnist.snn --checkpoint runs/Fc2Mnist/best.pt --json",
     _eval_arguments, run_eval)

@@ -312,7 +312,11 @@ def _metadata(x: _Export, inp: str, out: str) -> str:
 def _flatten(x: _Export, layer: ir.Layer, info):
     import nir
 
-    return nir.Flatten(input_type={"input": np.array(info.in_shapes[0])}, start_dim=0, end_dim=-1)
+    # every dimension of the input type, counted from the end: NIR's dimensions exclude the batch, while
+    # snnTorch's and Norse's importers (and nirtorch's default) hand start_dim to torch.nn.Flatten, which
+    # counts the batch; start_dim = -ndim means the same to NIR and to all of them (SpikingJelly's too)
+    shape = np.array(info.in_shapes[0])
+    return nir.Flatten(input_type={"input": shape}, start_dim=-len(shape), end_dim=-1)
 
 
 def _linear(x: _Export, layer: ir.Layer, info):

@@ -315,7 +315,8 @@ def _flatten_op(ctx: _Context, name: str, node) -> Line:
     shape = node.input_type.get("input") if node.input_type else None
     ndim = None if shape is None else len(np.atleast_1d(shape))
     end = node.end_dim if node.end_dim >= 0 or ndim is None else ndim + node.end_dim
-    if node.start_dim != 0 or (ndim is not None and end != ndim - 1) or (ndim is None and node.end_dim != -1):
+    start = node.start_dim if node.start_dim >= 0 or ndim is None else ndim + node.start_dim
+    if start != 0 or (ndim is not None and end != ndim - 1) or (ndim is None and node.end_dim != -1):
         raise _Skip(f"flattens dimensions {node.start_dim}..{node.end_dim}; snnc's flatten joins all of them")
     return Line(name, ir.Flatten(), comment="NIR Flatten")
 

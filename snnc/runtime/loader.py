@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,16 +73,32 @@ class Library:
         return self.networks[name]
 
     def model_hash(self, name: str | None = None) -> str:
-        """What a checkpoint of this network is tied to: its IR (without source positions)."""
+        """What a checkpoint of this network is tied to: its content, never where it sits. The network's IR
+        and that of every neuron it uses (from this file or an import), without source positions and
+        without the file names they came from: the same model by any path, from any folder, or copied
+        elsewhere has the same hash; an edit of a comment or of another network leaves it too."""
         cls = self.network_class(name)
         net_ir = next(n for n in self.module.networks if n.name == cls.__name__)
-        return hashlib.sha256(net_ir.model_dump_json().encode()).hexdigest()[:16]
+        used = sorted({layer.op.neuron for layer in net_ir.layers if layer.op.kind == "neuron"})
+        content = [_placeless(net_ir)] + [_placeless(self.module.neuron(n)) for n in used]
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _placeless(node: ir.Node):
+    """A node as plain data without the names of the files it was read from."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "file"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return strip(node.model_dump(mode="json"))
 
 
 def load(path: str | Path) -> Library:
+    checked = check_file(path)  # before torch is imported (by ops): a mistake in the file is reported at once
     from . import ops
 
-    checked = check_file(path)
     module, sources = checked.module, checked.sources
     key = _fingerprint(sources)
     name = f"snnc_gen_{package_name(module.file)}_{key}"

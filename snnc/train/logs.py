@@ -70,8 +70,8 @@ def repair(run) -> None:
     if best is not None and best["epoch"] == run.start_epoch and run.start_batch == 0:
         best_path = run.out_dir / ckpt.BEST
         held = ckpt.epoch_of(best_path)
-        if held != best["epoch"]:
-            ckpt.copy(run.out_dir / ckpt.LAST, best_path)
+        if held != best["epoch"]:  # from the checkpoint resumed, which may sit in another folder
+            ckpt.copy(ckpt.resolve(run.options.resume), best_path)
     if run.options.plots and run.metrics:
         from .plots import plot_curves
 
@@ -174,18 +174,27 @@ class Logger:
         self.writer.flush()
 
 
+# Python reaches `import snnc` well within this many seconds of its start; a process that /proc says began
+# earlier ran another program first (a shell runs the last command of `bash -c "setup && snnc train"` in its own
+# process, and /proc keeps the shell's start): its time is not snnc's.
+PYTHON_START_UP = 5.0
+
+
 def seconds_since_start() -> float:
-    """Wall seconds since this process started (from /proc on Linux; elsewhere, since snnc was imported)."""
+    """Wall seconds since this Python process started: from /proc on Linux, unless that is the start of a
+    shell that then ran Python in its place; there, and where there is no /proc, since snnc was imported."""
+    from ..started import IMPORTED_AT
+
+    since_import = time.perf_counter() - IMPORTED_AT
     try:
         with open("/proc/self/stat") as f:
             started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
         with open("/proc/uptime") as f:
             uptime = float(f.read().split()[0])
-        return uptime - started / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
-        from ..started import IMPORTED_AT
-
-        return time.perf_counter() - IMPORTED_AT
+        return since_import
+    since_process = uptime - started / os.sysconf("SC_CLK_TCK")
+    return since_process if since_process - since_import < PYTHON_START_UP else since_import
 
 
 def describe(run) -> str:
