@@ -590,6 +590,119 @@ def test_stale_temporaries_are_removed_and_entries_never_replaced(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [".pkg-new", "pkg"]
 
 
+# ------------------------------------------------------------------ the cache: nothing planted runs
+def _nobody() -> int | None:
+    import pwd
+
+    try:
+        return pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        return None
+
+
+PLANTS = ["world-writable", "group-writable", "owned by nobody", "symlink"]
+REFUSAL = {"world-writable": "other users can write to it", "group-writable": "other users can write to it",
+           "owned by nobody": "it belongs to another user", "symlink": "it is a symbolic link"}
+
+
+def _plant(path: Path, how: str, elsewhere: Path) -> None:
+    """Make the (existing) `path` untrusted in the way `how` names."""
+    if how == "owned by nobody":
+        if os.getuid() != 0 or _nobody() is None:
+            pytest.skip("chown to another user needs root and a 'nobody' account")
+        os.chown(path, _nobody(), -1)
+    elif how == "symlink":
+        path.rename(elsewhere)  # the same content, reached through a link: refused all the same
+        path.symlink_to(elsewhere)
+    else:
+        path.chmod(path.lstat().st_mode | (stat.S_IWOTH if how == "world-writable" else stat.S_IWGRP))
+
+
+PLANTED_PACKAGE = "import pathlib\npathlib.Path({!r}).write_text('ran')\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+@pytest.mark.parametrize("how", PLANTS)
+@pytest.mark.parametrize("where", ["subfolder", "entry", "file in entry"])
+def test_a_planted_package_never_runs(tmp_path, private_cache, how, where):
+    from snnc.runtime.loader import import_package
+
+    marker = tmp_path / "ran"
+    entry = cache.subdir("packages") / "snnc_gen_planted"
+    entry.mkdir(mode=0o755)  # a folder others may enter: the files in it are held to the modes too
+    (entry / "__init__.py").write_text(PLANTED_PACKAGE.format(str(marker)))
+    (entry / "__init__.py").chmod(0o644)
+    target = {"subfolder": entry.parent, "entry": entry, "file in entry": entry / "__init__.py"}[where]
+    _plant(target, how, tmp_path / "moved")
+    with pytest.raises(SnncError) as info:
+        cache.subdir("packages")
+        import_package(f"snnc_gen_planted_{where.replace(' ', '_')}_{how.split()[0]}", entry)
+    message = info.value.render()
+    assert f"refusing to use the cache entry {target}: {REFUSAL[how]}" in message and "= hint: remove it" in message
+    assert not marker.exists()
+
+
+def test_snnc_load_refuses_its_own_entry_once_others_can_write_it(tmp_path, private_cache):
+    model = tmp_path / "m.snn"
+    model.write_text(NEURON.format(""))
+    entry = snnc.load(model).path
+    entry.chmod(0o777)
+    for name in [m for m in sys.modules if m.startswith(entry.name)]:
+        del sys.modules[name]  # as a fresh process finds it
+    with pytest.raises(SnncError, match="refusing to use the cache entry .*other users can write to it"):
+        snnc.load(model)
+
+
+@needs_cxx
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+@pytest.mark.parametrize("how", PLANTS)
+@pytest.mark.parametrize("where", ["subfolder", "entry"])
+def test_a_planted_library_is_never_loaded(tmp_path, private_cache, how, where):
+    from snnc.runtime import cc
+
+    marker = tmp_path / "ran"
+    source = "extern \"C\" int snnc_probe() { return 1; }\n"
+    target = cc.compile_library(source, "probe")
+    planted = ('#include <cstdio>\n__attribute__((constructor)) static void run() {{ FILE *f = fopen("{}", "w");'
+               ' if (f) fclose(f); }}\n').format(marker)
+    built = cc.compile_library(planted, "planted")
+    built.replace(target)  # the planted library where the real one is looked up
+    _plant({"subfolder": target.parent, "entry": target}[where], how, tmp_path / "moved")
+    with pytest.raises(SnncError, match=f"refusing to use the cache entry .*: {REFUSAL[how]}"):
+        cc.load_library.__wrapped__(source, "probe")
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+@pytest.mark.parametrize("how", PLANTS)
+def test_planted_plans_and_decoded_data_are_refused(tmp_path, private_cache, how):
+    from snnc.compiler.derive import plan
+    from snnc.runtime import plans
+    from snnc.train import data
+
+    neuron = check_file("m.snn", NEURON.format("    param tau = 2.0")).module.neurons[0]
+    spec = plans.spec_for(plan(neuron))
+    plans._PLANS.clear()
+    plans.plan_for(spec)
+    path = next((private_cache / "plans").iterdir())
+    _plant(path, how, tmp_path / "moved-plan")
+    plans._PLANS.clear()
+    with pytest.raises(SnncError, match=f"refusing to use the cache entry .*: {REFUSAL[how]}"):
+        plans.plan_for(spec)
+    plans._PLANS.clear()
+
+    folder = tmp_path / "mnist"
+    write_mnist(folder, 20, 10)
+    data._images.cache_clear()
+    data.load("mnist", folder)
+    entry = next((private_cache / "data").glob("*.npz"))
+    _plant(entry, how, tmp_path / "moved-data")
+    data._images.cache_clear()
+    with pytest.raises(SnncError, match=f"refusing to use the cache entry .*: {REFUSAL[how]}"):
+        data.load("mnist", folder)
+    data._images.cache_clear()
+
+
 RACE = """
 import sys, time
 import torch

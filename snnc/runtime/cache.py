@@ -1,7 +1,9 @@
 """snnc's on-disk cache: generated packages and compiled kernels, keyed by everything that shapes them.
 
 * The folder (SNNC_CACHE_DIR, else $XDG_CACHE_HOME/snnc, else ~/.cache/snnc) must be private to the user:
-  code found there is imported and executed, so a folder another user can write to is refused.
+  code found there is imported and executed, so a folder another user can write to is refused. So is each
+  subfolder (`packages/`, `cpp/`, `cuda/`, `plans/`, `data/`) and each entry before it is imported, loaded
+  or read (`trusted`): a symbolic link, or a file or folder owned by another user or writable by others.
 * Keys hash each part with its length (no two different lists of parts share a key, whatever bytes they
   hold) and include a hash of snnc's own generator sources: an upgrade never serves old generated code.
 * Entries are written to a temporary name and renamed into place (`files.write_atomic`); an existing entry
@@ -36,18 +38,62 @@ def cache_dir() -> Path:
     except OSError as exc:
         raise SnncError(f"cannot create snnc's cache folder {path}: {exc.strerror or exc}",
                         hint="set SNNC_CACHE_DIR to a writable folder of your own") from None
-    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
-        raise SnncError(f"refusing to use the cache folder {path}: "
-                        + ("it belongs to another user" if info.st_uid != os.getuid() else
-                           "other users can write to it") + ", and snnc runs the code it finds there",
+    problem = _untrusted(info)
+    if problem:
+        raise SnncError(f"refusing to use the cache folder {path}: {problem}, and snnc runs the code it finds there",
                         hint=f"chmod go-w {path} (if it is yours), or set SNNC_CACHE_DIR to a private folder")
     return path
 
 
 def subdir(name: str) -> Path:
+    """A subfolder of the cache (created private), refused as the entries in it are (see `trusted`)."""
     path = cache_dir() / name
-    path.mkdir(mode=0o700, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+    except FileExistsError:  # a file or a link to one: refused below
+        pass
+    except OSError as exc:
+        raise SnncError(f"cannot create the cache folder {path}: {exc.strerror or exc}",
+                        hint="set SNNC_CACHE_DIR to a writable folder of your own") from None
+    return trusted(path)
+
+
+def trusted(path: Path) -> Path:
+    """`path`, an entry of the cache about to be imported, loaded or read (a folder: with everything in it),
+    once none of it is a symbolic link, belongs to another user or can be written by others; else an error.
+    Files inside a folder that no other user may enter are only held to the first two."""
+    try:
+        problem = _untrusted(path.lstat())
+        top = path.lstat().st_mode
+        if not problem and stat.S_ISDIR(top):
+            sealed = not top & 0o077
+            for inner in path.rglob("*"):
+                problem = _untrusted(inner.lstat(), modes=not sealed)
+                if problem:
+                    path = inner
+                    break
+    except FileNotFoundError:
+        return path  # not there yet: written by snnc (privately) before it is used
+    except OSError as exc:
+        problem = f"it cannot be examined ({exc.strerror or exc})"
+    if problem:
+        raise SnncError(f"refusing to use the cache entry {path}: {problem}, and snnc runs or reads what it finds "
+                        "in its cache", hint=f"remove it (rm -r {path}) and snnc writes it again, or set "
+                                             "SNNC_CACHE_DIR to a private folder")
     return path
+
+
+def _untrusted(info: os.stat_result, modes: bool = True) -> str | None:
+    """Why a file or folder with this (l)stat cannot be trusted, or None."""
+    if stat.S_ISLNK(info.st_mode):
+        return "it is a symbolic link"
+    if not hasattr(os, "getuid"):
+        return None
+    if info.st_uid != os.getuid():
+        return "it belongs to another user"
+    if modes and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "other users can write to it"
+    return None
 
 
 def digest(*parts: str | bytes) -> str:

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..compiler.source import SnncError
-from .cache import compiling, digest, subdir
+from .cache import compiling, digest, subdir, trusted
 
 DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17")
 
@@ -52,7 +52,7 @@ def compile_library(source: str, name: str, flags: tuple[str, ...] = DEFAULT_FLA
     compiler = find_compiler()
     key = digest(compiler, cpu_identity(), *flags, source)
     target = subdir("cpp") / f"{name}-{key}.so"
-    if target.exists():
+    if trusted(target).exists():
         return target
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
         src = Path(tmp) / f"{name}.cpp"
@@ -65,6 +65,7 @@ def compile_library(source: str, name: str, flags: tuple[str, ...] = DEFAULT_FLA
                 f"C++ compilation of generated kernel '{name}' failed:\n{proc.stderr.strip()[:4000]}",
                 hint="this is a bug in snnc's code generator; please report it with your .snn file",
             )
+        os.chmod(out, 0o700)  # whatever the umask: an entry others could write would be refused
         os.replace(out, target)
     return target
 

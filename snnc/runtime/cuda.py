@@ -36,7 +36,7 @@ import torch
 from ..compiler.neuron import Plan
 from ..compiler.renderers import CUDA_LAUNCH, CKernels
 from ..compiler.source import SnncError
-from .cache import compiling, digest, subdir
+from .cache import compiling, digest, subdir, trusted
 from .files import write_atomic
 
 __all__ = ["CudaKernels", "cuda_kernels", "nvrtc_compile", "compile_to_file", "cuda_include_dirs",
@@ -113,7 +113,7 @@ def compile_to_file(source: str, name: str, arch: str, options: tuple[str, ...] 
     opts = (f"--gpu-architecture={arch}", *options, *(f"-I{d}" for d in cuda_include_dirs()))
     kind = "cubin" if arch.startswith("sm_") else "ptx"
     target = subdir("cuda") / f"{name}-{digest(source, *opts, str(nvrtc.getVersion()))}.{kind}"
-    if target.exists():
+    if trusted(target).exists():
         return target
     with compiling():
         image = _compile(nvrtc, source, name, arch, opts, kind)

@@ -20,7 +20,7 @@ from ..compiler.codegen import RUNTIME_FILE, package_name
 from ..compiler.driver import Compiled, check_file, compile_file, render_kernels, render_package
 from ..compiler.source import SnncError
 from . import backends
-from .cache import digest, generator_hash, subdir, usual_mode, write_dir
+from .cache import digest, generator_hash, subdir, trusted, usual_mode, write_dir
 from .files import write_atomic
 
 _SHIM = "# snnc.load shares one runtime between all loaded models\nfrom snnc.runtime.support import *  # noqa: F401,F403\n"
@@ -38,6 +38,7 @@ def import_package(name: str, folder: str | Path) -> ModuleType:
     """The package in `folder` (a generated one) under the module name `name`, imported once per process."""
     if name in sys.modules:
         return sys.modules[name]
+    trusted(Path(folder))
     spec = importlib.util.spec_from_file_location(name, Path(folder) / "__init__.py",
                                                   submodule_search_locations=[str(folder)])
     mod = importlib.util.module_from_spec(spec)

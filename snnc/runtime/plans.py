@@ -82,10 +82,10 @@ def _plan_json():
 
 
 def _cached_plan(spec: str) -> Plan:
-    from .cache import digest, generator_hash, subdir
+    from .cache import digest, generator_hash, subdir, trusted
     from .files import write_atomic
 
-    path = subdir("plans") / f"{digest(generator_hash(), spec)}.json"
+    path = trusted(subdir("plans") / f"{digest(generator_hash(), spec)}.json")
     try:
         return _plan_json().validate_json(path.read_bytes())
     except (OSError, ValueError):  # not there yet (or unreadable: derived again and rewritten)

@@ -31,15 +31,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes):
     """A run's output file: written atomically and durably (it survives a crash once this returns), with the
     user's usual permissions (not a temporary's 0600)."""
     path = Path(path)
-    write_atomic(path, data, mode=usual_mode(), durable=True, on_rename=lambda when: _fault_point(path.name, when))
+    write_atomic(path, data, mode=usual_mode(), durable=True, on_rename=lambda when: fault_point(path.name, when))
 
 
 _WRITES: dict[str, int] = {}
 
 
-def _fault_point(name: str, when: str) -> None:
+def fault_point(name: str, when: str) -> None:
     """Fault injection for the resume tests: SNNC_KILL_AT="<file>:<n>:<before|after>" kills this process
-    (SIGKILL, no clean-up) at the n-th write of that file, before or after it is renamed into place."""
+    (SIGKILL, no clean-up) at the n-th write of that file, before or after it is renamed into place; "run"
+    for the file is the run itself, before its setup and after its training loop. SNNC_KILL_SIGNAL=TERM
+    sends SIGTERM instead (the run goes on to where it stops cleanly)."""
     spec = os.environ.get("SNNC_KILL_AT")
     if not spec:
         return
@@ -49,7 +51,7 @@ def _fault_point(name: str, when: str) -> None:
     if when == "before":
         _WRITES[name] = _WRITES.get(name, 0) + 1
     if _WRITES.get(name) == int(n) and at == when:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGTERM if os.environ.get("SNNC_KILL_SIGNAL") == "TERM" else signal.SIGKILL)
 
 
 def remove_temporaries(folder: str | os.PathLike) -> None:

@@ -30,6 +30,7 @@ def checkpoint_state(run, epoch: int, batch: int, sums: dict | None) -> dict:
         "rng": ckpt.rng_state(),
         "metrics": [dict(r) for r in run.metrics],
         "best_acc": run.best_acc,
+        "steps": run.steps,
         "settings": dict(run.settings),
         "options": {k: v for k, v in asdict(run.options).items() if isinstance(v, (str, int, float, bool, type(None)))},
     }
@@ -205,7 +206,7 @@ def describe(run) -> str:
     start = f", resuming at epoch {run.start_epoch + 1}" if run.start_epoch or run.start_batch else ""
     n_train = len(run.train)
     held = f", {len(run.val):,} held out for validation" if len(run.val) else ", no validation split"
-    limit = run.options.max_steps
+    limit = s["max_steps"]
     smoke = (f"; smoke run: at most {limit} training batch{'es' if limit > 1 else ''}, validation and test on "
              f"{limit} batch{'es' if limit > 1 else ''} each") if limit is not None else ""
     epochs = f"{s['epochs']} epoch{'s' if s['epochs'] > 1 else ''}"

@@ -63,11 +63,11 @@ class _Run:
     best_acc: float = -1.0
     buffers: dict = field(default_factory=dict)
     nonfinite: list = field(default_factory=list)  # neuron layers whose state held NaN/inf after the last batch
-    steps: int = 0  # training batches run by this process
+    steps: int = 0  # training batches run (over the whole run: a resumed run goes on counting)
 
     @property
     def steps_left(self) -> int | None:
-        limit = self.options.max_steps
+        limit = self.settings["max_steps"]
         return None if limit is None else max(0, limit - self.steps)
 
     @property
@@ -144,20 +144,39 @@ def dry_run(exp: Experiment, options: TrainOptions | None = None) -> dict:
 # ----------------------------------------------------------------------------- setup
 
 def _train_process(exp: Experiment, options: TrainOptions, rank: int, world: int) -> dict:
-    run = _setup(exp, options, rank, world)
-    if run.main:
-        ckpt.remove_temporaries(run.out_dir)  # of writes a killed run never finished
-        if options.resume:
-            logs.repair(run)
-    with ckpt.InterruptGuard() as guard, logs.Logger(run) as log:
-        for epoch in range(run.start_epoch, run.settings["epochs"]):
-            row = _run_epoch(run, epoch, guard, log)
-            log.epoch(row)
-            if run.steps_left == 0:
-                break
-        if run.start_epoch >= run.settings["epochs"] and run.main and not options.quiet:
-            print(f"{run.out_dir}: all {run.settings['epochs']} epochs already done", file=sys.stderr)
+    """The whole run under the guard: a signal before the first batch stops it with nothing written, one
+    during an epoch at the next batch (saving last.pt there), one after an epoch's checkpoint or after the
+    loop stops it with what is saved; each exits 130 and resumes exactly."""
+    with ckpt.InterruptGuard() as guard:
+        ckpt.fault_point("run", "before")
+        run = _setup(exp, options, rank, world)
+        if run.main:
+            ckpt.remove_temporaries(run.out_dir)  # of writes a killed run never finished
+            if options.resume:
+                logs.repair(run)
+        _stop_between(run, guard, "before training started; nothing new was saved")
+        ran = False
+        with logs.Logger(run) as log:
+            for epoch in range(run.start_epoch, run.settings["epochs"]):
+                if run.steps_left == 0:
+                    break
+                log.epoch(_run_epoch(run, epoch, guard, log))
+                ran = True
+                _stop_between(run, guard, f"after epoch {epoch + 1}; checkpoint saved to {run.out_dir / ckpt.LAST}")
+        if not ran and run.main and not options.quiet:
+            done = (f"all {run.settings['epochs']} epochs" if run.steps_left != 0 else
+                    f"all {run.settings['max_steps']} steps of --max-steps")
+            print(f"{run.out_dir}: {done} already done", file=sys.stderr)
+        ckpt.fault_point("run", "after")
+        _stop_between(run, guard, f"after training finished; every output is saved in {run.out_dir}")
     return logs.result(run)
+
+
+def _stop_between(run: _Run, guard: ckpt.InterruptGuard, where: str) -> None:
+    """Stop (exit 130) if a signal came while no batch was running: what it leaves is already saved."""
+    if _consensus(run, interrupted=guard.requested, bad_loss=False):
+        raise Interrupted(f"interrupted {where}", hint=f"resume with --resume {run.out_dir / ckpt.LAST}"
+                          if (run.out_dir / ckpt.LAST).exists() else "run the same command again")
 
 
 def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Run:
@@ -215,8 +234,20 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
     if options.max_steps is not None and (not isinstance(options.max_steps, int) or options.max_steps < 1):
         raise SnncError(f"max_steps must be a positive number of batches, got {options.max_steps!r}",
                         hint="e.g. --max-steps 5 for a smoke run")
+    settings["max_steps"] = _max_steps(options.max_steps, saved, strict)
     _validate(exp, settings)
     return settings
+
+
+def _max_steps(given: int | None, saved: dict | None, strict: bool) -> int | None:
+    """A smoke run's step budget: it shapes the run, so it rides in the checkpoint like the settings (a run
+    resumed without --max-steps keeps its budget; one started without a budget gets none)."""
+    if saved is None or "max_steps" not in saved:
+        return given
+    if strict and given is not None and given != saved["max_steps"]:
+        raise SnncError(f"--max-steps {given} differs from the resumed run's {saved['max_steps']}",
+                        hint="a resumed run keeps its settings; start a new run to change them")
+    return saved["max_steps"]
 
 
 def _validate(exp: Experiment, s: dict):
@@ -359,6 +390,7 @@ def _restore(run: _Run, state: dict):
     run.partial = dict(state.get("partial") or {})
     run.metrics = list(state["metrics"])
     run.best_acc = state["best_acc"]
+    run.steps = state.get("steps", 0)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -395,7 +427,7 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
     train_seconds = sums["seconds"] + time.perf_counter() - start - (compile_seconds() - compiled)  # not compiling
     totals = distributed.all_sum(run.world, [sums["loss"], sums["correct"], sums["count"]], run.device)
     val_loss, val_acc = float("nan"), float("nan")
-    limit = run.options.max_steps
+    limit = run.settings["max_steps"]
     if len(run.val):
         val_loss, val_acc, _ = _evaluate(run.exp, run.net, run.val, run.settings, run.device, run.buffers,
                                          run.rank, run.world, run.options.fuse_input, VAL_STREAM, limit,

@@ -272,11 +272,11 @@ def _images(row: Row, folder: Path, mtime: float, transform: tuple) -> Dataset:
 def _decoded(row: Row, folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The reader's arrays, from snnc's cache when these files were decoded before (a later run skips
     decompression, checksums and identification)."""
-    from ...runtime.cache import digest, subdir
+    from ...runtime.cache import digest, subdir, trusted
     from ...runtime.files import write_atomic
 
     reader = _reader(row.reader)
-    path = subdir("data") / f"{row.name}-{digest(_reader_code(row.reader), *files.identity(reader.paths(folder, row)))}.npz"
+    path = trusted(subdir("data") / f"{row.name}-{digest(_reader_code(row.reader), *files.identity(reader.paths(folder, row)))}.npz")
     try:
         with np.load(path) as z:
             arrays = {split: (z[f"{split}_x"], z[f"{split}_y"]) for split in row.splits}
@@ -323,7 +323,7 @@ def _binned(row: Row, folder: Path, T: int, binning: ir.Step, transform: tuple, 
 def _frames(row: Row, folder: Path, split: str, items: list, transform: tuple, binning: ir.Step, T: int,
             shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """A split's frames from the cache, or binned now and cached: (memory-mapped counts, offsets)."""
-    from ...runtime.cache import digest, subdir
+    from ...runtime.cache import digest, subdir, trusted
 
     reader = _reader(row.reader)
     sources = reader.paths(folder, row) if hasattr(reader, "paths") else list(items)
@@ -335,6 +335,7 @@ def _frames(row: Row, folder: Path, split: str, items: list, transform: tuple, b
     target = subdir("data") / f"{row.name}-{split}-frames-{key}"
     if not (target / "offsets.npy").is_file():
         _build(row, folder, items, transform, binning, T, shape, target)
+    trusted(target)
     try:
         return np.load(target / "frames.npy", mmap_mode="r"), np.load(target / "offsets.npy")
     except (OSError, ValueError) as exc:
