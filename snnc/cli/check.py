@@ -23,6 +23,7 @@ def run_check(args) -> int:
         _print_neuron(n, compiled)
     for net in module.networks:
         _print_graph(compiled.graphs[net.name])
+        _print_memory(compiled.graphs[net.name], module)
     return 0
 
 
@@ -106,6 +107,29 @@ def _print_graph(graph) -> None:
     for g in graph.schedule:
         if g.loop:
             print(f"  loop over time: {', '.join(g.nodes)} (run step by step; feedback reads the previous step)")
+
+
+def _print_memory(graph, module) -> None:
+    from ..compiler.memory import POLICIES, plan
+
+    plans = {p: plan(graph, module, p) for p in POLICIES}
+    chosen = graph.network.train.memory
+    rows = [(r.name, *(f"{q[i].kept} {_size(q[i].bytes_per_sample)}" for q in plans.values()))
+            for i, r in enumerate(plans["fast"]) if any(q[i].kept != "-" for q in plans.values())]
+    totals = ("total", *(_size(sum(r.bytes_per_sample for r in q)) for q in plans.values()))
+    header = ("node", *(f"{p}{' (train)' if p == chosen else ''}" for p in POLICIES))
+    print(f"  memory plan: node outputs kept for backward, per sample (all {graph.network.T} steps; neurons' "
+          f"own per-step values not counted):")
+    widths = [max(len(r[i]) for r in [header, *rows, totals]) for i in range(len(header))]
+    for r in [header, *rows, totals]:
+        print("    " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _check_arguments(p) -> None:

@@ -116,6 +116,11 @@ def _train_arguments(p) -> None:
     r.add_argument("--loss", choices=CHOICES["loss"],
                    help=f"mse against one-hot rates, or cross-entropy of the readout ({_recipe('loss')})")
     r.add_argument("--amp", action="store_true", default=None, help="mixed precision (default: the model's train block, else off)")
+    r.add_argument("--memory", choices=CHOICES["memory"],
+                   help=f"what backward keeps: fast (everything), balanced (spikes as bits, cheap layers recomputed), "
+                        f"min (every stateless layer recomputed); gradients are the same ({_recipe('memory')})")
+    r.add_argument("--gradient", choices=CHOICES["gradient"],
+                   help=f"bptt, or online learning whose memory does not grow with T: sltt, ottt ({_recipe('gradient')})")
     r.add_argument("--seed", type=int, help=f"weights, sample order and Poisson spikes ({_recipe('seed')})")
     run = p.add_argument_group("the run")
     run.add_argument("--out-dir", dest="out_dir", metavar="DIR",

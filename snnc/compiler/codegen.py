@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from . import ir
-from . import forward
+from . import forward, memory
 from .check import Checked
 from .graph import Graph, NodeInfo, rows
 from .layers import EmitContext, describe, kind_of
@@ -114,7 +114,7 @@ def _describe(info: NodeInfo) -> str:
     return f"{describe(info.layer.op)}: {shapes} -> {list(info.out_shape)}, {info.params} parameters"
 
 
-def _network_context(graph: Graph, surrogates: _Surrogates) -> dict:
+def _network_context(graph: Graph, surrogates: _Surrogates, module: ir.Module) -> dict:
     net = graph.network
     ctx = EmitContext(lambda value: f"SURROGATE_{surrogates.add(surrogate_from_value(value))}")
 
@@ -127,7 +127,7 @@ def _network_context(graph: Graph, surrogates: _Surrogates) -> dict:
         "classes": graph.output.out_shape[0], "encoder": net.encoder,
         "readout": "mean" if net.readout == "rate" else net.readout, "step_mode": net.step_mode,
         "train": net.train.model_dump(), "output": graph.output.layer.name,
-        "graph": rows(net), "loops": forward.loops(graph),
+        "graph": rows(net), "loops": forward.loops(graph), "memory": memory.actions(graph, module),
         "modules": forward.modules(graph, emit), "seq": forward.forward_seq(graph), "step": forward.forward_step(graph),
         "rows": [comment(f"{name}: {_describe(info)}") for name, info in graph.nodes.items()],
     }
@@ -142,7 +142,7 @@ def render(checked: Checked) -> dict[str, str]:
     env = environment()
     neuron_surrogates, net_surrogates = _Surrogates(), _Surrogates()
     neurons = [_neuron_context(n, neuron_surrogates) for n in emitted_neurons(module)]
-    networks = [_network_context(checked.graphs[net.name], net_surrogates) for net in module.networks]
+    networks = [_network_context(checked.graphs[net.name], net_surrogates, module) for net in module.networks]
     common = {"origin": module.file}
     return {
         "__init__.py": env.get_template("__init__.py.j2").render(

@@ -315,6 +315,8 @@ class Train(Node):
     seed: int = 0
     amp: bool = False
     val_split: float = 0.1  # the share of training images held out to choose best.pt
+    memory: Literal["fast", "balanced", "min"] = "fast"  # what backward keeps (compiler/memory.py)
+    gradient: Literal["bptt", "sltt", "ottt"] = "bptt"  # through time, or online (runtime/online.py)
 
 
 class Network(Node):

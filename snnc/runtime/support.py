@@ -679,6 +679,8 @@ class Network(nn.Module):
     auto_reset = True
     step_mode = "m"
     snnc_stateful = True
+    MEMORY: dict = {}  # per memory policy but fast: node -> 'bits' | 'recompute' (compiler/memory.py)
+    saving = None  # the memory plan carried out (snnc.runtime.memory.apply); None: autograd's way
 
     def __init__(self):
         super().__init__()
@@ -697,6 +699,9 @@ class Network(nn.Module):
             if self.auto_reset:
                 reset_net(self.layers)
                 self.memory = {}
+            if self.saving is not None and torch.is_grad_enabled():
+                with self.saving:  # the memory plan's hooks on what backward keeps (snnc.runtime.memory)
+                    return self.forward_seq(x)
             return self.forward_seq(x)
         return self.forward_step(x)
 

@@ -103,6 +103,7 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     _threads(options.workers, 1, device)
     _check_data(exp, settings)
     net = _build_net(exp, options.backend, device, settings["seed"])
+    _plan_memory(exp, net, settings)
     ckpt.load_into(net, state, "model", checkpoint)
     data = _load_data(exp, settings, options)
     test = data.test.head(settings["test_subset"])
@@ -121,6 +122,8 @@ def dry_run(exp: Experiment, options: TrainOptions | None = None) -> dict:
     _threads(options.workers, 1, device)
     _check_data(exp, settings)
     net = _build_net(exp, options.backend, device, settings["seed"])
+    _plan_memory(exp, net, settings)
+    _plan_memory(exp, net, settings)
     optimizer = _optimizer(net, settings)
     n = settings["batch_size"]
     x, y = _random_batch(exp, settings, n, device)
@@ -189,6 +192,7 @@ def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Ru
     _check_data(exp, settings)
     data = _load_data(exp, settings, options)
     net = _build_net(exp, options.backend, device, settings["seed"])
+    _plan_memory(exp, net, settings)
     optimizer = _optimizer(net, settings)
     scheduler = _scheduler(optimizer, settings)
     scaler = torch.amp.GradScaler("cuda") if settings["amp"] and device.type == "cuda" else None
@@ -215,12 +219,12 @@ def _resolve(exp: Experiment, options: TrainOptions, saved: dict | None, strict:
     for key in RUN_KEYS:
         given = getattr(options, key)
         if saved is not None and key in saved:
-            if strict and given is not None and given != saved[key] and key != "epochs":
+            if strict and given is not None and given != saved[key] and key not in ("epochs", "memory"):
                 raise SnncError(
                     f"--{key.replace('_', '-')} {given} differs from the resumed run's {saved[key]}",
                     hint="a resumed run keeps its settings (only --epochs may grow); start a new run to change them",
                 )
-            settings[key] = saved[key] if given is None or key != "epochs" else given
+            settings[key] = saved[key] if given is None or key not in ("epochs", "memory") else given
         elif saved is not None and key == "val_split":
             settings[key] = 0.0  # a run from before validation splits trained on all training images
         elif key == "epochs" and given is None and options.subset is not None:
@@ -359,6 +363,20 @@ def _build_net(exp: Experiment, backend: str | None, device: torch.device, seed:
     exp.set_backend(net, backend or backends.default(device))
     exp.reset(net)
     return net
+
+
+def _plan_memory(exp: Experiment, net: torch.nn.Module, s: dict) -> None:
+    """The memory policy and gradient mode of the run, on a generated network (a user's module: fast, bptt)."""
+    from ..runtime import memory, online
+
+    if not isinstance(net, support.Network):
+        for key, default in (("memory", "fast"), ("gradient", "bptt")):
+            if s[key] != default:
+                raise SnncError(f"{key} '{s[key]}' needs a network snnc generated; {exp.name} is a torch module",
+                                hint=f"train it with {key} = {default}")
+        return
+    memory.apply(net, memory.policy_actions(net, s["memory"]))
+    online.apply(net, s["gradient"])
 
 
 def _optimizer(net: torch.nn.Module, s: dict) -> torch.optim.Optimizer:
