@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MNIST, needs_mnist
+from conftest import MNIST, NO_SJ, needs_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +29,8 @@ RUNS = {
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_benchmark_runs(script, tmp_path):
     args, expected = RUNS[script]
+    if NO_SJ and script in ("neuron_speed", "train_speed"):  # they time SpikingJelly beside snnc
+        pytest.skip(NO_SJ)
     if script in ("train_speed", "startup", "busy_machine"):
         args = [*args, "--data-dir", str(MNIST)]
     env = {**os.environ, "SNNC_CACHE_DIR": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 import snnc
@@ -82,3 +83,35 @@ def test_dropout_mask_is_shared_across_time_in_training(tmp_path):
     dropped, kept = (y == 0) & (x != 0), y != 0
     assert dropped.any() and kept.any()
     assert not (dropped.any(0) & kept.any(0)).any()  # a unit is dropped at every step or at none
+
+
+FEEDBACK = """
+import snnc.neurons
+
+network Feedback {
+    input = [1]
+    T = 9
+    encoder = direct
+    layers {
+        a = add(in, late)
+        s = IF()
+        late = {late} from s
+        concat(s, late)
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("late, period", [("delay(1)", 1), ("delay(2)", 2), ("delay(3)", 3), ("IF(v_threshold = 0.5)", 1)])
+def test_feedback_through_delay_d_arrives_d_steps_later(tmp_path, late, period):
+    """A node read before it is defined is read one step late; a delay(d) on the way is that late step itself:
+    what `s` fires at t comes back at t + d (not t + d + 1). A pulse at t = 0 keeps circling with period d (a
+    neuron on the way instead: one step)."""
+    path = tmp_path / "feedback.snn"
+    path.write_text(FEEDBACK.replace("{late}", late))
+    net = snnc.load(path).network(backend="torch")
+    x = torch.zeros(9, 1, 1)
+    x[0] = 1.0
+    with torch.no_grad():
+        s = net(x)[:, 0, 0]
+    assert s.nonzero().flatten().tolist() == list(range(0, 9, period))

@@ -16,6 +16,8 @@ from snnc.compiler.derive import default_config, plan
 from snnc.runtime.backends import available
 from snnc.runtime.verify import compare, default_values, learnable_defaults, random_input
 
+from conftest import needs_sj
+
 BACKENDS = [b for b in ("torch", "cpp") if b in available("cpu")]
 
 EQ1 = """
@@ -36,6 +38,7 @@ def _lib(tmp_path, text, name="ode.snn"):
     return snnc.load(path)
 
 
+@needs_sj
 @pytest.mark.parametrize("backend", ["module", *BACKENDS])
 def test_euler_from_eq1_is_spikingjelly_lif_exactly(tmp_path, backend):
     from spikingjelly.activation_based import functional, neuron
@@ -76,7 +79,7 @@ network Probe {
 
 def _cuba_oracle(x: np.ndarray, tau_m, tau_syn, R, dt) -> np.ndarray:
     """i += x, then (i, v)' = [[-1/tau_syn, 0], [R/tau_m, -1/tau_m]] (i, v) exactly over dt: SciPy's expm."""
-    from scipy.linalg import expm
+    expm = pytest.importorskip("scipy.linalg").expm  # a test-only package (scripts/setup.sh --test)
 
     P = expm(np.array([[-1 / tau_syn, 0.0], [R / tau_m, -1 / tau_m]]) * dt)
     i = np.zeros(x.shape[1:])

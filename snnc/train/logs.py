@@ -11,6 +11,7 @@ from dataclasses import asdict
 import torch
 
 from . import checkpoint as ckpt
+from .board import Board
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                   "train_images_per_s", "seconds")
@@ -99,18 +100,25 @@ class Logger:
 
     def __init__(self, run):
         self.run = run
-        self.writer = None
+        self.board = None
         self.show = run.main and not run.options.quiet
 
     def __enter__(self) -> "Logger":
+        if self.run.main:
+            self.board = Board(self.run.out_dir, self.run.start_epoch, self.run.net)
         if self.show:
             print(describe(self.run), flush=True)
         return self
 
     def __exit__(self, *exc):
-        if self.writer is not None:
-            self.writer.close()
+        if self.board is not None:
+            self.board.close()
         return False
+
+    def step(self, step: int, loss: float, accuracy: float) -> None:
+        """One training batch's loss and accuracy (and the layers' firing rates), for TensorBoard."""
+        if self.board is not None:
+            self.board.batch(step, loss, accuracy, self.run.optimizer.param_groups[0]["lr"])
 
     def bar(self, epoch: int, total: int, initial: int):
         from tqdm import tqdm
@@ -165,14 +173,7 @@ class Logger:
             print(summary(row, run.settings["epochs"], run.best_acc), flush=True)
 
     def _tensorboard(self, row: dict):
-        if self.writer is None:  # opened at the first epoch's end: its import is not on the way to the first batch
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run.out_dir), purge_step=self.run.start_epoch + 1)
-        for key in METRIC_COLUMNS[1:]:
-            self.writer.add_scalar(key, row[key], row["epoch"])
-        self.writer.add_scalar("lr", self.run.optimizer.param_groups[0]["lr"], row["epoch"])
-        self.writer.flush()
+        self.board.epoch(row, METRIC_COLUMNS[1:], self.run.optimizer.param_groups[0]["lr"])
 
 
 # Python reaches `import snnc` well within this many seconds of its start; a process that /proc says began

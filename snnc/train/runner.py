@@ -29,7 +29,7 @@ from ..runtime import backends, support
 from ..runtime.cache import compile_seconds
 from . import checkpoint as ckpt
 from . import data as datasets
-from . import distributed, loader, logs
+from . import board, distributed, loader, logs
 from .batch import TEST_STREAM, TRAIN_STREAM, VAL_STREAM, autocast, encode_batch, loss_of, readout, run_net  # noqa: F401
 from .encode import ENCODERS
 from .experiment import Experiment
@@ -155,6 +155,8 @@ def _train_process(exp: Experiment, options: TrainOptions, rank: int, world: int
         run = _setup(exp, options, rank, world)
         if run.main:
             ckpt.remove_temporaries(run.out_dir)  # of writes a killed run never finished
+            if options.overwrite and not options.resume:
+                board.remove_events(run.out_dir)  # the earlier run's: two runs must not merge in TensorBoard
             if options.resume:
                 logs.repair(run)
         _stop_between(run, guard, "before training started; nothing new was saved")
@@ -432,6 +434,7 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
         sums["loss"] += loss * n
         sums["correct"] += correct
         sums["count"] += n
+        log.step(epoch * len(batches) + b, loss, correct / n)
         run.steps += 1
         if run.steps == 1:
             log.first_batch(bar)
