@@ -80,7 +80,9 @@ def test_deep_expressions_are_a_located_error(charge):
 
 def test_deep_lists_and_parentheses():
     message = error(network("flatten\nlinear(2)", "    input = " + "[" * DEEP + "1" + "]" * DEEP + "\n"))
-    assert message.startswith("m.snn:5:120: error: expression nested more than 100 levels deep")  # where it passes
+    assert message.startswith("m.snn:5:220: error: expression nested more than 100 levels deep")  # the coarse bound
+    message = error(network("flatten\nlinear(2)", "    input = " + "[" * 101 + "1" + "]" * 101 + "\n"))
+    assert message.startswith("m.snn:5:113: error: expression nested more than 100 levels deep")  # the 101st list
     # parentheses alone add no level: the expression is just x
     check_file("m.snn", NEURON.format("    param p = " + "(" * DEEP + "1.0" + ")" * DEEP))
 
@@ -91,6 +93,78 @@ def test_deep_nesting_through_the_cli_exits_1(tmp_path, capsys):
     assert cli.main(["check", str(path)]) == 1
     err = capsys.readouterr().err
     assert "nested more than 100 levels deep" in err and "internal error" not in err and "Traceback" not in err
+
+
+AT_LIMIT = {  # 100 levels of operators and calls each (one is the charge's own `v + ...`)
+    "calls": "v + " + "tanh(" * 99 + "x" + ")" * 99,
+    "minus": "v + " + "-" * 99 + "x",
+    "sum": "(" * 99 + "x" + " + v)" * 99 + " + v",
+    "where": "v + " + "where(x > 0.0, " * 98 + "x" + ", v)" * 98,  # the last condition is level 100
+    "power": "v + " + "(" * 98 + "x" + " ^ 1.0)" * 98 + " * 0.5",
+}
+
+
+@pytest.mark.parametrize("charge", AT_LIMIT.values(), ids=AT_LIMIT)
+def test_the_nesting_limit_is_exact(charge):
+    """100 levels check; one more is a located error (99 to 105 all passed check before, and 101 to 105 then
+    failed to load)."""
+    check_file("m.snn", f"neuron N {{\n    state v = 0.0\n    charge v = {charge}\n}}\n")
+    deeper = charge.replace("v + ", "v + -", 1) if charge.startswith("v + ") else "-" + charge
+    message = error(f"neuron N {{\n    state v = 0.0\n    charge v = {deeper}\n}}\n")
+    assert message.startswith("m.snn:3:") and "nested more than 100 levels deep" in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", *(["cpp"] if HAS_CXX else [])])
+def test_what_nests_to_the_limit_builds_loads_and_runs(tmp_path, private_cache, backend):
+    """Every later stage takes 100 levels: the plan cache's JSON (read again by a second process: pydantic's
+    own JSON parser stops at 200 levels), the printers, the derivatives, each backend's kernels."""
+    from snnc.runtime import plans
+
+    text = network("linear(3)\nN", head=f"neuron N {{\n    state v = 0.0\n    charge v = {AT_LIMIT['calls']}\n}}\n")
+    lib = load(tmp_path, text.replace("input = [1, 8, 8]", "input = [4]"))
+    net = lib.network()
+    snnc.functional.set_backend(net, backend)
+    x = torch.rand(2, 3, 4, requires_grad=True)
+    net(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    spec = next(iter(plans._PLANS), None)
+    if spec is not None:  # the fused backends: the plan comes back from its cache file as it was written
+        plans._PLANS.clear()
+        assert plans.plan_for(spec).neuron.name == "N"
+
+
+def _many_states(n: int) -> str:
+    states = "".join(f"    state s{i} = 0.0\n" for i in range(1, n))
+    charge = "".join(f"        s{i} = s{i} * 0.9 + x * {1 + i / n}\n" for i in range(1, n))
+    return (f"neuron N {{\n    state v = 0.0\n{states}    charge {{\n{charge}        v = v + x"
+            + "".join(f" + s{i}" for i in range(1, n)) + " * 0.01\n    }\n}\n")
+
+
+CHAINED = ("neuron N {{\n    state v = 0.0\n    state w = 0.0\n    charge {{\n        v = v + " + "tanh(" * 49 + "x"
+           + ")" * 49 + "\n        w = w + {}" + "tanh(" * 49 + "v" + ")" * 49 + "\n    }}\n}}\n")  # w: 50 + 50 levels
+
+
+@pytest.mark.slow
+def test_neurons_at_the_state_and_substitution_limits_build_and_run(tmp_path, private_cache):
+    """64 states (derivatives sum over all of them: long sums are balanced trees, not 64-deep chains) and a
+    state whose value nests 100 levels once the one before it is substituted: both build, load and run."""
+    for i, neuron in enumerate((_many_states(64), CHAINED.format(""))):
+        text = network("linear(3)\nN", head=neuron).replace("input = [1, 8, 8]", "input = [4]")
+        net = load(tmp_path, text, f"m{i}.snn").network()
+        x = torch.rand(2, 3, 4, requires_grad=True)
+        net(x).sum().backward()
+        assert torch.isfinite(x.grad).all()
+
+
+def test_one_state_or_level_past_the_limits_is_a_located_error():
+    assert error(_many_states(65)).startswith("m.snn:66:5: error: neuron 'N' has 65 states, more than snnc's limit "
+                                              "of 64")
+    message = error(CHAINED.format("-"))
+    assert message.startswith("m.snn:6:9: error: the new value of 'w' in neuron 'N' nests 101 levels deep once the "
+                              "assignments before it are substituted, more than snnc's limit of 100"), message
+    check_file("m.snn", _many_states(64))
+    check_file("m.snn", CHAINED.format(""))
 
 
 def test_blocks_nested_and_imports_chained_past_the_limit(tmp_path):
