@@ -510,6 +510,73 @@ def test_checkpoints_that_do_not_fit_name_the_key_or_shape(tmp_path, private_cac
                                    "out_dir": str(tmp_path / "resumed")}))
 
 
+def _without(state: dict, key: str) -> dict:
+    return {k: v for k, v in state.items() if k != key}
+
+
+MALFORMED = {  # how a checkpoint is damaged -> the key named and what was expected
+    "no settings": (lambda s: _without(s, "settings"), "'settings' is missing, expected a dict of settings"),
+    "no epoch": (lambda s: _without(s, "epoch"), "'epoch' is missing, expected a whole number"),
+    "no metrics": (lambda s: _without(s, "metrics"), "'metrics' is missing, expected a list of rows"),
+    "no rng": (lambda s: _without(s, "rng"), "'rng' is missing"),
+    "epoch a string": (lambda s: {**s, "epoch": "1"}, "'epoch' is str '1', expected a whole number"),
+    "epoch a bool": (lambda s: {**s, "epoch": True}, "'epoch' is bool True, expected a whole number"),
+    "negative epoch": (lambda s: {**s, "epoch": -1}, "'epoch' is int -1, expected a whole number from 0"),
+    "absurd epoch": (lambda s: {**s, "epoch": 10**30}, "'epoch' is int 1000000000000000000000000000000"),
+    "metrics not rows": (lambda s: {**s, "metrics": ["x"]}, "'metrics[0]' is str 'x', expected a row of numbers"),
+    "rng of the wrong size": (lambda s: {**s, "rng": {"torch": torch.zeros(3, dtype=torch.uint8)}},
+                              "'rng['torch']' is Tensor"),
+    "settings a list": (lambda s: {**s, "settings": [1]}, "'settings' is list [1], expected a dict of settings"),
+    "lr a string": (lambda s: {**s, "settings": {**s["settings"], "lr": "fast"}},
+                    "'settings['lr']' is str 'fast', expected a float"),
+    "infinite lr": (lambda s: {**s, "settings": {**s["settings"], "lr": math.inf}},
+                    "'settings['lr']' is float inf, expected a float"),
+    "T a float": (lambda s: {**s, "settings": {**s["settings"], "T": 2.5}}, "'settings['T']' is float 2.5"),
+    "bad steps": (lambda s: {**s, "settings": {**s["settings"], "transform": [{"nope": 1}]}},
+                  "'settings['transform']' is list [{'nope': 1}], expected data steps"),
+    "best_acc absurd": (lambda s: {**s, "best_acc": 1e9}, "'best_acc' is float 1000000000.0, expected an accuracy"),
+    "partial sums missing": (lambda s: {**s, "partial": {"loss": 1.0}}, "'partial' is dict"),
+}
+
+
+def test_malformed_checkpoints_name_the_key_and_what_was_expected(tmp_path, private_cache, mnist_like, capsys):
+    from snnc.train import checkpoint as ckpt
+    from snnc.train.experiment import from_library
+    from snnc.train.runner import TrainOptions, train
+
+    model = tmp_path / "m.snn"
+    model.write_text(network("flatten\nlinear(10)\nLIF").replace("[1, 8, 8]", "[1, 28, 28]"))
+    exp = from_library(snnc.load(model))
+    run = tmp_path / "run"
+    train(exp, TrainOptions(epochs=1, batch_size=16, subset=32, test_subset=16, data_dir=mnist_like, quiet=True,
+                            plots=False, device="cpu", out_dir=str(run)))
+    state = torch.load(run / "last.pt", weights_only=True)
+    for name, (damage, expected) in MALFORMED.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.pt"
+        ckpt.save(_without(damage(state), "format"), path)
+        with pytest.raises(SnncError) as info:
+            ckpt.load(path, exp.model_hash)
+        assert f"checkpoint {path} is malformed: {expected}" in info.value.render(), (name, info.value.render())
+    # through the CLI: exit 1, no traceback, and a resume of it
+    argv = ["train", str(model), "--data-dir", str(mnist_like), "--resume", str(tmp_path / "negative_epoch.pt"),
+            "--out-dir", str(tmp_path / "again"), "--device", "cpu", "--quiet", "--no-plots"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "'epoch' is int -1" in err and "Traceback" not in err
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_without_torch_advice(tmp_path):
+    from snnc.train import checkpoint as ckpt
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ckpt.FORMAT, "payload": Path("x")}, path)  # a global a weights-only load refuses
+    with pytest.raises(SnncError) as info:
+        ckpt.load(path)
+    message = info.value.render()
+    assert "holds Python objects beyond tensors and plain values, which snnc never loads" in message
+    assert "weights_only" not in message and "trust" not in message
+
+
 def test_a_folder_of_another_dataset_is_refused(mnist_like, monkeypatch):
     from snnc.train import data
     from snnc.train.data import idx
