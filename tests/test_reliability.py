@@ -577,6 +577,55 @@ def test_a_checkpoint_holding_python_objects_is_refused_without_torch_advice(tmp
     assert "weights_only" not in message and "trust" not in message
 
 
+def _nir_graph(tau=10.0, weight=0.5, meta=None):
+    import nir
+    import numpy as np
+
+    from snnc.interchange.nir_export import META_KEY
+
+    f32 = np.float32
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}),
+             "fc": nir.Affine(weight=np.full((3, 4), weight, dtype=f32), bias=np.zeros(3, dtype=f32)),
+             "lif": nir.LIF(tau=np.full(3, tau, dtype=f32), r=np.ones(3, dtype=f32), v_leak=np.zeros(3, dtype=f32),
+                            v_threshold=np.ones(3, dtype=f32)),
+             "output": nir.Output(output_type={"output": np.array([3])})}
+    return nir.NIRGraph(nodes=nodes, edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
+                        metadata={} if meta is None else {META_KEY: meta})
+
+
+def _meta(**keys) -> str:
+    import json
+
+    from snnc.interchange.nir_export import FORMAT
+
+    return json.dumps({"format": FORMAT, **keys})
+
+
+NIR_CASES = {
+    "infinite tau": (dict(tau=math.inf), "node 'lif' (LIF): tau holds NaN or infinite values"),
+    "NaN weights": (dict(weight=math.nan), "node 'fc' (Affine): weight holds NaN or infinite values"),
+    "dt a string": (dict(meta=_meta(dt="x")), "the 'snnc' metadata's 'dt' is \"x\", expected a positive finite"),
+    "infinite dt": (dict(meta=_meta(dt=math.inf)), "'dt' is Infinity, expected a positive finite time step"),
+    "nodes a list": (dict(meta=_meta(nodes=[1])), "'nodes' is [1], expected an object of node records"),
+    "a node a string": (dict(meta=_meta(nodes={"lif": "x"})), "expected an object of node records"),
+    "order a number": (dict(meta=_meta(order=5)), "'order' is 5, expected a list of node names"),
+    "merges a list": (dict(meta=_meta(merges=[1])), "'merges' is [1], expected an object"),
+    "train a list": (dict(meta=_meta(network={"train": [1]})), "'network' is {\"train\": [1]}, expected an object"),
+    "deep JSON": (dict(meta="[" * 100000 + "]" * 100000), "the 'snnc' metadata nests too deep to be snnc's"),
+}
+
+
+@pytest.mark.parametrize("case", NIR_CASES.values(), ids=NIR_CASES)
+def test_malformed_nir_graphs_name_what_is_wrong(case):
+    from snnc.interchange.nir_import import import_graph
+
+    import_graph(_nir_graph())  # the sound graph imports
+    kwargs, expected = case
+    with pytest.raises(SnncError) as info:
+        import_graph(_nir_graph(**kwargs), source="g.nir")
+    assert expected in info.value.render()
+
+
 def test_a_folder_of_another_dataset_is_refused(mnist_like, monkeypatch):
     from snnc.train import data
     from snnc.train.data import idx
