@@ -179,6 +179,43 @@ def test_blocks_nested_and_imports_chained_past_the_limit(tmp_path):
     assert info.value.render().startswith(f"{tmp_path / 'f100.snn'}:1:1: error: imports nested more than 100 files deep")
 
 
+# ------------------------------------------------------------------ disclosure: nothing of a file that is not .snn text
+SECRET = "root:$6$SECRET-HASH:19000:0:99999:7:::"
+
+
+@pytest.mark.parametrize("kind", ["no .snn suffix", "a link to another file", "binary", "special file", "fifo",
+                                  "not UTF-8"])
+def test_an_import_that_is_not_snn_text_is_refused_before_it_is_shown(tmp_path, kind):
+    secret = tmp_path / "shadow"
+    secret.write_text(SECRET + "\n")
+    target = {"no .snn suffix": secret, "a link to another file": tmp_path / "lib.snn",
+              "binary": tmp_path / "bin.snn", "special file": Path("/proc/self/environ"),
+              "fifo": tmp_path / "pipe.snn", "not UTF-8": tmp_path / "latin.snn"}[kind]
+    if kind == "a link to another file":
+        target.symlink_to(secret)
+    elif kind == "binary":
+        target.write_bytes(SECRET.encode() + b"\x00\x01\n")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "not UTF-8":
+        target.write_bytes(SECRET.encode() + b"\xe9\n")
+    model = tmp_path / "m.snn"
+    model.write_text(f'import "{target}"\n')
+    with pytest.raises(SnncError) as info:
+        check_file(model)
+    message = info.value.render()
+    assert message.startswith(f"{model}:1:1: error: cannot import '{target}': "), message
+    assert "SECRET" not in message and "\n1 | import" in message  # only the importing line is shown
+
+
+def test_a_file_given_directly_that_is_not_utf8_is_located(tmp_path, capsys):
+    path = tmp_path / "latin.snn"
+    path.write_bytes(b"neuron N {\n    state v = 0.0  # caf\xe9\n}\n")
+    assert cli.main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:2:25: error: {path} is not UTF-8 text (byte 35)"), err
+
+
 # ------------------------------------------------------------------ constants: located errors at check
 @pytest.mark.parametrize("decl,expected", [
     ("    param tau = 1e308 * 10.0",
