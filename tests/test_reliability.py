@@ -80,7 +80,9 @@ def test_deep_expressions_are_a_located_error(charge):
 
 def test_deep_lists_and_parentheses():
     message = error(network("flatten\nlinear(2)", "    input = " + "[" * DEEP + "1" + "]" * DEEP + "\n"))
-    assert message.startswith("m.snn:5:120: error: expression nested more than 100 levels deep")  # where it passes
+    assert message.startswith("m.snn:5:220: error: expression nested more than 100 levels deep")  # the coarse bound
+    message = error(network("flatten\nlinear(2)", "    input = " + "[" * 101 + "1" + "]" * 101 + "\n"))
+    assert message.startswith("m.snn:5:113: error: expression nested more than 100 levels deep")  # the 101st list
     # parentheses alone add no level: the expression is just x
     check_file("m.snn", NEURON.format("    param p = " + "(" * DEEP + "1.0" + ")" * DEEP))
 
@@ -93,6 +95,78 @@ def test_deep_nesting_through_the_cli_exits_1(tmp_path, capsys):
     assert "nested more than 100 levels deep" in err and "internal error" not in err and "Traceback" not in err
 
 
+AT_LIMIT = {  # 100 levels of operators and calls each (one is the charge's own `v + ...`)
+    "calls": "v + " + "tanh(" * 99 + "x" + ")" * 99,
+    "minus": "v + " + "-" * 99 + "x",
+    "sum": "(" * 99 + "x" + " + v)" * 99 + " + v",
+    "where": "v + " + "where(x > 0.0, " * 98 + "x" + ", v)" * 98,  # the last condition is level 100
+    "power": "v + " + "(" * 98 + "x" + " ^ 1.0)" * 98 + " * 0.5",
+}
+
+
+@pytest.mark.parametrize("charge", AT_LIMIT.values(), ids=AT_LIMIT)
+def test_the_nesting_limit_is_exact(charge):
+    """100 levels check; one more is a located error (99 to 105 all passed check before, and 101 to 105 then
+    failed to load)."""
+    check_file("m.snn", f"neuron N {{\n    state v = 0.0\n    charge v = {charge}\n}}\n")
+    deeper = charge.replace("v + ", "v + -", 1) if charge.startswith("v + ") else "-" + charge
+    message = error(f"neuron N {{\n    state v = 0.0\n    charge v = {deeper}\n}}\n")
+    assert message.startswith("m.snn:3:") and "nested more than 100 levels deep" in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", *(["cpp"] if HAS_CXX else [])])
+def test_what_nests_to_the_limit_builds_loads_and_runs(tmp_path, private_cache, backend):
+    """Every later stage takes 100 levels: the plan cache's JSON (read again by a second process: pydantic's
+    own JSON parser stops at 200 levels), the printers, the derivatives, each backend's kernels."""
+    from snnc.runtime import plans
+
+    text = network("linear(3)\nN", head=f"neuron N {{\n    state v = 0.0\n    charge v = {AT_LIMIT['calls']}\n}}\n")
+    lib = load(tmp_path, text.replace("input = [1, 8, 8]", "input = [4]"))
+    net = lib.network()
+    snnc.functional.set_backend(net, backend)
+    x = torch.rand(2, 3, 4, requires_grad=True)
+    net(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    spec = next(iter(plans._PLANS), None)
+    if spec is not None:  # the fused backends: the plan comes back from its cache file as it was written
+        plans._PLANS.clear()
+        assert plans.plan_for(spec).neuron.name == "N"
+
+
+def _many_states(n: int) -> str:
+    states = "".join(f"    state s{i} = 0.0\n" for i in range(1, n))
+    charge = "".join(f"        s{i} = s{i} * 0.9 + x * {1 + i / n}\n" for i in range(1, n))
+    return (f"neuron N {{\n    state v = 0.0\n{states}    charge {{\n{charge}        v = v + x"
+            + "".join(f" + s{i}" for i in range(1, n)) + " * 0.01\n    }\n}\n")
+
+
+CHAINED = ("neuron N {{\n    state v = 0.0\n    state w = 0.0\n    charge {{\n        v = v + " + "tanh(" * 49 + "x"
+           + ")" * 49 + "\n        w = w + {}" + "tanh(" * 49 + "v" + ")" * 49 + "\n    }}\n}}\n")  # w: 50 + 50 levels
+
+
+@pytest.mark.slow
+def test_neurons_at_the_state_and_substitution_limits_build_and_run(tmp_path, private_cache):
+    """64 states (derivatives sum over all of them: long sums are balanced trees, not 64-deep chains) and a
+    state whose value nests 100 levels once the one before it is substituted: both build, load and run."""
+    for i, neuron in enumerate((_many_states(64), CHAINED.format(""))):
+        text = network("linear(3)\nN", head=neuron).replace("input = [1, 8, 8]", "input = [4]")
+        net = load(tmp_path, text, f"m{i}.snn").network()
+        x = torch.rand(2, 3, 4, requires_grad=True)
+        net(x).sum().backward()
+        assert torch.isfinite(x.grad).all()
+
+
+def test_one_state_or_level_past_the_limits_is_a_located_error():
+    assert error(_many_states(65)).startswith("m.snn:66:5: error: neuron 'N' has 65 states, more than snnc's limit "
+                                              "of 64")
+    message = error(CHAINED.format("-"))
+    assert message.startswith("m.snn:6:9: error: the new value of 'w' in neuron 'N' nests 101 levels deep once the "
+                              "assignments before it are substituted, more than snnc's limit of 100"), message
+    check_file("m.snn", _many_states(64))
+    check_file("m.snn", CHAINED.format(""))
+
+
 def test_blocks_nested_and_imports_chained_past_the_limit(tmp_path):
     blocks = "block B0(w) {\n    linear(w)\n}\n" + "".join(f"block B{i}(w) {{\n    B{i - 1}(w)\n}}\n"
                                                            for i in range(1, 300))
@@ -103,6 +177,43 @@ def test_blocks_nested_and_imports_chained_past_the_limit(tmp_path):
     with pytest.raises(SnncError) as info:
         check_file(tmp_path / "f0.snn")
     assert info.value.render().startswith(f"{tmp_path / 'f100.snn'}:1:1: error: imports nested more than 100 files deep")
+
+
+# ------------------------------------------------------------------ disclosure: nothing of a file that is not .snn text
+SECRET = "root:$6$SECRET-HASH:19000:0:99999:7:::"
+
+
+@pytest.mark.parametrize("kind", ["no .snn suffix", "a link to another file", "binary", "special file", "fifo",
+                                  "not UTF-8"])
+def test_an_import_that_is_not_snn_text_is_refused_before_it_is_shown(tmp_path, kind):
+    secret = tmp_path / "shadow"
+    secret.write_text(SECRET + "\n")
+    target = {"no .snn suffix": secret, "a link to another file": tmp_path / "lib.snn",
+              "binary": tmp_path / "bin.snn", "special file": Path("/proc/self/environ"),
+              "fifo": tmp_path / "pipe.snn", "not UTF-8": tmp_path / "latin.snn"}[kind]
+    if kind == "a link to another file":
+        target.symlink_to(secret)
+    elif kind == "binary":
+        target.write_bytes(SECRET.encode() + b"\x00\x01\n")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "not UTF-8":
+        target.write_bytes(SECRET.encode() + b"\xe9\n")
+    model = tmp_path / "m.snn"
+    model.write_text(f'import "{target}"\n')
+    with pytest.raises(SnncError) as info:
+        check_file(model)
+    message = info.value.render()
+    assert message.startswith(f"{model}:1:1: error: cannot import '{target}': "), message
+    assert "SECRET" not in message and "\n1 | import" in message  # only the importing line is shown
+
+
+def test_a_file_given_directly_that_is_not_utf8_is_located(tmp_path, capsys):
+    path = tmp_path / "latin.snn"
+    path.write_bytes(b"neuron N {\n    state v = 0.0  # caf\xe9\n}\n")
+    assert cli.main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:2:25: error: {path} is not UTF-8 text (byte 35)"), err
 
 
 # ------------------------------------------------------------------ constants: located errors at check
@@ -434,6 +545,122 @@ def test_checkpoints_that_do_not_fit_name_the_key_or_shape(tmp_path, private_cac
     with pytest.raises(SnncError, match=r"does not fit the model"):
         train(exp, TrainOptions(**{**options.__dict__, "epochs": 2, "resume": str(tmp_path / "reshaped.pt"),
                                    "out_dir": str(tmp_path / "resumed")}))
+
+
+def _without(state: dict, key: str) -> dict:
+    return {k: v for k, v in state.items() if k != key}
+
+
+MALFORMED = {  # how a checkpoint is damaged -> the key named and what was expected
+    "no settings": (lambda s: _without(s, "settings"), "'settings' is missing, expected a dict of settings"),
+    "no epoch": (lambda s: _without(s, "epoch"), "'epoch' is missing, expected a whole number"),
+    "no metrics": (lambda s: _without(s, "metrics"), "'metrics' is missing, expected a list of rows"),
+    "no rng": (lambda s: _without(s, "rng"), "'rng' is missing"),
+    "epoch a string": (lambda s: {**s, "epoch": "1"}, "'epoch' is str '1', expected a whole number"),
+    "epoch a bool": (lambda s: {**s, "epoch": True}, "'epoch' is bool True, expected a whole number"),
+    "negative epoch": (lambda s: {**s, "epoch": -1}, "'epoch' is int -1, expected a whole number from 0"),
+    "absurd epoch": (lambda s: {**s, "epoch": 10**30}, "'epoch' is int 1000000000000000000000000000000"),
+    "metrics not rows": (lambda s: {**s, "metrics": ["x"]}, "'metrics[0]' is str 'x', expected a row of numbers"),
+    "rng of the wrong size": (lambda s: {**s, "rng": {"torch": torch.zeros(3, dtype=torch.uint8)}},
+                              "'rng['torch']' is Tensor"),
+    "settings a list": (lambda s: {**s, "settings": [1]}, "'settings' is list [1], expected a dict of settings"),
+    "lr a string": (lambda s: {**s, "settings": {**s["settings"], "lr": "fast"}},
+                    "'settings['lr']' is str 'fast', expected a float"),
+    "infinite lr": (lambda s: {**s, "settings": {**s["settings"], "lr": math.inf}},
+                    "'settings['lr']' is float inf, expected a float"),
+    "T a float": (lambda s: {**s, "settings": {**s["settings"], "T": 2.5}}, "'settings['T']' is float 2.5"),
+    "bad steps": (lambda s: {**s, "settings": {**s["settings"], "transform": [{"nope": 1}]}},
+                  "'settings['transform']' is list [{'nope': 1}], expected data steps"),
+    "best_acc absurd": (lambda s: {**s, "best_acc": 1e9}, "'best_acc' is float 1000000000.0, expected an accuracy"),
+    "partial sums missing": (lambda s: {**s, "partial": {"loss": 1.0}}, "'partial' is dict"),
+}
+
+
+def test_malformed_checkpoints_name_the_key_and_what_was_expected(tmp_path, private_cache, mnist_like, capsys):
+    from snnc.train import checkpoint as ckpt
+    from snnc.train.experiment import from_library
+    from snnc.train.runner import TrainOptions, train
+
+    model = tmp_path / "m.snn"
+    model.write_text(network("flatten\nlinear(10)\nLIF").replace("[1, 8, 8]", "[1, 28, 28]"))
+    exp = from_library(snnc.load(model))
+    run = tmp_path / "run"
+    train(exp, TrainOptions(epochs=1, batch_size=16, subset=32, test_subset=16, data_dir=mnist_like, quiet=True,
+                            plots=False, device="cpu", out_dir=str(run)))
+    state = torch.load(run / "last.pt", weights_only=True)
+    for name, (damage, expected) in MALFORMED.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.pt"
+        ckpt.save(_without(damage(state), "format"), path)
+        with pytest.raises(SnncError) as info:
+            ckpt.load(path, exp.model_hash)
+        assert f"checkpoint {path} is malformed: {expected}" in info.value.render(), (name, info.value.render())
+    # through the CLI: exit 1, no traceback, and a resume of it
+    argv = ["train", str(model), "--data-dir", str(mnist_like), "--resume", str(tmp_path / "negative_epoch.pt"),
+            "--out-dir", str(tmp_path / "again"), "--device", "cpu", "--quiet", "--no-plots"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "'epoch' is int -1" in err and "Traceback" not in err
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_without_torch_advice(tmp_path):
+    from snnc.train import checkpoint as ckpt
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ckpt.FORMAT, "payload": Path("x")}, path)  # a global a weights-only load refuses
+    with pytest.raises(SnncError) as info:
+        ckpt.load(path)
+    message = info.value.render()
+    assert "holds Python objects beyond tensors and plain values, which snnc never loads" in message
+    assert "weights_only" not in message and "trust" not in message
+
+
+def _nir_graph(tau=10.0, weight=0.5, meta=None):
+    import nir
+    import numpy as np
+
+    from snnc.interchange.nir_export import META_KEY
+
+    f32 = np.float32
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}),
+             "fc": nir.Affine(weight=np.full((3, 4), weight, dtype=f32), bias=np.zeros(3, dtype=f32)),
+             "lif": nir.LIF(tau=np.full(3, tau, dtype=f32), r=np.ones(3, dtype=f32), v_leak=np.zeros(3, dtype=f32),
+                            v_threshold=np.ones(3, dtype=f32)),
+             "output": nir.Output(output_type={"output": np.array([3])})}
+    return nir.NIRGraph(nodes=nodes, edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
+                        metadata={} if meta is None else {META_KEY: meta})
+
+
+def _meta(**keys) -> str:
+    import json
+
+    from snnc.interchange.nir_export import FORMAT
+
+    return json.dumps({"format": FORMAT, **keys})
+
+
+NIR_CASES = {
+    "infinite tau": (dict(tau=math.inf), "node 'lif' (LIF): tau holds NaN or infinite values"),
+    "NaN weights": (dict(weight=math.nan), "node 'fc' (Affine): weight holds NaN or infinite values"),
+    "dt a string": (dict(meta=_meta(dt="x")), "the 'snnc' metadata's 'dt' is \"x\", expected a positive finite"),
+    "infinite dt": (dict(meta=_meta(dt=math.inf)), "'dt' is Infinity, expected a positive finite time step"),
+    "nodes a list": (dict(meta=_meta(nodes=[1])), "'nodes' is [1], expected an object of node records"),
+    "a node a string": (dict(meta=_meta(nodes={"lif": "x"})), "expected an object of node records"),
+    "order a number": (dict(meta=_meta(order=5)), "'order' is 5, expected a list of node names"),
+    "merges a list": (dict(meta=_meta(merges=[1])), "'merges' is [1], expected an object"),
+    "train a list": (dict(meta=_meta(network={"train": [1]})), "'network' is {\"train\": [1]}, expected an object"),
+    "deep JSON": (dict(meta="[" * 100000 + "]" * 100000), "the 'snnc' metadata nests too deep to be snnc's"),
+}
+
+
+@pytest.mark.parametrize("case", NIR_CASES.values(), ids=NIR_CASES)
+def test_malformed_nir_graphs_name_what_is_wrong(case):
+    from snnc.interchange.nir_import import import_graph
+
+    import_graph(_nir_graph())  # the sound graph imports
+    kwargs, expected = case
+    with pytest.raises(SnncError) as info:
+        import_graph(_nir_graph(**kwargs), source="g.nir")
+    assert expected in info.value.render()
 
 
 def test_a_folder_of_another_dataset_is_refused(mnist_like, monkeypatch):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -610,14 +612,23 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
                     found = target.is_file()
                 except OSError as exc:
                     raise SnncError(f"cannot import '{rel}': {exc.strerror or exc}", span, None, source) from None
+                if not found and target.exists():
+                    raise SnncError(f"cannot import '{rel}': it is not a regular file", span,
+                                    "an import names a .snn text file", source)
                 if not found:
                     raise SnncError(f"cannot import '{rel}': no such file {target}", span,
                                     "import paths are relative to the importing file", source)
+                problem = _not_snn(target) if kind == "import" else None
                 try:
-                    source_read = Source.read(target)
+                    source_read = Source.read(target) if problem is None else None
                 except SnncError as exc:  # not UTF-8, unreadable: said at the import that reads it
                     raise SnncError(f"cannot import '{rel}': {exc.diagnostics[0].message}", span,
                                     exc.diagnostics[0].hint, source) from None
+                if problem is None and _CONTROL.search(source_read.text):
+                    problem = "it is not text (it holds control characters)"
+                if problem is not None:  # refused before anything of it is shown
+                    raise SnncError(f"cannot import '{rel}': {problem}", span,
+                                    "an import names a .snn text file", source)
                 if kind == "library":  # reported as snnc/lib/<name>.snn, wherever the package is installed
                     source_read = Source(f"snnc/lib/{target.name}", source_read.text)
                 visit(source_read, stack + (key,))
@@ -643,6 +654,26 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
         names.add(net.name)
         networks.append(net)
     return ir.Module(file=root.name, neurons=tuple(neurons.values()), networks=tuple(networks)), sources
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")  # what no text has (tabs, newlines, form feeds aside)
+
+
+def _not_snn(target: Path) -> str | None:
+    """Why an imported path is not a .snn text file snnc may read (and then show lines of), or None: the file
+    `snnc check` reads may be untrusted text, and its imports must not make snnc echo other files."""
+    if target.suffix != ".snn":
+        return "it is not a .snn file"
+    try:
+        real = target.resolve(strict=True)
+        info = real.stat()
+    except (OSError, RuntimeError) as exc:
+        return f"it cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    if real.suffix != ".snn":
+        return "it links to a file that is not a .snn file"
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    return None
 
 
 def _unique(name: str, span, neurons: dict, blocks: dict, source: Source) -> None:

@@ -16,6 +16,7 @@ from .datasets import data_problems
 from .assemble import MAX_INT
 from .graph import Graph, analyse
 from .ode import lower_module
+from .parse import MAX_DEPTH
 from .printers import SnnPrinter
 from .surrogates import grad_expr, surrogate_from_value
 from .exprs import free_names
@@ -46,6 +47,8 @@ MODULE_ATTRIBUTES = {
 }
 
 
+MAX_STATES = 64  # states of one neuron: each is a pointer argument (two, for the backward) of every fused kernel
+MAX_SUBSTITUTED = MAX_DEPTH  # levels of a state's new value once the charge's earlier assignments are substituted
 MAX_NAME = 64  # generated file and folder names are built from names: keep them well under 255 bytes
 
 
@@ -97,6 +100,9 @@ def check_module(module: ir.Module, sources: dict[str, Source]) -> Checked:
         p.raise_if_any()
     module = lower_module(module, sources)
     p = Diagnostics(sources)
+    for n in module.neurons:
+        _substituted(n, p)
+    p.raise_if_any()
     graphs = _networks(module, p)
     p.raise_if_any()
     return Checked(module, sources, graphs)
@@ -139,6 +145,10 @@ def _declarations(module: ir.Module, p: Diagnostics) -> None:
                         f"write 'param {prm.name}: float? = none'")
             if prm.optional and prm.name != "v_reset":
                 p.error(f"only v_reset may be none (soft reset), not '{prm.name}'", prm, "give it a number")
+        if len(n.states) > MAX_STATES:
+            p.error(f"neuron '{n.name}' has {len(n.states)} states, more than snnc's limit of {MAX_STATES}",
+                    n.states[MAX_STATES], "every state is an argument of each fused kernel (a GPU kernel's "
+                    "arguments are limited): split the neuron into several layers")
         names = {s.name for s in n.states}
         if "v" not in names:
             p.error(f"neuron '{n.name}' has no membrane state 'v'", n,
@@ -153,6 +163,38 @@ def _declarations(module: ir.Module, p: Diagnostics) -> None:
         if not any(a.target == "v" for a in n.charge):
             p.error(f"the charge of neuron '{n.name}' does not update 'v'", n.charge[0] if n.charge else n,
                     "write e.g. 'charge v = v + x'")
+
+
+def _substituted(n: ir.Neuron, p: Diagnostics) -> None:
+    """Each assignment's value nests at most MAX_SUBSTITUTED levels once the earlier ones (of the charge as it
+    runs, differential equations lowered) are substituted into it, as the derivation does: a chain of states,
+    each one level on the last, nests as deep as it is long."""
+    levels: dict[str, int] = {}
+    for a in (*n.charge, *n.on_spike):
+        levels[a.target] = _levels(a.value, levels) + (a.op == "+=")
+        if levels[a.target] > MAX_SUBSTITUTED:
+            p.error(f"the new value of '{a.target}' in neuron '{n.name}' nests {levels[a.target]} levels deep once "
+                    f"the assignments before it are substituted, more than snnc's limit of {MAX_SUBSTITUTED}", a,
+                    "make fewer states depend on each other in one step (a state may use another's old value "
+                    "by being assigned first)")
+            return
+
+
+def _levels(e: ir.Expr, levels: dict[str, int]) -> int:
+    """Levels of operators and calls in `e`, a name counting as the levels of its value (without recursion)."""
+    done: dict[int, int] = {}
+    stack = [(e, False)]
+    while stack:
+        node, ready = stack.pop()
+        kids = [node.operand] if isinstance(node, ir.Unary) else [node.left, node.right] \
+            if isinstance(node, ir.BinOp) else list(node.args) if isinstance(node, ir.Call) else []
+        if not ready and kids:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids)
+            continue
+        done[id(node)] = (1 + max(done[id(k)] for k in kids) if kids else
+                          levels.get(node.name, 0) if isinstance(node, ir.Var) else 0)
+    return done[id(e)]
 
 
 def _check_odes(n: ir.Neuron, p: Diagnostics) -> None:

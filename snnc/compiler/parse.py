@@ -113,27 +113,54 @@ def parse_source(source: Source) -> list:
         raise _syntax_error(source, exc) from None
     _check_depth(source, tree)
     try:
-        return _Build(source).transform(tree)
+        items = _Build(source).transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, SnncError):
             raise exc.orig_exc from None
         raise
+    _check_levels(source, items)
+    return items
 
 
-MAX_DEPTH = 100  # how deeply expressions (and values) may nest: every later stage walks them recursively
-_STRUCTURE = 10  # the levels a file's own structure takes (start, neuron, charge, assign, ...)
+MAX_DEPTH = 100  # levels of operators and calls (and of lists in values): every later stage walks them recursively
+_STRUCTURE = 10  # the levels a file's own structure takes in the parse tree (start, neuron, charge, assign, ...)
+_LEVELS = (ir.Unary, ir.BinOp, ir.Call, ir.ListValue, ir.CallValue)  # what a level is: an operator, a call, a list
+
+
+def _too_deep(source: Source, span) -> SnncError:
+    return SnncError(f"expression nested more than {MAX_DEPTH} levels deep", span,
+                     f"snnc allows {MAX_DEPTH} levels of operators and calls: split it over several "
+                     "statements or states, or group a long sum with parentheses", source)
 
 
 def _check_depth(source: Source, tree) -> None:
-    """A located error for an expression nested past MAX_DEPTH levels (found without recursion)."""
+    """A first, coarse bound on the parse tree (without recursion), so that building the IR (recursive) is
+    safe; a parse-tree level is at most one IR level, so it never refuses what `_check_levels` allows."""
     stack = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_DEPTH + _STRUCTURE:
-            raise SnncError(f"expression nested more than {MAX_DEPTH} levels deep", _span(source, node.meta),
-                            f"snnc allows {MAX_DEPTH} levels of operators and calls: split it over several "
-                            "statements or states, or group a long sum with parentheses", source)
+        if depth > 2 * MAX_DEPTH + _STRUCTURE:
+            raise _too_deep(source, _span(source, node.meta))
         stack.extend((child, depth + 1) for child in node.children if hasattr(child, "children"))
+
+
+def _check_levels(source: Source, items) -> None:
+    """The limit itself, exactly: no expression or value of the file nests more than MAX_DEPTH operators,
+    calls or lists; located at the first level past it (found without recursion)."""
+    stack = [(items, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, _LEVELS):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _too_deep(source, node.span)
+        if isinstance(node, ir.Node):
+            children = [getattr(node, f) for f in type(node).model_fields if f != "span"]
+        elif isinstance(node, (tuple, list)):
+            children = node
+        else:
+            continue
+        stack.extend((c, depth) for c in children if isinstance(c, (ir.Node, tuple, list)))
 
 
 def parse_expr(text: str, name: str = "<expr>") -> ir.Expr:

@@ -20,15 +20,20 @@ class Source:
     def read(cls, path: str | Path) -> "Source":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             raise SnncError(f"no such file: {path}", hint="check the path; .snn files are plain text") from None
         except IsADirectoryError:
             raise SnncError(f"{path} is a directory, not a .snn file") from None
-        except UnicodeDecodeError as exc:
-            raise SnncError(f"{path} is not UTF-8 text (byte {exc.start})") from None
         except OSError as exc:
             raise SnncError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:  # located, the line not shown (it is not text)
+            before = data[:exc.start]
+            line, col = before.count(b"\n") + 1, len(before.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")) + 1
+            raise SnncError(f"{path} is not UTF-8 text (byte {exc.start})", Span(str(path), line, col, line, col + 1),
+                            "save the file as UTF-8; .snn files are plain text") from None
         return cls(str(path), text)
 
     def line(self, lineno: int) -> str:

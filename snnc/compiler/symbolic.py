@@ -115,6 +115,18 @@ def _neg(e: ir.Expr) -> ir.Expr:
     return e.operand if isinstance(e, ir.Unary) and e.op == "-" else ir.Unary(op="-", operand=e)
 
 
+_LONG = 16  # a longer sum or product (many states' terms in a derivative) becomes a balanced tree
+
+
+def _balanced(op: str, items: list) -> ir.Expr:
+    """`items` joined by `op` as a balanced tree: log2(n) levels deep, not n (the printers recurse on depth;
+    short chains keep their left-to-right order, and so their rounding, exactly as written)."""
+    while len(items) > 1:
+        items = [ir.BinOp(op=op, left=items[i], right=items[i + 1]) if i + 1 < len(items) else items[i]
+                 for i in range(0, len(items), 2)]
+    return items[0]
+
+
 def from_sympy(e) -> ir.Expr:
     """Convert back to IR, writing a*b^-1 as a/b and c*(-1) as -c."""
     if e is sp.true or e is sp.false:
@@ -126,6 +138,8 @@ def from_sympy(e) -> ir.Expr:
         return _num(v) if v >= 0 else ir.Unary(op="-", operand=_num(-v))
     if isinstance(e, sp.Add):
         terms = list(e.as_ordered_terms())
+        if len(terms) > _LONG:
+            return _balanced("+", [from_sympy(t) for t in terms])
         out = from_sympy(terms[0])
         for t in terms[1:]:
             if t.could_extract_minus_sign():
@@ -163,6 +177,8 @@ def from_sympy(e) -> ir.Expr:
         return ir.BinOp(op=_BACK_REL[type(e)], left=from_sympy(e.lhs), right=from_sympy(e.rhs))
     if isinstance(e, sp.And | sp.Or):
         args = [from_sympy(a) for a in e.args]
+        if len(args) > _LONG:
+            return _balanced("and" if isinstance(e, sp.And) else "or", args)
         out = args[0]
         for a in args[1:]:
             out = ir.BinOp(op="and" if isinstance(e, sp.And) else "or", left=out, right=a)
@@ -189,6 +205,11 @@ def _mul(e: sp.Mul) -> ir.Expr:
     negative = coeff < 0
     coeff = -coeff if negative else coeff
     factors = ([] if coeff == 1 else [_num(float(coeff))]) + [from_sympy(f) for f in num]
+    if len(factors) + len(den) > _LONG:
+        out = _balanced("*", factors or [_num(1)])
+        if den:
+            out = ir.BinOp(op="/", left=out, right=_balanced("*", [from_sympy(d) for d in den]))
+        return _neg(out) if negative else out
     out = factors[0] if factors else _num(1)
     for f in factors[1:]:
         out = ir.BinOp(op="*", left=out, right=f)

@@ -13,6 +13,7 @@ a fresh optimizer): the imported model trains on snnc's kernels.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ def import_graph(graph, source: str = "graph", network: str | None = None, T: in
     every offending node."""
     import nir
 
-    meta = _metadata(graph)
+    meta = _metadata(graph, source)
     dt = dt if dt is not None else float(meta.get("dt", 1e-4))
     ties = ties or meta.get("ties", "nir")
     check_options(dt, ties)
@@ -112,6 +113,10 @@ def import_graph(graph, source: str = "graph", network: str | None = None, T: in
     for name, node in nodes.items():
         kind = type(node).__name__
         if name in (inp, out):
+            continue
+        unfit = _not_finite(node)
+        if unfit:
+            problems.append(f"node '{name}' ({kind}): {unfit} holds NaN or infinite values")
             continue
         try:
             convert = CONVERT.get(kind)
@@ -135,12 +140,52 @@ def import_graph(graph, source: str = "graph", network: str | None = None, T: in
     return Imported(text, header["name"], written, ctx.chosen)
 
 
-def _metadata(graph) -> dict:
+_META = {  # what the exporter writes under each key of its metadata, and what a reader expects of it
+    "dt": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+           "a positive finite time step"),
+    "ties": (lambda v: isinstance(v, str), "a name"),
+    "nodes": (lambda v: isinstance(v, dict) and all(isinstance(i, dict) for i in v.values()),
+              "an object of node records"),
+    "neurons": (lambda v: isinstance(v, dict) and all(isinstance(i, dict) for i in v.values()),
+                "an object of neuron records"),
+    "order": (lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v), "a list of node names"),
+    "merges": (lambda v: isinstance(v, dict), "an object"),
+    "network": (lambda v: isinstance(v, dict) and isinstance(v.get("train", {}), dict), "an object"),
+}
+
+
+def _metadata(graph, source: str = "graph") -> dict:
+    """snnc's own metadata of a graph it exported ({} for any other graph), each key of the shape expected."""
     try:
-        meta = json.loads(str(graph.metadata.get(META_KEY, "{}")))
-    except (AttributeError, ValueError):
+        raw = graph.metadata.get(META_KEY)
+    except AttributeError:
         return {}
-    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else {}
+    if raw is None:
+        return {}
+    try:
+        meta = json.loads(str(raw))
+    except ValueError:
+        return {}  # not snnc's: another tool's use of the key
+    except RecursionError:
+        raise SnncError(f"{source}: the '{META_KEY}' metadata nests too deep to be snnc's",
+                        hint="remove the key from the graph's metadata; the graph imports without it") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return {}
+    for key, (ok, expected) in _META.items():
+        if key in meta and not ok(meta[key]):
+            raise SnncError(f"{source}: the '{META_KEY}' metadata's '{key}' is {json.dumps(meta[key])[:60]}, "
+                            f"expected {expected}",
+                            hint="remove the key from the graph's metadata; the graph imports without it")
+    return meta
+
+
+def _not_finite(node) -> str | None:
+    """The first of a node's float arrays (weights, time constants, thresholds) holding NaN or infinity."""
+    for key, value in vars(node).items():
+        a = np.asarray(value) if isinstance(value, (np.ndarray, float)) else None
+        if a is not None and a.dtype.kind == "f" and not np.isfinite(a).all():
+            return key
+    return None
 
 
 # ------------------------------------------------------------------ nodes to layers
@@ -182,7 +227,7 @@ class _Context:
             neuron, overrides, library = _recorded(info, spec)
             values = {**ir_values(neuron, overrides), **{k: float(v) for k, v in info.get("learnables", {}).items()}}
             back = nir_form(neuron, layer_config(neuron, overrides), values, self.dt, self.ties)
-        except (SnncError, NotNIR, KeyError, TypeError, ValueError):
+        except (SnncError, NotNIR, KeyError, TypeError, ValueError, AttributeError):  # a record not as written
             return None
         if back != form:
             return None

@@ -54,9 +54,17 @@ def spec_for(p: Plan) -> str:
     return spec
 
 
+def from_json(adapter, text: str | bytes):
+    """A model read back from its JSON: through Python's parser, whose depth only the recursion limit bounds
+    (pydantic's own stops at 200 levels of JSON, which 100 levels of calls exceed)."""
+    import json
+
+    return adapter.validate_python(json.loads(text))
+
+
 @lru_cache(maxsize=None)
 def neuron_of(spec_json: str) -> ir.Neuron:
-    return ir.Neuron.model_validate_json(spec_json)
+    return from_json(ir.Neuron.__pydantic_validator__, spec_json)
 
 
 _PLANS: dict[str, Plan] = {}
@@ -87,14 +95,18 @@ def _cached_plan(spec: str) -> Plan:
 
     path = trusted(subdir("plans") / f"{digest(generator_hash(), spec)}.json")
     try:
-        return _plan_json().validate_json(path.read_bytes())
-    except (OSError, ValueError):  # not there yet (or unreadable: derived again and rewritten)
+        return from_json(_plan_json(), path.read_bytes())
+    except (OSError, ValueError, RecursionError):  # not there yet (or unreadable: derived again and rewritten)
         pass
     from ..compiler.derive import plan as make_plan
 
     neuron_json, key = spec.split("\n", 1)
     p = make_plan(neuron_of(neuron_json), config_from_key(key))
-    write_atomic(path, _plan_json().dump_json(p))
+    try:
+        data = _plan_json().dump_json(p)
+    except ValueError:  # derived expressions nesting past pydantic's serialiser depth: derived in each process
+        return p
+    write_atomic(path, data)
     return p
 
 

@@ -86,12 +86,16 @@ def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
     except FileNotFoundError:
         raise SnncError(f"checkpoint {path} does not exist", hint="pass the path of a last.pt/best.pt written by training") from None
     except Exception as exc:  # unpickling/zip/IO errors come in many types
+        why = ("it holds Python objects beyond tensors and plain values, which snnc never loads"
+               if "weights_only" in str(exc) or "nsupported global" in str(exc)  # not torch's advice to allow them
+               else f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         raise SnncError(
-            f"checkpoint {path} is corrupt or not an snnc checkpoint ({type(exc).__name__}: {str(exc)[:200]})",
+            f"checkpoint {path} is corrupt or not an snnc checkpoint ({why})",
             hint="use another checkpoint (best.pt or last.pt of the run) or start a new run without --resume",
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SnncError(f"{path} is not an snnc checkpoint", hint="pass a last.pt/best.pt written by snnc training")
+    validate(state, path)
     if model_hash is not None and state.get("model_hash") != model_hash:
         raise SnncError(
             f"checkpoint {path} was trained for a different model "
@@ -100,6 +104,103 @@ def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
             "since, its weights no longer fit: train it afresh",
         )
     return state
+
+
+_NONE = type(None)
+_KEYS = {  # what snnc writes under each key (steps: since --max-steps runs resume exactly; older files lack it)
+    "name": ((str,), "a name"), "model_hash": ((str,), "a hash"), "model": ((dict,), "a state dict"),
+    "optimizer": ((dict,), "a state dict"), "scheduler": ((dict, _NONE), "a state dict or None"),
+    "scaler": ((dict, _NONE), "a state dict or None"), "epoch": ((int,), "a whole number"),
+    "batch": ((int,), "a whole number"), "partial": ((dict, _NONE), "a dict or None"),
+    "rng": ((dict,), "a dict of generator states"), "metrics": ((list, tuple), "a list of rows"),
+    "best_acc": ((int, float), "a number"), "settings": ((dict,), "a dict of settings"),
+}
+_LIMIT = 2**31 - 1
+
+
+def validate(state: dict, path) -> None:
+    """Every key a run reads, of the type and within the range snnc writes: else an error naming the key and
+    what was expected (a hand-made or damaged file ends in exit 1, never in an internal error)."""
+    def bad(key: str, expected: str, value=None) -> SnncError:
+        got = "missing" if value is _MISSING else f"{type(value).__name__} {_short(value)}"
+        return SnncError(f"checkpoint {path} is malformed: '{key}' is {got}, expected {expected}",
+                         hint="use a last.pt/best.pt written by snnc training, or start a new run without --resume")
+
+    for key, (types, what) in (*_KEYS.items(), *((("steps", ((int,), "a whole number")),) if "steps" in state
+                                               else ())):
+        value = state.get(key, _MISSING)
+        if value is _MISSING or not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+            raise bad(key, what, value)
+    for key in ("epoch", "batch", "steps"):
+        if key in state and not 0 <= state[key] <= _LIMIT:
+            raise bad(key, f"a whole number from 0 to {_LIMIT}", state[key])
+    if not -1.0 <= state["best_acc"] <= 1.0:
+        raise bad("best_acc", "an accuracy in [0, 1] (or -1: none yet)", state["best_acc"])
+    if len(state["metrics"]) != state["epoch"]:
+        raise bad("metrics", f"one row for each of the {state['epoch']} epochs done", state["metrics"])
+    from .logs import METRIC_COLUMNS
+
+    for i, row in enumerate(state["metrics"]):
+        if not isinstance(row, dict) or any(not isinstance(row.get(c), (int, float)) or isinstance(row.get(c), bool)
+                                            for c in METRIC_COLUMNS) or row["epoch"] != i + 1:
+            raise bad(f"metrics[{i}]", f"a row of numbers {', '.join(METRIC_COLUMNS)} for epoch {i + 1}", row)
+    if state["partial"] is not None and any(not isinstance(state["partial"].get(k), (int, float))
+                                            for k in ("loss", "correct", "count", "seconds")):
+        raise bad("partial", "the running sums loss, correct, count and seconds", state["partial"])
+    generator = state["rng"].get("torch", _MISSING)
+    if not isinstance(generator, torch.Tensor) or generator.dtype != torch.uint8 or \
+            generator.shape != torch.get_rng_state().shape:
+        raise bad("rng['torch']", f"a CPU generator state (uint8 tensor of {torch.get_rng_state().numel()})",
+                  generator)
+    _validate_settings(state["settings"], bad)
+
+
+def _validate_settings(settings: dict, bad) -> None:
+    from .recipe import DEFAULTS
+
+    for key, default in (*DEFAULTS.items(), ("T", 1), ("subset", None), ("test_subset", None), ("max_steps", None)):
+        if key not in settings:
+            continue
+        value = settings[key]
+        if key in ("frames", "dataset", "subset", "test_subset", "max_steps") and value is None:
+            continue
+        if key in ("frames", "transform", "augment"):
+            if not _steps(value if key != "frames" else [value]):
+                raise bad(f"settings['{key}']", "data steps as snnc writes them", value)
+            continue
+        kind = type(default) if default is not None else (str if key == "dataset" else int)
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool) or \
+            kind is float and isinstance(value, int) and not isinstance(value, bool)
+        if not ok or kind in (int, float) and not abs(value) < 2**63:
+            raise bad(f"settings['{key}']", f"a {kind.__name__}", value)
+
+
+def _steps(values) -> bool:
+    """Whether `values` are data steps (`ir.Step` dumps)."""
+    from pydantic import ValidationError
+
+    from ..compiler import ir
+
+    if not isinstance(values, (list, tuple)):
+        return False
+    try:
+        for v in values:
+            ir.Step.model_validate(v)
+    except ValidationError:
+        return False
+    return True
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def epoch_of(path: str | os.PathLike) -> int | None:
