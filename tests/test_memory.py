@@ -107,3 +107,29 @@ def test_check_prints_the_plan(capsys):
     run_check(Args())
     out = capsys.readouterr().out
     assert "memory plan" in out and "bits" in out and "recompute" in out
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    from conftest import write_mnist
+
+    folder = tmp_path_factory.mktemp("memory_mnist")
+    write_mnist(folder, 160, 64, images="blocks")
+    return str(folder)
+
+
+@pytest.mark.slow
+def test_training_under_min_and_sltt_runs_and_min_matches_fast_exactly(tmp_path, mnist_dir):
+    from snnc.train.experiment import from_library
+    from snnc.train.recipe import TrainOptions
+    from snnc.train.runner import train
+
+    exp = from_library(snnc.load(MODELS / "csnn_fmnist.snn"))
+    base = dict(epochs=1, batch_size=16, subset=32, test_subset=16, data_dir=mnist_dir, quiet=True, plots=False,
+                device="cpu", T=2, dataset="mnist", lr=0.01)
+    runs = {m: train(exp, TrainOptions(out_dir=str(tmp_path / m), memory=m, **base))["metrics"][-1]
+            for m in ("fast", "min")}
+    strip = lambda r: {k: v for k, v in r.items() if "second" not in k and "per_s" not in k}  # noqa: E731
+    assert strip(runs["fast"]) == strip(runs["min"])
+    sltt = train(exp, TrainOptions(out_dir=str(tmp_path / "sltt"), gradient="sltt", **base))["metrics"][-1]
+    assert sltt["train_loss"] == sltt["train_loss"]  # finite, trained

@@ -120,7 +120,7 @@ def _train_arguments(p) -> None:
                    help=f"what backward keeps: fast (everything), balanced (spikes as bits, cheap layers recomputed), "
                         f"min (every stateless layer recomputed); gradients are the same ({_recipe('memory')})")
     r.add_argument("--gradient", choices=CHOICES["gradient"],
-                   help=f"bptt, or online learning whose memory does not grow with T: sltt, ottt ({_recipe('gradient')})")
+                   help=f"bptt, or online learning whose memory does not grow with T: sltt ({_recipe('gradient')})")
     r.add_argument("--seed", type=int, help=f"weights, sample order and Poisson spikes ({_recipe('seed')})")
     run = p.add_argument_group("the run")
     run.add_argument("--out-dir", dest="out_dir", metavar="DIR",

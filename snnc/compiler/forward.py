@@ -70,8 +70,30 @@ def forward_seq(graph: Graph) -> list[str]:
             lines.append(f"{var(name)} = {module(name)}({', '.join(args)})  # {_comment(graph, name)}")
         else:
             lines += _loop(graph, group, loop_of)
+        done = _last_read(graph).get(group.nodes[-1], ())
+        if done:  # what backward needs it keeps itself (in the form the memory plan says)
+            lines.append(f"del {', '.join(var(n) for n in done)}")
     lines.append(f"return {var(graph.network.layers[-1].name)}")
     return lines
+
+
+def _last_read(graph: Graph) -> dict[str, list[str]]:
+    """Per node, the earlier nodes (not in a loop) whose output it is the last node to read: the multi-step
+    pass lets go of them after it."""
+    loops = {n for g in graph.schedule if g.loop for n in g.nodes}
+    position = {n: i for i, g in enumerate(graph.schedule) for n in g.nodes}
+    last: dict[str, str] = {}
+    kept = {src for layer in graph.network.layers if layer.name in loops for src in layer.inputs}  # a loop reads
+    for layer in graph.network.layers:
+        for src in layer.inputs:
+            if src != ir.INPUT and src not in loops and layer.name not in loops and position[src] < position[layer.name]:
+                if src not in last or position[layer.name] > position[last[src]]:
+                    last[src] = layer.name
+    out: dict[str, list[str]] = {}
+    for src, reader in last.items():
+        if src != graph.network.layers[-1].name and src not in kept:
+            out.setdefault(reader, []).append(src)
+    return out
 
 
 def _loop(graph: Graph, group, loop_of) -> list[str]:

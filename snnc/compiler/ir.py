@@ -316,7 +316,7 @@ class Train(Node):
     amp: bool = False
     val_split: float = 0.1  # the share of training images held out to choose best.pt
     memory: Literal["fast", "balanced", "min"] = "fast"  # what backward keeps (compiler/memory.py)
-    gradient: Literal["bptt", "sltt", "ottt"] = "bptt"  # through time, or online (runtime/online.py)
+    gradient: Literal["bptt", "sltt"] = "bptt"  # through time, or online (runtime/online.py)
 
 
 class Network(Node):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 CHOICES = {"opt": ("adam", "sgd"), "lr_schedule": ("none", "cosine"), "loss": ("mse", "ce"),
-           "memory": ("fast", "balanced", "min"), "gradient": ("bptt", "sltt", "ottt")}  # datasets: their table
+           "memory": ("fast", "balanced", "min"), "gradient": ("bptt", "sltt")}  # datasets: their table
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +49,7 @@ class TrainOptions:
     amp: bool | None = None
     val_split: float | None = None
     memory: str | None = None  # what backward keeps: fast, balanced, min (compiler/memory.py); bit-identical
-    gradient: str | None = None  # bptt, or online: sltt, ottt (runtime/online.py)
+    gradient: str | None = None  # bptt, or online: sltt (runtime/online.py)
     subset: int | None = None
     test_subset: int | None = None
     frames: dict | None = None  # data steps as the train block writes them (ir.Step dumps); None: the recipe's

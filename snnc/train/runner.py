@@ -103,7 +103,6 @@ def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptio
     _threads(options.workers, 1, device)
     _check_data(exp, settings)
     net = _build_net(exp, options.backend, device, settings["seed"])
-    _plan_memory(exp, net, settings)
     ckpt.load_into(net, state, "model", checkpoint)
     data = _load_data(exp, settings, options)
     test = data.test.head(settings["test_subset"])
@@ -122,7 +121,6 @@ def dry_run(exp: Experiment, options: TrainOptions | None = None) -> dict:
     _threads(options.workers, 1, device)
     _check_data(exp, settings)
     net = _build_net(exp, options.backend, device, settings["seed"])
-    _plan_memory(exp, net, settings)
     _plan_memory(exp, net, settings)
     optimizer = _optimizer(net, settings)
     n = settings["batch_size"]
@@ -194,7 +192,7 @@ def _setup(exp: Experiment, options: TrainOptions, rank: int, world: int) -> _Ru
     _check_data(exp, settings)
     data = _load_data(exp, settings, options)
     net = _build_net(exp, options.backend, device, settings["seed"])
-    _plan_memory(exp, net, settings)
+    _plan_memory(exp, net, settings, world)
     optimizer = _optimizer(net, settings)
     scheduler = _scheduler(optimizer, settings)
     scaler = torch.amp.GradScaler("cuda") if settings["amp"] and device.type == "cuda" else None
@@ -367,7 +365,7 @@ def _build_net(exp: Experiment, backend: str | None, device: torch.device, seed:
     return net
 
 
-def _plan_memory(exp: Experiment, net: torch.nn.Module, s: dict) -> None:
+def _plan_memory(exp: Experiment, net: torch.nn.Module, s: dict, world: int = 1) -> None:
     """The memory policy and gradient mode of the run, on a generated network (a user's module: fast, bptt)."""
     from ..runtime import memory, online
 
@@ -379,6 +377,8 @@ def _plan_memory(exp: Experiment, net: torch.nn.Module, s: dict) -> None:
         return
     memory.apply(net, memory.policy_actions(net, s["memory"]))
     online.apply(net, s["gradient"])
+    if s["gradient"] != "bptt" and world > 1:
+        raise SnncError(f"gradient '{s['gradient']}' runs in one process", hint="leave out --nproc")
 
 
 def _optimizer(net: torch.nn.Module, s: dict) -> torch.optim.Optimizer:
@@ -475,6 +475,8 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
 def _train_step(run: _Run, index: torch.Tensor, b: datasets.Batch, epoch: int) -> tuple[float, int]:
     s = run.settings
     x, y = b.x, b.y
+    if s["gradient"] != "bptt":
+        return _online_step(run, index, b, epoch)
     with autocast(run.device, s["amp"]):
         out = run_net(run.exp, run.model, x, s, index, epoch, TRAIN_STREAM, run.buffers, run.options.fuse_input)
         rate = readout(run.exp, run.model, out, b.lengths)
@@ -490,6 +492,35 @@ def _train_step(run: _Run, index: torch.Tensor, b: datasets.Batch, epoch: int) -
     run.nonfinite = support.nonfinite_states(run.net)  # checked with the loss: one extra sync per batch
     run.exp.reset(run.net)
     return loss.item(), int((rate.argmax(1) == y).sum())
+
+
+def _online_step(run: _Run, index: torch.Tensor, b: datasets.Batch, epoch: int) -> tuple[float, int]:
+    """One batch of online learning (runtime/online.py): each step's loss, (1/T) loss(output[t]), backpropagated
+    at once; the optimizer steps once, on the gradients of all T steps."""
+    from ..runtime import online
+    from .batch import encode_batch, host_inputs
+
+    s, exp = run.settings, run.exp
+    x_seq = encode_batch(exp, b.x, s, index, epoch, TRAIN_STREAM, run.buffers, host_inputs(run.net, run.device))
+    T = x_seq.shape[0]
+
+    def loss_at(out, t):
+        with autocast(run.device, s["amp"]):
+            return loss_of(out.float(), b.y, s["loss"], exp.num_classes) / T
+
+    backward = (lambda loss: run.scaler.scale(loss).backward()) if run.scaler is not None else None
+    run.optimizer.zero_grad(set_to_none=True)
+    with autocast(run.device, s["amp"]):
+        out, loss = online.train_step(run.net, x_seq, loss_at, *([backward] if backward else []))
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.nonfinite = support.nonfinite_states(run.net)
+    rate = readout(exp, run.net, out, b.lengths)
+    exp.reset(run.net)
+    return float(loss), int((rate.argmax(1) == b.y).sum())
 
 
 @torch.no_grad()

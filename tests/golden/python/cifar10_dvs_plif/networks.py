@@ -92,28 +92,51 @@ class Cifar10DvsPlif(rt.Network):
         L = self.layers
         _0__0 = L["0"]["0"](x)  # conv2d
         _0__1 = L["0"]["1"](_0__0)  # batchnorm2d
+        del _0__0
         _0__2 = L["0"]["2"](_0__1)  # PLIF
+        del _0__1
         _0__3 = L["0"]["3"](_0__2)  # maxpool2d
+        del _0__2
         _1__0 = L["1"]["0"](_0__3)  # conv2d
+        del _0__3
         _1__1 = L["1"]["1"](_1__0)  # batchnorm2d
+        del _1__0
         _1__2 = L["1"]["2"](_1__1)  # PLIF
+        del _1__1
         _1__3 = L["1"]["3"](_1__2)  # maxpool2d
+        del _1__2
         _2__0 = L["2"]["0"](_1__3)  # conv2d
+        del _1__3
         _2__1 = L["2"]["1"](_2__0)  # batchnorm2d
+        del _2__0
         _2__2 = L["2"]["2"](_2__1)  # PLIF
+        del _2__1
         _2__3 = L["2"]["3"](_2__2)  # maxpool2d
+        del _2__2
         _3__0 = L["3"]["0"](_2__3)  # conv2d
+        del _2__3
         _3__1 = L["3"]["1"](_3__0)  # batchnorm2d
+        del _3__0
         _3__2 = L["3"]["2"](_3__1)  # PLIF
+        del _3__1
         _3__3 = L["3"]["3"](_3__2)  # maxpool2d
+        del _3__2
         _4 = L["4"](_3__3)  # flatten
+        del _3__3
         _5 = L["5"](_4)  # dropout
+        del _4
         _6 = L["6"](_5)  # linear
+        del _5
         _7 = L["7"](_6)  # PLIF
+        del _6
         _8 = L["8"](_7)  # dropout
+        del _7
         _9 = L["9"](_8)  # linear
+        del _8
         _10 = L["10"](_9)  # PLIF
+        del _9
         _11 = L["11"](_10)  # vote
+        del _10
         return _11
 
     def forward_step(self, x):

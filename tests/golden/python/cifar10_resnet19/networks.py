@@ -184,72 +184,131 @@ class Cifar10Resnet19(rt.Network):
         L = self.layers
         _0 = L["0"](x)  # conv2d
         _1 = L["1"](_0)  # batchnorm2d
+        del _0
         _2 = L["2"](_1)  # LIF
+        del _1
         _3__0 = L["3"]["0"](_2)  # conv2d
         _3__1 = L["3"]["1"](_3__0)  # batchnorm2d
+        del _3__0
         _3__2 = L["3"]["2"](_3__1)  # LIF
+        del _3__1
         _3__3 = L["3"]["3"](_3__2)  # conv2d
+        del _3__2
         _3__main = L["3"]["main"](_3__3)  # batchnorm2d
+        del _3__3
         _3__5 = L["3"]["5"](_2, _3__main)  # add
+        del _2, _3__main
         _3__6 = L["3"]["6"](_3__5)  # LIF
+        del _3__5
         _4__0 = L["4"]["0"](_3__6)  # conv2d
         _4__1 = L["4"]["1"](_4__0)  # batchnorm2d
+        del _4__0
         _4__2 = L["4"]["2"](_4__1)  # LIF
+        del _4__1
         _4__3 = L["4"]["3"](_4__2)  # conv2d
+        del _4__2
         _4__main = L["4"]["main"](_4__3)  # batchnorm2d
+        del _4__3
         _4__5 = L["4"]["5"](_3__6, _4__main)  # add
+        del _3__6, _4__main
         _4__6 = L["4"]["6"](_4__5)  # LIF
+        del _4__5
         _5__0 = L["5"]["0"](_4__6)  # conv2d
         _5__1 = L["5"]["1"](_5__0)  # batchnorm2d
+        del _5__0
         _5__2 = L["5"]["2"](_5__1)  # LIF
+        del _5__1
         _5__3 = L["5"]["3"](_5__2)  # conv2d
+        del _5__2
         _5__main = L["5"]["main"](_5__3)  # batchnorm2d
+        del _5__3
         _5__5 = L["5"]["5"](_4__6, _5__main)  # add
+        del _4__6, _5__main
         _5__6 = L["5"]["6"](_5__5)  # LIF
+        del _5__5
         _6__0 = L["6"]["0"](_5__6)  # conv2d
         _6__1 = L["6"]["1"](_6__0)  # batchnorm2d
+        del _6__0
         _6__2 = L["6"]["2"](_6__1)  # LIF
+        del _6__1
         _6__3 = L["6"]["3"](_6__2)  # conv2d
+        del _6__2
         _6__main = L["6"]["main"](_6__3)  # batchnorm2d
+        del _6__3
         _6__5 = L["6"]["5"](_5__6)  # conv2d
+        del _5__6
         _6__shortcut = L["6"]["shortcut"](_6__5)  # batchnorm2d
+        del _6__5
         _6__7 = L["6"]["7"](_6__shortcut, _6__main)  # add
+        del _6__shortcut, _6__main
         _6__8 = L["6"]["8"](_6__7)  # LIF
+        del _6__7
         _7__0 = L["7"]["0"](_6__8)  # conv2d
         _7__1 = L["7"]["1"](_7__0)  # batchnorm2d
+        del _7__0
         _7__2 = L["7"]["2"](_7__1)  # LIF
+        del _7__1
         _7__3 = L["7"]["3"](_7__2)  # conv2d
+        del _7__2
         _7__main = L["7"]["main"](_7__3)  # batchnorm2d
+        del _7__3
         _7__5 = L["7"]["5"](_6__8, _7__main)  # add
+        del _6__8, _7__main
         _7__6 = L["7"]["6"](_7__5)  # LIF
+        del _7__5
         _8__0 = L["8"]["0"](_7__6)  # conv2d
         _8__1 = L["8"]["1"](_8__0)  # batchnorm2d
+        del _8__0
         _8__2 = L["8"]["2"](_8__1)  # LIF
+        del _8__1
         _8__3 = L["8"]["3"](_8__2)  # conv2d
+        del _8__2
         _8__main = L["8"]["main"](_8__3)  # batchnorm2d
+        del _8__3
         _8__5 = L["8"]["5"](_7__6, _8__main)  # add
+        del _7__6, _8__main
         _8__6 = L["8"]["6"](_8__5)  # LIF
+        del _8__5
         _9__0 = L["9"]["0"](_8__6)  # conv2d
         _9__1 = L["9"]["1"](_9__0)  # batchnorm2d
+        del _9__0
         _9__2 = L["9"]["2"](_9__1)  # LIF
+        del _9__1
         _9__3 = L["9"]["3"](_9__2)  # conv2d
+        del _9__2
         _9__main = L["9"]["main"](_9__3)  # batchnorm2d
+        del _9__3
         _9__5 = L["9"]["5"](_8__6)  # conv2d
+        del _8__6
         _9__shortcut = L["9"]["shortcut"](_9__5)  # batchnorm2d
+        del _9__5
         _9__7 = L["9"]["7"](_9__shortcut, _9__main)  # add
+        del _9__shortcut, _9__main
         _9__8 = L["9"]["8"](_9__7)  # LIF
+        del _9__7
         _10__0 = L["10"]["0"](_9__8)  # conv2d
         _10__1 = L["10"]["1"](_10__0)  # batchnorm2d
+        del _10__0
         _10__2 = L["10"]["2"](_10__1)  # LIF
+        del _10__1
         _10__3 = L["10"]["3"](_10__2)  # conv2d
+        del _10__2
         _10__main = L["10"]["main"](_10__3)  # batchnorm2d
+        del _10__3
         _10__5 = L["10"]["5"](_9__8, _10__main)  # add
+        del _9__8, _10__main
         _10__6 = L["10"]["6"](_10__5)  # LIF
+        del _10__5
         _11 = L["11"](_10__6)  # avgpool2d
+        del _10__6
         _12 = L["12"](_11)  # flatten
+        del _11
         _13 = L["13"](_12)  # linear
+        del _12
         _14 = L["14"](_13)  # LIF
+        del _13
         _15 = L["15"](_14)  # linear
+        del _14
         return _15
 
     def forward_step(self, x):

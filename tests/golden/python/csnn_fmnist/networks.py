@@ -66,17 +66,29 @@ class CsnnFmnist(rt.Network):
         L = self.layers
         _0 = L["0"](x)  # conv2d
         _1 = L["1"](_0)  # batchnorm2d
+        del _0
         _2 = L["2"](_1)  # IF
+        del _1
         _3 = L["3"](_2)  # maxpool2d
+        del _2
         _4 = L["4"](_3)  # conv2d
+        del _3
         _5 = L["5"](_4)  # batchnorm2d
+        del _4
         _6 = L["6"](_5)  # IF
+        del _5
         _7 = L["7"](_6)  # maxpool2d
+        del _6
         _8 = L["8"](_7)  # flatten
+        del _7
         _9 = L["9"](_8)  # linear
+        del _8
         _10 = L["10"](_9)  # IF
+        del _9
         _11 = L["11"](_10)  # linear
+        del _10
         _12 = L["12"](_11)  # IF
+        del _11
         return _12
 
     def forward_step(self, x):

@@ -61,14 +61,20 @@ class DelaySmnist(rt.Network):
         L = self.layers
         _0__0 = L["0"]["0"](x)  # linear
         _0__s = L["0"]["s"](_0__0)  # LIF
+        del _0__0
         _0__late1 = L["0"]["late1"](_0__s)  # delay
         _0__late2 = L["0"]["late2"](_0__s)  # delay
         _0__late3 = L["0"]["late3"](_0__s)  # delay
         _0__5 = L["0"]["5"](_0__s, _0__late1, _0__late2, _0__late3)  # concat
+        del _0__s, _0__late1, _0__late2, _0__late3
         _1 = L["1"](_0__5)  # linear
+        del _0__5
         _2 = L["2"](_1)  # LIF
+        del _1
         _3 = L["3"](_2)  # linear
+        del _2
         _4 = L["4"](_3)  # LI
+        del _3
         return _4
 
     def forward_step(self, x):
@@ -132,14 +138,20 @@ class DelaySmnist0(rt.Network):
         L = self.layers
         _0__0 = L["0"]["0"](x)  # linear
         _0__s = L["0"]["s"](_0__0)  # LIF
+        del _0__0
         _0__late1 = L["0"]["late1"](_0__s)  # delay
         _0__late2 = L["0"]["late2"](_0__s)  # delay
         _0__late3 = L["0"]["late3"](_0__s)  # delay
         _0__5 = L["0"]["5"](_0__s, _0__late1, _0__late2, _0__late3)  # concat
+        del _0__s, _0__late1, _0__late2, _0__late3
         _1 = L["1"](_0__5)  # linear
+        del _0__5
         _2 = L["2"](_1)  # LIF
+        del _1
         _3 = L["3"](_2)  # linear
+        del _2
         _4 = L["4"](_3)  # LI
+        del _3
         return _4
 
     def forward_step(self, x):

@@ -50,9 +50,13 @@ class Fc2Mnist(rt.Network):
         L = self.layers
         _0 = L["0"](x)  # flatten
         _1 = L["1"](_0)  # linear
+        del _0
         _2 = L["2"](_1)  # LIF
+        del _1
         _3 = L["3"](_2)  # linear
+        del _2
         _4 = L["4"](_3)  # LIF
+        del _3
         return _4
 
     def forward_step(self, x):

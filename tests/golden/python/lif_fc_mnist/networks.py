@@ -46,7 +46,9 @@ class LifFcMnist(rt.Network):
         L = self.layers
         _0 = L["0"](x)  # flatten
         _1 = L["1"](_0)  # linear
+        del _0
         _2 = L["2"](_1)  # LIF
+        del _1
         return _2
 
     def forward_step(self, x):

@@ -72,20 +72,35 @@ class NmnistPlif(rt.Network):
         L = self.layers
         _0 = L["0"](x)  # conv2d
         _1 = L["1"](_0)  # batchnorm2d
+        del _0
         _2 = L["2"](_1)  # PLIF
+        del _1
         _3 = L["3"](_2)  # maxpool2d
+        del _2
         _4 = L["4"](_3)  # conv2d
+        del _3
         _5 = L["5"](_4)  # batchnorm2d
+        del _4
         _6 = L["6"](_5)  # PLIF
+        del _5
         _7 = L["7"](_6)  # maxpool2d
+        del _6
         _8 = L["8"](_7)  # flatten
+        del _7
         _9 = L["9"](_8)  # dropout
+        del _8
         _10 = L["10"](_9)  # linear
+        del _9
         _11 = L["11"](_10)  # PLIF
+        del _10
         _12 = L["12"](_11)  # dropout
+        del _11
         _13 = L["13"](_12)  # linear
+        del _12
         _14 = L["14"](_13)  # PLIF
+        del _13
         _15 = L["15"](_14)  # vote
+        del _14
         return _15
 
     def forward_step(self, x):

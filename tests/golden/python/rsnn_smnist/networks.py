@@ -86,6 +86,7 @@ class RsnnSmnist(rt.Network):
         _1__spikes = torch.stack(steps_1__spikes)
         _2 = L["2"](_1__spikes)  # linear
         _3 = L["3"](_2)  # LI
+        del _2
         return _3
 
     def forward_step(self, x):
@@ -155,6 +156,7 @@ class RsnnPixels(rt.Network):
         _0__spikes = torch.stack(steps_0__spikes)
         _1 = L["1"](_0__spikes)  # linear
         _2 = L["2"](_1)  # LI
+        del _1
         return _2
 
     def forward_step(self, x):

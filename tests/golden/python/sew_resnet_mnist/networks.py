@@ -105,35 +105,62 @@ class SewResnetMnist(rt.Network):
         L = self.layers
         _0 = L["0"](x)  # conv2d
         _1 = L["1"](_0)  # batchnorm2d
+        del _0
         _2 = L["2"](_1)  # IF
+        del _1
         _3 = L["3"](_2)  # maxpool2d
+        del _2
         _4__0 = L["4"]["0"](_3)  # conv2d
         _4__1 = L["4"]["1"](_4__0)  # batchnorm2d
+        del _4__0
         _4__2 = L["4"]["2"](_4__1)  # IF
+        del _4__1
         _4__3 = L["4"]["3"](_4__2)  # conv2d
+        del _4__2
         _4__4 = L["4"]["4"](_4__3)  # batchnorm2d
+        del _4__3
         _4__out = L["4"]["out"](_4__4)  # IF
+        del _4__4
         _4__6 = L["4"]["6"](_3, _4__out)  # add
+        del _3, _4__out
         _5__0 = L["5"]["0"](_4__6)  # conv2d
         _5__1 = L["5"]["1"](_5__0)  # batchnorm2d
+        del _5__0
         _5__2 = L["5"]["2"](_5__1)  # IF
+        del _5__1
         _5__3 = L["5"]["3"](_5__2)  # conv2d
+        del _5__2
         _5__4 = L["5"]["4"](_5__3)  # batchnorm2d
+        del _5__3
         _5__out = L["5"]["out"](_5__4)  # IF
+        del _5__4
         _5__6 = L["5"]["6"](_4__6)  # conv2d
+        del _4__6
         _5__7 = L["5"]["7"](_5__6)  # batchnorm2d
+        del _5__6
         _5__shortcut = L["5"]["shortcut"](_5__7)  # IF
+        del _5__7
         _5__9 = L["5"]["9"](_5__shortcut, _5__out)  # add
+        del _5__shortcut, _5__out
         _6__0 = L["6"]["0"](_5__9)  # conv2d
         _6__1 = L["6"]["1"](_6__0)  # batchnorm2d
+        del _6__0
         _6__2 = L["6"]["2"](_6__1)  # IF
+        del _6__1
         _6__3 = L["6"]["3"](_6__2)  # conv2d
+        del _6__2
         _6__4 = L["6"]["4"](_6__3)  # batchnorm2d
+        del _6__3
         _6__out = L["6"]["out"](_6__4)  # IF
+        del _6__4
         _6__6 = L["6"]["6"](_5__9, _6__out)  # add
+        del _5__9, _6__out
         _7 = L["7"](_6__6)  # avgpool2d
+        del _6__6
         _8 = L["8"](_7)  # flatten
+        del _7
         _9 = L["9"](_8)  # linear
+        del _8
         return _9
 
     def forward_step(self, x):
