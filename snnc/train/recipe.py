@@ -47,6 +47,9 @@ class TrainOptions:
     seed: int | None = None
     amp: bool | None = None
     val_split: float | None = None
+    delay_sigma: tuple | None = None  # learnable delays' schedule (see ir.Train)
+    delay_epochs: int | None = None
+    delay_lr: float | None = None
     subset: int | None = None
     test_subset: int | None = None
     frames: dict | None = None  # data steps as the train block writes them (ir.Step dumps); None: the recipe's
