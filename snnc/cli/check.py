@@ -74,7 +74,7 @@ def _print_neuron(n, compiled) -> None:
 
 
 def _print_graph(graph) -> None:
-    from ..compiler.layers import call_text
+    from ..compiler.layers import call_text, delay_report
 
     net = graph.network
     from ..compiler.datasets import describe
@@ -104,6 +104,10 @@ def _print_graph(graph) -> None:
         cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
         print("  " + "  ".join(cells) + (r[5] if len(r) > 5 else ""))
     print(f"  total {total:,} parameters")
+    for name, info in graph.nodes.items():
+        line = delay_report(info.layer.op, list(info.in_shapes), net.T)
+        if line:
+            print(f"  delay {name}: {line}")
     for g in graph.schedule:
         if g.loop:
             print(f"  loop over time: {', '.join(g.nodes)} (run step by step; feedback reads the previous step)")

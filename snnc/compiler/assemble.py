@@ -506,6 +506,11 @@ def _train(train: dict, out: Diagnostics, source: Source) -> tuple[ir.Train, dic
         "weight_decay": (math.isfinite(train.weight_decay) and train.weight_decay >= 0, "a number >= 0"),
         "val_split": (0.0 <= train.val_split < 1.0, "a fraction in [0, 1): the share of training images held out"),
         "seed": (train.seed >= 0, "a whole number >= 0"),
+        "delay_sigma": (len(train.delay_sigma) in (0, 2) and all(math.isfinite(v) and v >= 0 for v in train.delay_sigma),
+                        "[start, end]: two kernel widths >= 0 in steps, e.g. [12.5, 0.5]"),
+        "delay_epochs": (train.delay_epochs is None or train.delay_epochs >= 0, "a whole number of epochs >= 0"),
+        "delay_lr": (train.delay_lr is None or (math.isfinite(train.delay_lr) and train.delay_lr > 0),
+                     "a positive number"),
     }
     for key, (ok, want) in problems.items():
         if not ok:

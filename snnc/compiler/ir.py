@@ -238,6 +238,20 @@ class Delay(Node):
     steps: Union[int, tuple[int, ...]]
 
 
+class Dcls(Node):
+    """A linear layer with a learnable delay per synapse (DCLS): each synapse's delay a continuous position in
+    [0, max_delay] steps, spread over the time axis by a `kernel` whose width the train block anneals
+    (`delay_sigma`), rounded to whole steps for inference. `init` places the positions: uniform over the range,
+    all at 0, or all at max_delay / 2."""
+
+    kind: Literal["dcls"] = "dcls"
+    out_features: int
+    max_delay: int = 25
+    kernel: Literal["gaussian", "triangle"] = "gaussian"
+    init: Literal["uniform", "zero", "half"] = "uniform"
+    bias: bool = False
+
+
 class Conv1d(Node):
     """1-d convolution over [C, L] (NIR's Conv1d)."""
 
@@ -272,7 +286,7 @@ class Vote(Node):
 
 Op = Annotated[
     Union[Flatten, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, NeuronLayer, Merge,
-          Concat, Delay, Conv1d, SumPool2d, Scale, Vote],
+          Concat, Delay, Conv1d, SumPool2d, Scale, Vote, Dcls],
     Field(discriminator="kind"),
 ]
 
@@ -317,6 +331,12 @@ class Train(Node):
     val_split: float = 0.1  # the share of training images held out to choose best.pt
     memory: Literal["fast", "balanced", "min"] = "fast"  # what backward keeps (compiler/memory.py)
     gradient: Literal["bptt", "sltt"] = "bptt"  # through time, or online (runtime/online.py)
+    # learnable delays (dcls layers): the kernel width annealed from delay_sigma[0] to delay_sigma[1] (steps)
+    # over delay_epochs epochs (None: a quarter of the epochs, as DCLS); the positions' learning rate delay_lr
+    # (None: 100 x lr, as DCLS); () for sigma: from max_delay / 2 down to 0.5
+    delay_sigma: tuple[float, ...] = ()
+    delay_epochs: Optional[int] = None
+    delay_lr: Optional[float] = None
 
 
 class Network(Node):

@@ -283,3 +283,45 @@ def _vote_shape(op: ir.Vote, shapes):
 
 KINDS["vote"] = Kind("vote", ir.Vote, "the mean of each group of `size` outputs (SpikingJelly's VotingLayer)",
                      shape=_vote_shape, emit=lambda op, s, c: f"rt.Vote({op.size})")
+
+
+# ------------------------------------------------------------------ learnable delays (runtime/delays.py)
+def _dcls_shape(op: ir.Dcls, shapes):
+    _flat("dcls", shapes[0], "add 'flatten' before it")
+    if op.max_delay < 0:
+        raise LayerError(f"dcls max_delay must be a whole number of steps >= 0, not {op.max_delay}",
+                         "e.g. max_delay = 25")
+    return (_positive("dcls", "out_features", op.out_features),)
+
+
+def dcls_memory(op: ir.Dcls, shapes) -> int:
+    """The values a dcls layer keeps per sample beyond a linear layer's: its time-axis receptive field, the last
+    max_delay inputs (single steps), and its [out, in, max_delay + 1] kernel of taps (shared by the batch)."""
+    return op.max_delay * shapes[0][0]
+
+
+KINDS["dcls"] = Kind(
+    "dcls", ir.Dcls, "linear layer with a learnable delay per synapse (DCLS; rounded to steps for inference)",
+    shape=_dcls_shape, stateful=True,
+    params=lambda op, s: 2 * s[0][0] * op.out_features + (op.out_features if op.bias else 0),
+    emit=lambda op, s, c: f"rt.Dcls({s[0][0]}, {op.out_features}, max_delay={op.max_delay}, "
+                          f"kernel={op.kernel!r}, init={op.init!r}, bias={op.bias})")
+
+
+def delay_report(op, shapes: list[Shape], T: int) -> str | None:
+    """`snnc check`'s line for a delay layer (fixed or learnable): its maximum delay, its parameters and the extra
+    memory it needs (its time-axis receptive field); None for other kinds."""
+    if isinstance(op, ir.Dcls):
+        n_in = shapes[0][0]
+        synapses = n_in * op.out_features
+        taps = synapses * (op.max_delay + 1)
+        return (f"max delay {op.max_delay} steps (receptive field {op.max_delay + 1} of T = {T}), "
+                f"{synapses:,} weights + {synapses:,} positions ({op.kernel} kernel, rounded for inference); "
+                f"extra memory: {dcls_memory(op, shapes):,} values per sample ({op.max_delay} past steps x {n_in} "
+                f"inputs), {taps:,} kernel taps")
+    if isinstance(op, ir.Delay):
+        steps = delay_steps(op)
+        per_sample = max(steps) * math.prod(shapes[0])
+        return (f"max delay {max(steps)} steps (fixed), 0 parameters; extra memory: {per_sample:,} values per "
+                f"sample ({max(steps)} past steps x {math.prod(shapes[0])} values)")
+    return None

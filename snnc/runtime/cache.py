@@ -113,6 +113,7 @@ def generator_hash() -> str:
     from ..compiler.resources import resource_dir
 
     files = sorted((*(_PACKAGE / "compiler").glob("*.py"), _PACKAGE / "runtime" / "support.py",
+                    _PACKAGE / "runtime" / "delays.py",
                     *resource_dir("templates").iterdir(), *resource_dir("grammars").iterdir()))
     return digest(*(p.read_bytes() for p in files if p.is_file()))
 

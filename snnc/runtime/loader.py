@@ -134,8 +134,10 @@ def build(path: str | Path, out_dir: str | Path) -> Path:
         raise SnncError(f"{target} exists and is not a package snnc built; snnc will not replace it",
                         hint="choose another -o directory, or move that folder away")
     runtime_text = (Path(__file__).parent / "support.py").read_text()
+    delays_text = (Path(__file__).parent / "delays.py").read_text()  # the runtime's own module for dcls layers
     try:
-        write_atomic(target, {**files, RUNTIME_FILE: runtime_text}, mode=usual_mode(folder=True))
+        write_atomic(target, {**files, RUNTIME_FILE: runtime_text, "delays.py": delays_text},
+                     mode=usual_mode(folder=True))
     except OSError as exc:
         raise SnncError(f"cannot write {target}: {exc.strerror}", hint="choose a writable --out directory") from None
     return target

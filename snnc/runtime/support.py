@@ -787,3 +787,7 @@ class Scale(nn.Module):
 
     def extra_repr(self):
         return f"shape={tuple(self.weight.shape)}"
+
+
+# ------------------------------------------------------------------ learnable delays (their own module)
+from .delays import Dcls, delay_layers, sigma_at  # noqa: E402,F401 - a built package has its copy beside this file

@@ -50,6 +50,9 @@ class TrainOptions:
     val_split: float | None = None
     memory: str | None = None  # what backward keeps: fast, balanced, min (compiler/memory.py); bit-identical
     gradient: str | None = None  # bptt, or online: sltt (runtime/online.py)
+    delay_sigma: tuple | None = None  # learnable delays' schedule (see ir.Train)
+    delay_epochs: int | None = None
+    delay_lr: float | None = None
     subset: int | None = None
     test_subset: int | None = None
     frames: dict | None = None  # data steps as the train block writes them (ir.Step dumps); None: the recipe's

@@ -29,7 +29,7 @@ from ..runtime import backends, support
 from ..runtime.cache import compile_seconds
 from . import checkpoint as ckpt
 from . import data as datasets
-from . import board, distributed, loader, logs
+from . import board, delays, distributed, loader, logs
 from .batch import TEST_STREAM, TRAIN_STREAM, VAL_STREAM, autocast, encode_batch, loss_of, readout, run_net  # noqa: F401
 from .encode import ENCODERS
 from .experiment import Experiment
@@ -122,6 +122,7 @@ def dry_run(exp: Experiment, options: TrainOptions | None = None) -> dict:
     _check_data(exp, settings)
     net = _build_net(exp, options.backend, device, settings["seed"])
     _plan_memory(exp, net, settings)
+    delays.schedule(net, settings, 0)
     optimizer = _optimizer(net, settings)
     n = settings["batch_size"]
     x, y = _random_batch(exp, settings, n, device)
@@ -382,8 +383,8 @@ def _plan_memory(exp: Experiment, net: torch.nn.Module, s: dict, world: int = 1)
 
 
 def _optimizer(net: torch.nn.Module, s: dict) -> torch.optim.Optimizer:
-    params = [p for p in net.parameters() if p.requires_grad]
-    if not params:
+    params = delays.param_groups(net, s)
+    if not any(g["params"] for g in params):
         raise SnncError("the network has no trainable parameters")
     if s["opt"] == "sgd":
         return torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
@@ -423,6 +424,7 @@ def _run_epoch(run: _Run, epoch: int, guard: ckpt.InterruptGuard, log: "logs.Log
     end = len(batches) if run.steps_left is None else min(len(batches), first + run.steps_left)
     sums = run.partial if epoch == run.start_epoch and run.partial else {"loss": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
     run.model.train()
+    delays.schedule(run.net, run.settings, epoch)
     start, compiled = time.perf_counter(), compile_seconds()
     bar = log.bar(epoch, len(batches), first)
     augment = datasets.as_steps(run.settings["augment"])
@@ -489,6 +491,7 @@ def _train_step(run: _Run, index: torch.Tensor, b: datasets.Batch, epoch: int) -
     else:
         loss.backward()
         run.optimizer.step()
+    delays.project(run.net)
     run.nonfinite = support.nonfinite_states(run.net)  # checked with the loss: one extra sync per batch
     run.exp.reset(run.net)
     return loss.item(), int((rate.argmax(1) == y).sum())
