@@ -84,10 +84,9 @@ def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
     except FileNotFoundError:
         raise SnncError(f"checkpoint {path} does not exist", hint="pass the path of a last.pt/best.pt written by training") from None
     except Exception as exc:  # unpickling/zip/IO errors come in many types
-        raise SnncError(
-            f"checkpoint {path} is corrupt or not an snnc checkpoint ({type(exc).__name__}: {str(exc)[:200]})",
-            hint="use another checkpoint (best.pt or last.pt of the run) or start a new run without --resume",
-        ) from None
+        raise SnncError(f"checkpoint {path} is corrupt or not an snnc checkpoint ({_why_unreadable(exc)})",
+                        hint="use another checkpoint (best.pt or last.pt of the run) or start a new run without "
+                             "--resume") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SnncError(f"{path} is not an snnc checkpoint", hint="pass a last.pt/best.pt written by snnc training")
     if model_hash is not None and state.get("model_hash") != model_hash:
@@ -98,6 +97,16 @@ def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
             "since, its weights no longer fit: train it afresh",
         )
     return state
+
+
+def _why_unreadable(exc: Exception) -> str:
+    """Why torch.load refused a file, in snnc's words. PyTorch's own message for a file that holds more than
+    tensors and plain values advises weights_only=False, which would let the file run code: never passed on."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text:
+        return ("it holds Python objects besides tensors and plain values; snnc loads weights only, never code "
+                "from a checkpoint")
+    return f"{type(exc).__name__}: {text[:200]}"
 
 
 def epoch_of(path: str | os.PathLike) -> int | None:
