@@ -36,6 +36,10 @@ neuron Cell {
 """
 
 
+class Planted:
+    """An object a checkpoint must not hold (unpickling it could run code)."""
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A model folder (model.snn importing cells.snn), fake MNIST, and a run of one batch trained by
@@ -96,3 +100,15 @@ def test_a_comment_or_another_network_leaves_the_identity(trained, tmp_path):
     (copy / "model.snn").write_text("# a note\n" + text + "\nnetwork Other {\n  input = [4]\n  T = 1\n"
                                     "  layers {\n    linear(2)\n    LIF()\n  }\n}\n")
     assert _eval(trained, str(copy / "model.snn"), "--network", "Tiny") == 0
+
+
+def test_a_checkpoint_holding_objects_is_refused_without_pytorchs_advice(trained, tmp_path, capsys):
+    """PyTorch's message for such a file advises weights_only=False (which would run the file's code): snnc says
+    what the file holds instead and never passes the advice on."""
+    import torch
+
+    planted = tmp_path / "planted.pt"
+    torch.save({"format": 1, "model": Planted()}, planted)
+    assert cli.main(["eval", str(trained / "model" / "model.snn"), "--checkpoint", str(planted)]) == 1
+    err = capsys.readouterr().err
+    assert "weights_only" not in err and "snnc loads weights only, never code" in err

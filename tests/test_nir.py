@@ -664,10 +664,22 @@ def test_cli_trained_weights_export_import_eval_and_resume(tmp_path, mnist_like,
 def test_cli_export_error_is_located_and_exit_1(in_repo_root, tmp_path, capsys):
     from snnc import cli
 
-    assert cli.main(["export", "tests/golden/nir/errors/soft_reset.snn", "--nir", str(tmp_path / "x.nir")]) == 1
+    assert cli.main(["export", "tests/golden/nir/errors/soft_reset.snn", "--nir", str(tmp_path / "x.nir"),
+                     "--untrained"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tests/golden/nir/errors/soft_reset.snn:9:9: error: node '1' (LIF) has no NIR form")
     assert "Traceback" not in err and not (tmp_path / "x.nir").exists()
+
+
+def test_cli_export_of_untrained_weights_needs_untrained(in_repo_root, tmp_path, capsys):
+    from snnc import cli
+
+    argv = ["export", "models/lif_fc_mnist.snn", "--nir", str(tmp_path / "x.nir")]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "untrained (initial) weights" in err and "--checkpoint" in err and "--untrained" in err
+    assert not (tmp_path / "x.nir").exists()
+    assert cli.main([*argv, "--untrained"]) == 0 and (tmp_path / "x.nir").is_file()
 
 
 @pytest.mark.parametrize("command", ["export", "import"])

@@ -1,6 +1,7 @@
 """`snnc export` and `snnc import`: networks to and from NIR (the neuromorphic intermediate representation)."""
 from __future__ import annotations
 
+from ..compiler.source import SnncError
 from .common import Command, count, existing_file
 
 TIES = ("how thresholds cross over (snnc fires at >=, NIR at >): 'nir' moves them one float32 down on export "
@@ -8,6 +9,10 @@ TIES = ("how thresholds cross over (snnc fires at >=, NIR at >): 'nir' moves the
 
 
 def run_export(args) -> int:
+    if args.checkpoint is None and not args.untrained:
+        raise SnncError("snnc export without --checkpoint would write the network's untrained (initial) weights",
+                        hint="pass --checkpoint runs/<network>/best.pt (a run of snnc train), or --untrained to "
+                             "export the initial weights on purpose")
     from ..interchange.nir_export import export_file
     from ..interchange.nir_text import summary
 
@@ -34,7 +39,9 @@ def _export_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="the .snn file whose network to export")
     p.add_argument("--nir", required=True, metavar="OUT.nir", help="the NIR file to write (HDF5)")
     p.add_argument("--network", help="which network of the file (default: the first)")
-    p.add_argument("--checkpoint", type=existing_file, help="weights from a checkpoint of snnc train (default: the initial weights)")
+    p.add_argument("--checkpoint", type=existing_file, help="the weights: a checkpoint of snnc train (required, "
+                   "unless --untrained)")
+    p.add_argument("--untrained", action="store_true", help="export the network's initial, untrained weights")
     p.add_argument("--dt", type=float, default=1e-4, help="seconds per step, for NIR's time constants (default: 1e-4)")
     p.add_argument("--ties", choices=("nir", "spikingjelly"), default="nir", help=TIES + " (default: nir)")
 
@@ -56,7 +63,8 @@ EXPORT = Command(
     "Export a network to NIR, for snnTorch, Norse, SpikingJelly, Sinabs, Lava and neuromorphic hardware.\n"
     "Each neuron layer is mapped by its charge equation to NIR's LIF, IF, LI, I, CubaLIF, CubaLI or\n"
     "Threshold; what NIR cannot express is an error at the offending layer.",
-    "  snnc export models/lif_fc_mnist.snn --nir lif_fc.nir --checkpoint runs/LifFcMnist/best.pt",
+    "  snnc export models/lif_fc_mnist.snn --nir lif_fc.nir --checkpoint runs/LifFcMnist/best.pt\n"
+    "  snnc export models/lif_fc_mnist.snn --nir untrained.nir --untrained   # the initial weights",
     _export_arguments, run_export)
 
 IMPORT = Command(

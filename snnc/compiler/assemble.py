@@ -20,10 +20,10 @@ from pathlib import Path
 
 from . import ir
 from .datasets import DATASETS, DEFAULT as DEFAULT_DATASET
-from .layers import KINDS
+from .layers import KINDS, NOT_YET
 from .parse import parse_source, to_value
 from .printers import value_text
-from .resources import library
+from .resources import library, library_module_of
 from .source import Diagnostics, SnncError, Source, Span, did_you_mean
 
 MAX_PATH = 4096  # bytes in an import path (Linux's PATH_MAX)
@@ -241,11 +241,19 @@ class _Graph:
                 self.out.error(f"block '{lname}' takes one input, not {len(inputs)}", lspan,
                                "merge the inputs first, e.g. with add(a, b) or concat(a, b)", source)
             return self._instance(scope, self.blocks[lname], path, positional, named, inputs[0], lspan, source)
-        choices = [k for k in KINDS if k != "neuron"] + list(self.neurons) + list(self.blocks)
-        self.out.error(f"unknown layer, neuron or block '{lname}'", lname_span,
-                       did_you_mean(lname, choices) or "define it in this file or import a file that defines it",
-                       source)
+        self.out.error(f"unknown layer, neuron or block '{lname}'", lname_span, self._unknown_hint(lname), source)
         return previous
+
+    def _unknown_hint(self, lname: str) -> str:
+        """What to write instead of an unknown layer name: a layer still to come, a library neuron or block
+        not imported, or the closest known name."""
+        if lname.lower() in NOT_YET:
+            return NOT_YET[lname.lower()]
+        module = library_module_of(lname)
+        if module is not None:
+            return f"'{lname}' is in snnc's library: add 'import {module}' at the top of the file"
+        choices = [k for k in KINDS if k != "neuron"] + list(self.neurons) + list(self.blocks)
+        return did_you_mean(lname, choices) or "define it in this file or import a file that defines it"
 
     def _substitute_call(self, scope: _Scope, lname: str, args: list, span, source: Source):
         """Inside a block: a layer named by a parameter (`neuron(...)`) and arguments that are parameters."""

@@ -325,3 +325,21 @@ def delay_report(op, shapes: list[Shape], T: int) -> str | None:
         return (f"max delay {max(steps)} steps (fixed), 0 parameters; extra memory: {per_sample:,} values per "
                 f"sample ({max(steps)} past steps x {math.prod(shapes[0])} values)")
     return None
+
+
+# Names a user may reach for that are not layers of snnc yet: what to write instead, or what is coming. Checked
+# before "did you mean", so that `matmul` is not taken for `mul`.
+NOT_YET = {
+    "matmul": "matmul is not a layer of snnc yet: spiking attention (Q K^T products) is being built; for a "
+              "weighted sum of one input write linear(n)",
+    "attention": "attention is not a layer of snnc yet (spiking self-attention is being built)",
+    "softmax": "softmax is not a layer: a network's readout (readout = rate | mean | max | last | membrane) and "
+               "loss = ce take the place of a softmax output",
+    "layernorm": "layer norm is not a layer of snnc yet: batchnorm1d and batchnorm2d are",
+    "embedding": "embedding is not a layer of snnc yet: encode the input with an encoder (encoder = ...)",
+    "conv3d": "conv3d is not a layer of snnc yet: conv1d and conv2d are",
+    "lstm": "an LSTM is not a layer: write the recurrence as a graph (a node may read one defined later) or use "
+            "the Recurrent block of import snnc.blocks",
+    "rnn": "write the recurrence as a graph (a node may read one defined later) or use the Recurrent block of "
+           "import snnc.blocks",
+}

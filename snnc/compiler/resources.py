@@ -21,3 +21,12 @@ LIBRARY_PREFIX = "snnc."
 def library() -> dict[str, Path]:
     """The bundled `.snn` library by import name: {'snnc.neurons': <path>, ...} (snnc/lib/*.snn)."""
     return {LIBRARY_PREFIX + p.stem: p for p in sorted((_PACKAGE / "lib").glob("*.snn"))}
+
+
+def library_module_of(name: str) -> str | None:
+    """The library module ('snnc.neurons') that defines a neuron or block `name`, if one does (read as text:
+    this serves error messages only)."""
+    import re
+
+    pattern = re.compile(rf"^\s*(neuron|block)\s+{re.escape(name)}\b", re.M)
+    return next((module for module, path in library().items() if pattern.search(path.read_text())), None)

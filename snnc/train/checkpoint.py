@@ -86,13 +86,9 @@ def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
     except FileNotFoundError:
         raise SnncError(f"checkpoint {path} does not exist", hint="pass the path of a last.pt/best.pt written by training") from None
     except Exception as exc:  # unpickling/zip/IO errors come in many types
-        why = ("it holds Python objects beyond tensors and plain values, which snnc never loads"
-               if "weights_only" in str(exc) or "nsupported global" in str(exc)  # not torch's advice to allow them
-               else f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
-        raise SnncError(
-            f"checkpoint {path} is corrupt or not an snnc checkpoint ({why})",
-            hint="use another checkpoint (best.pt or last.pt of the run) or start a new run without --resume",
-        ) from None
+        raise SnncError(f"checkpoint {path} is corrupt or not an snnc checkpoint ({_why_unreadable(exc)})",
+                        hint="use another checkpoint (best.pt or last.pt of the run) or start a new run without "
+                             "--resume") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SnncError(f"{path} is not an snnc checkpoint", hint="pass a last.pt/best.pt written by snnc training")
     validate(state, path)
@@ -201,6 +197,16 @@ _MISSING = _Missing()
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _why_unreadable(exc: Exception) -> str:
+    """Why torch.load refused a file, in snnc's words. PyTorch's own message for a file that holds more than
+    tensors and plain values advises weights_only=False, which would let the file run code: never passed on."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text:
+        return ("it holds Python objects besides tensors and plain values; snnc loads weights only, never code "
+                "from a checkpoint")
+    return f"{type(exc).__name__}: {text[:200]}"
 
 
 def epoch_of(path: str | os.PathLike) -> int | None:

@@ -39,7 +39,7 @@ def find(root: Path, row: Dataset, holds) -> Path | None:
 
 def missing(root: Path, row: Dataset, what: str | None = None, downloadable: bool = False) -> SnncError:
     places = ", ".join(str(root / l) if l else str(root) for l in row.layouts)
-    fetch = " (or pass --download to fetch them there)" if downloadable else ""
+    fetch = " (or add --download to the command to fetch them there)" if downloadable else ""
     return SnncError(f"{row.title} data not found in {root}" + (f": {what}" if what else ""),
                      hint=f"expected {row.files} in one of {places}; they come from {row.source}. Point --data-dir "
                           f"or {ENV_VAR} at the folder that holds them{fetch}")
