@@ -663,6 +663,76 @@ def test_malformed_nir_graphs_name_what_is_wrong(case):
     assert expected in info.value.render()
 
 
+# ------------------------------------------------------------------ one run per folder, option values
+def _tiny(tmp_path: Path) -> Path:
+    model = tmp_path / "m.snn"
+    model.write_text(network("flatten\nlinear(10)\nLIF").replace("[1, 8, 8]", "[1, 28, 28]"))
+    return model
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path, private_cache, mnist_like, capsys):
+    from snnc.train import checkpoint as ckpt
+
+    model, out = _tiny(tmp_path), tmp_path / "run"
+    argv = ["train", str(model), "--data-dir", str(mnist_like), "--out-dir", str(out), "--max-steps", "1",
+            "--quiet", "--no-plots", "--device", "cpu"]
+    with ckpt.run_lock(out):  # as another process's run holds it (flock: per open file, so this conflicts too)
+        assert cli.main(argv) == 1
+        assert f"error: another snnc run is writing to {out}" in capsys.readouterr().err
+        assert not (out / "last.pt").exists()
+    with ckpt.run_lock(out):  # released with its holder: free again
+        pass
+
+
+@pytest.mark.parametrize("option,expected", [
+    (["--workers", "100000"], "workers must be a number of threads from 1 to"),
+    (["--seed", str(2**70)], "seed must be a whole number from 0 to 2^63 - 1, not 1180591620717411303424"),
+    (["--seed", "-1"], "seed must be a whole number from 0 to 2^63 - 1, not -1"),
+    (["--nproc", "0"], "nproc must be a whole number of processes from 1 to 64, not 0"),
+])
+def test_option_values_out_of_range_exit_1(tmp_path, private_cache, mnist_like, capsys, option, expected):
+    argv = ["train", str(_tiny(tmp_path)), "--data-dir", str(mnist_like), "--out-dir", str(tmp_path / "run"),
+            "--max-steps", "1", "--quiet", "--no-plots", "--device", "cpu", *option]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert expected in err and "internal error" not in err, err
+
+
+def test_decoded_images_of_another_size_in_the_cache_are_decoded_again(tmp_path, private_cache, mnist_like):
+    import numpy as np
+
+    from snnc.train import data
+
+    data._images.cache_clear()
+    data.load("mnist", mnist_like)
+    entry = next((private_cache / "data").glob("*.npz"))
+    with np.load(entry) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(entry.with_suffix(".tmp.npz"), **{k: (v[:, :20, :20] if k.endswith("_x") else v)
+                                                for k, v in arrays.items()})
+    entry.with_suffix(".tmp.npz").replace(entry)
+    data._images.cache_clear()
+    assert tuple(data.load("mnist", mnist_like).train.images.shape[1:]) == (1, 28, 28)
+    data._images.cache_clear()
+
+
+def test_snnc_import_replaces_files_only_with_overwrite(tmp_path, capsys):
+    import nir
+
+    graph = tmp_path / "g.nir"
+    nir.write(str(graph), _nir_graph())
+    out = tmp_path / "m.snn"
+    out.write_text("# mine\n")
+    assert cli.main(["import", str(graph), "-o", str(out)]) == 1
+    assert f"{out} already exists; snnc import will not replace it" in capsys.readouterr().err
+    assert out.read_text() == "# mine\n" and not out.with_suffix(".pt").exists()
+    assert cli.main(["import", str(graph), "-o", str(out), "--overwrite"]) == 0
+    assert out.read_text() != "# mine\n"
+    assert cli.main(["import", str(graph), "-o", str(out)]) == 1  # both now exist
+    assert "and " + str(out.with_suffix(".pt")) + " already exist; snnc import will not replace them" in \
+        capsys.readouterr().err
+
+
 def test_a_folder_of_another_dataset_is_refused(mnist_like, monkeypatch):
     from snnc.train import data
     from snnc.train.data import idx

@@ -28,7 +28,7 @@ def run_import(args) -> int:
     from ..interchange.nir_import import import_file
 
     imported, weights = import_file(args.graph, args.out, args.checkpoint, args.network, args.T, args.encoder,
-                                    args.readout, args.dt, args.ties)
+                                    args.readout, args.dt, args.ties, overwrite=args.overwrite)
     print(f"wrote {args.out} (network {imported.network}, {len(imported.lines)} nodes) and {weights}")
     for node, layer in imported.neurons.items():
         print(f"  {node}: {layer}")
@@ -56,6 +56,7 @@ def _import_arguments(p) -> None:
     p.add_argument("--readout", help="the network's readout (default: from the graph, else rate or mean)")
     p.add_argument("--dt", type=float, help="seconds per step (default: from the graph, else 1e-4)")
     p.add_argument("--ties", choices=("nir", "spikingjelly"), help=TIES + " (default: from the graph, else nir)")
+    p.add_argument("--overwrite", action="store_true", help="replace MODEL.snn and its checkpoint if they exist")
 
 
 EXPORT = Command(

@@ -59,9 +59,17 @@ class Imported:
 # ------------------------------------------------------------------ public API
 def import_file(path, out, checkpoint=None, network: str | None = None, T: int | None = None,
                 encoder: str | None = None, readout: str | None = None, dt: float | None = None,
-                ties: str | None = None) -> tuple[Imported, Path]:
-    """Read a NIR file, write `out` (.snn) and its weights (`checkpoint`, default `out` with .pt)."""
+                ties: str | None = None, overwrite: bool = False) -> tuple[Imported, Path]:
+    """Read a NIR file, write `out` (.snn) and its weights (`checkpoint`, default `out` with .pt); files
+    already there are replaced only with `overwrite`."""
     from ..compiler.driver import check_file
+
+    taken = [str(p) for p in (Path(out), Path(checkpoint) if checkpoint else Path(out).with_suffix(".pt"))
+             if p.exists()]
+    if taken and not overwrite:
+        raise SnncError(f"{' and '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; snnc import will not "
+                        "replace {}".format("it" if len(taken) == 1 else "them"),
+                        hint="pass --overwrite to replace, or choose another -o / --checkpoint")
 
     graph = read(path)
     imported = import_graph(graph, source=str(path), network=network, T=T, encoder=encoder, readout=readout,

@@ -10,6 +10,7 @@ A checkpoint is a plain dict of tensors and primitives (loadable with
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -255,6 +256,33 @@ def resolve(path: str | os.PathLike) -> Path:
     """A checkpoint path; a folder means its last.pt."""
     path = Path(path).expanduser()
     return path / LAST if path.is_dir() else path
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike):
+    """Hold the run folder for this run: a second run into the same folder (whose "holds a run" check could
+    pass before the first writes anything) is refused while this one lives. An flock: released by the kernel
+    when the process ends, however it ends."""
+    folder = check_writable(folder)
+    path = folder / ".snnc-run.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask gives it the usual mode of a run's files
+    except OSError as exc:
+        raise SnncError(f"cannot lock the output folder {folder}: {exc.strerror or exc}",
+                        hint="choose another --out-dir or fix its permissions") from None
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no flock (Windows): unguarded, as before
+            pass
+        except OSError:
+            raise SnncError(f"another snnc run is writing to {folder}",
+                            hint="wait for it to finish, or choose another --out-dir") from None
+        yield folder
+    finally:
+        os.close(fd)
 
 
 def check_writable(folder: str | os.PathLike) -> Path:

@@ -13,6 +13,7 @@ the weights. Same seed on the same CPU => same metrics, also across a resume.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -36,6 +37,10 @@ from .experiment import Experiment
 from .logs import METRIC_COLUMNS, read_metrics, write_metrics  # noqa: F401 (public API)
 from ..compiler.datasets import DEFAULT as DEFAULT_DATASET
 from .recipe import CHOICES, DEFAULTS, RUN_KEYS, TrainOptions  # noqa: F401 (public API)
+
+MAX_PROCESSES = 64  # --nproc
+MAX_SEED = 2**63 - 1  # seeds are 64-bit signed everywhere they go (torch, the encoders' counters)
+
 
 @dataclass
 class _Run:
@@ -85,12 +90,17 @@ def train(exp: Experiment, options: TrainOptions | None = None) -> dict:
     """
     options = options or TrainOptions()
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        return distributed.train_torchrun(exp, options, world, _train_process)
-    if options.nproc > 1:
-        _check_out_dir(_out_dir(exp, options), options)
-        return distributed.spawn_train(exp, options, _train_process)
-    return _train_process(exp, options, 0, 1)
+    if not isinstance(options.nproc, int) or not 1 <= options.nproc <= MAX_PROCESSES:
+        raise SnncError(f"nproc must be a whole number of processes from 1 to {MAX_PROCESSES}, not {options.nproc!r}",
+                        hint="--nproc 2 trains on two processes (one per GPU, or CPU cores split between them)")
+    first = world == 1 or os.environ.get("RANK", "0") == "0"
+    with ckpt.run_lock(_out_dir(exp, options)) if first else contextlib.nullcontext():  # one run per folder
+        if world > 1:
+            return distributed.train_torchrun(exp, options, world, _train_process)
+        if options.nproc > 1:
+            _check_out_dir(_out_dir(exp, options), options)
+            return distributed.spawn_train(exp, options, _train_process)
+        return _train_process(exp, options, 0, 1)
 
 
 def evaluate(exp: Experiment, checkpoint: str | os.PathLike, options: TrainOptions | None = None) -> dict:
@@ -262,6 +272,8 @@ def _validate(exp: Experiment, s: dict):
     for key in ("T", "batch_size", "epochs"):
         if not isinstance(s[key], int) or s[key] < 1:
             raise SnncError(f"{key} must be a positive integer, got {s[key]!r}")
+    if not isinstance(s["seed"], int) or isinstance(s["seed"], bool) or not 0 <= s["seed"] <= MAX_SEED:
+        raise SnncError(f"seed must be a whole number from 0 to 2^63 - 1, not {s['seed']!r}")
     if not s["lr"] > 0:
         raise SnncError(f"learning rate must be positive, got {s['lr']}")
     if not isinstance(s["val_split"], (int, float)) or not 0.0 <= s["val_split"] < 1.0:
@@ -296,8 +308,10 @@ def _check_out_dir(out_dir: Path, options: TrainOptions):
 def _threads(workers: int | None, world: int, device: torch.device):
     if workers is None:
         workers = max(1, (os.cpu_count() or 1) // world) if device.type == "cpu" else min(4, os.cpu_count() or 1)
-    if workers < 1:
-        raise SnncError(f"workers must be at least 1, got {workers}")
+    most = 4 * (os.cpu_count() or 1)
+    if not isinstance(workers, int) or not 1 <= workers <= most:
+        raise SnncError(f"workers must be a number of threads from 1 to {most} (4 per core here), not {workers!r}",
+                        hint=f"this machine has {os.cpu_count()} cores; the default uses them all")
     if torch.get_num_threads() != workers:
         torch.set_num_threads(workers)
 

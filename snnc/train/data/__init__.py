@@ -280,7 +280,8 @@ def _decoded(row: Row, folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]
     try:
         with np.load(path) as z:
             arrays = {split: (z[f"{split}_x"], z[f"{split}_y"]) for split in row.splits}
-        if all(x.dtype == np.uint8 and y.dtype == np.int64 for x, y in arrays.values()):
+        if all(x.dtype == np.uint8 and y.dtype == np.int64 and x.shape[1:] == tuple(row.shape[1:]) and
+               len(x) == len(y) for x, y in arrays.values()):
             return arrays
     except (OSError, ValueError, KeyError, EOFError):
         pass
