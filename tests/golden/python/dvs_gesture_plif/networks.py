@@ -53,7 +53,7 @@ class DvsGesturePlif(rt.Network):
     NUM_CLASSES = 11
     ENCODER = 'frames'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'dvs_gesture', 'frames': {'name': 'split_by_number', 'args': ()}, 'transform': (), 'augment': (), 'epochs': 64, 'batch_size': 16, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1}
+    TRAIN = {'dataset': 'dvs_gesture', 'frames': {'name': 'split_by_number', 'args': ()}, 'transform': (), 'augment': (), 'epochs': 64, 'batch_size': 16, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1, 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '12'
     GRAPH = (('0.0', 'conv2d', ('in',)), ('0.1', 'batchnorm2d', ('0.0',)), ('0.2', 'PLIF', ('0.1',)), ('0.3', 'maxpool2d', ('0.2',)), ('1.0', 'conv2d', ('0.3',)), ('1.1', 'batchnorm2d', ('1.0',)), ('1.2', 'PLIF', ('1.1',)), ('1.3', 'maxpool2d', ('1.2',)), ('2.0', 'conv2d', ('1.3',)), ('2.1', 'batchnorm2d', ('2.0',)), ('2.2', 'PLIF', ('2.1',)), ('2.3', 'maxpool2d', ('2.2',)), ('3.0', 'conv2d', ('2.3',)), ('3.1', 'batchnorm2d', ('3.0',)), ('3.2', 'PLIF', ('3.1',)), ('3.3', 'maxpool2d', ('3.2',)), ('4.0', 'conv2d', ('3.3',)), ('4.1', 'batchnorm2d', ('4.0',)), ('4.2', 'PLIF', ('4.1',)), ('4.3', 'maxpool2d', ('4.2',)), ('5', 'flatten', ('4.3',)), ('6', 'dropout', ('5',)), ('7', 'linear', ('6',)), ('8', 'PLIF', ('7',)), ('9', 'dropout', ('8',)), ('10', 'linear', ('9',)), ('11', 'PLIF', ('10',)), ('12', 'vote', ('11',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode

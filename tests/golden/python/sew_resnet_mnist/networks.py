@@ -56,7 +56,7 @@ class SewResnetMnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'direct'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 10, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
+    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 10, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '9'
     GRAPH = (('0', 'conv2d', ('in',)), ('1', 'batchnorm2d', ('0',)), ('2', 'IF', ('1',)), ('3', 'maxpool2d', ('2',)), ('4.0', 'conv2d', ('3',)), ('4.1', 'batchnorm2d', ('4.0',)), ('4.2', 'IF', ('4.1',)), ('4.3', 'conv2d', ('4.2',)), ('4.4', 'batchnorm2d', ('4.3',)), ('4.out', 'IF', ('4.4',)), ('4.6', 'add', ('3', '4.out')), ('5.0', 'conv2d', ('4.6',)), ('5.1', 'batchnorm2d', ('5.0',)), ('5.2', 'IF', ('5.1',)), ('5.3', 'conv2d', ('5.2',)), ('5.4', 'batchnorm2d', ('5.3',)), ('5.out', 'IF', ('5.4',)), ('5.6', 'conv2d', ('4.6',)), ('5.7', 'batchnorm2d', ('5.6',)), ('5.shortcut', 'IF', ('5.7',)), ('5.9', 'add', ('5.shortcut', '5.out')), ('6.0', 'conv2d', ('5.9',)), ('6.1', 'batchnorm2d', ('6.0',)), ('6.2', 'IF', ('6.1',)), ('6.3', 'conv2d', ('6.2',)), ('6.4', 'batchnorm2d', ('6.3',)), ('6.out', 'IF', ('6.4',)), ('6.6', 'add', ('5.9', '6.out')), ('7', 'avgpool2d', ('6.6',)), ('8', 'flatten', ('7',)), ('9', 'linear', ('8',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode
