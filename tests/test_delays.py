@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -172,3 +173,35 @@ def test_built_package_runs_with_torch_alone(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(10, 2, 4)"
+
+
+def test_nir_exports_rounded_delays_and_imports_back(tmp_path):
+    """A trained dcls layer exports as nir.Delay nodes (its rounded delays, in dt) and Linear nodes (their
+    synapses); importing gives back fixed delays and linear layers whose outputs equal the layer's in eval."""
+    nir = pytest.importorskip("nir")
+    from snnc.interchange import nir_export, nir_import
+
+    path = tmp_path / "n.snn"
+    path.write_text(NET.format(n_in=6, T=14, layers="dcls(5, max_delay = 4, bias = true)\n        LIF(tau = 2.0)\n"
+                                                     "        linear(3)\n        LI(tau = 2.0)"))
+    net = snnc.load(path).network("D", backend="torch")
+    with torch.no_grad():  # 'trained': positions off the integers
+        net.layers["0"].position.copy_(torch.rand(5, 6) * 4)
+    graph = nir_export.export_network(path, "D", state_dict=net.state_dict(), dt=1e-4)
+    sub = graph.nodes["0"]
+    assert isinstance(sub, nir.NIRGraph)
+    delays = net.layers["0"].delays()
+    for d in set(delays.flatten().tolist()) - {0}:
+        assert np.allclose(sub.nodes[f"d{d}"].delay, d * 1e-4)
+    total = sum(np.asarray(n.weight) for k, n in sub.nodes.items() if k.startswith("w"))
+    assert np.allclose(total, net.layers["0"].weight.detach().numpy())
+    file = tmp_path / "n.nir"
+    nir_export.write(file, graph)
+    _, weights = nir_import.import_file(file, tmp_path / "back.snn")
+    back = snnc.load(tmp_path / "back.snn").network("D", backend="torch")
+    state = torch.load(weights, weights_only=True)
+    back.load_state_dict(state.get("model", state))
+    net.eval(), back.eval()
+    x = (torch.rand(14, 3, 6) < 0.4).float()
+    with torch.no_grad():
+        assert (net(x) - back(x)).abs().max() < 1e-5

@@ -422,3 +422,36 @@ def _vote(x: _Export, layer: ir.Layer, info):
 
 CONVERT = {"vote": _vote, "flatten": _flatten, "linear": _linear, "conv2d": _conv2d, "avgpool2d": _avgpool2d, "delay": _delay,
            "neuron": _neuron, "conv1d": _conv1d, "sumpool2d": _sumpool2d, "scale": _scale}
+
+
+def _dcls(x: _Export, layer: ir.Layer, info):
+    """A learnable-delay layer at its rounded (inference) delays: a sub-graph with, per delay d in use, a
+    `nir.Delay` of d * dt (none for d = 0) and a `nir.Linear` holding the synapses of that delay; the output sums
+    them (NIR sums a node's inputs). `snnc import` reads it back as fixed delays and linear layers, added."""
+    import nir
+
+    module = x.net.node(layer.name)
+    delays = module.delays().cpu().numpy()
+    weight = x.tensor(layer.name, "weight")
+    n_in = info.in_shapes[0][0]
+    nodes = {"input": nir.Input(input_type={"input": np.array([n_in])})}
+    edges = []
+    for i, d in enumerate(sorted(set(delays.flat))):
+        w = np.where(delays == d, weight, 0).astype(weight.dtype)
+        if i == 0 and layer.op.bias:
+            nodes[f"w{d}"] = nir.Affine(weight=w, bias=x.tensor(layer.name, "bias"))
+        else:
+            nodes[f"w{d}"] = nir.Linear(weight=w)
+        if d:
+            nodes[f"d{d}"] = nir.Delay(delay=np.full(n_in, d * x.dt))
+            edges += [("input", f"d{d}"), (f"d{d}", f"w{d}")]
+        else:
+            edges.append(("input", f"w{d}"))
+        edges.append((f"w{d}", "output"))
+    nodes["output"] = nir.Output(output_type={"output": np.array(info.out_shape)})
+    x.dropped[layer.name] = [f"{call_text(layer.op)}: exported at its rounded delays (continuous positions and "
+                             f"the kernel width are training-only)"]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+CONVERT["dcls"] = _dcls

@@ -494,6 +494,8 @@ def _train_text(train: dict) -> str:
     def text(key, v):
         if key in ("frames", "transform", "augment"):
             return value_text(steps_value(v))
+        if isinstance(v, (list, tuple)):  # delay_sigma = [start, end]
+            return "[" + ", ".join(value_text(ir.Lit(value=float(i))) for i in v) + "]"
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else value_text(ir.Lit(value=v))
 
     return "  ".join(f"{k} = {text(k, v)}" for k, v in known.items())

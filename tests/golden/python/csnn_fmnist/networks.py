@@ -38,7 +38,7 @@ class CsnnFmnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'direct'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'fashion_mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 64, 'batch_size': 128, 'lr': 0.1, 'opt': 'sgd', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt'}
+    TRAIN = {'dataset': 'fashion_mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 64, 'batch_size': 128, 'lr': 0.1, 'opt': 'sgd', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '12'
     GRAPH = (('0', 'conv2d', ('in',)), ('1', 'batchnorm2d', ('0',)), ('2', 'IF', ('1',)), ('3', 'maxpool2d', ('2',)), ('4', 'conv2d', ('3',)), ('5', 'batchnorm2d', ('4',)), ('6', 'IF', ('5',)), ('7', 'maxpool2d', ('6',)), ('8', 'flatten', ('7',)), ('9', 'linear', ('8',)), ('10', 'IF', ('9',)), ('11', 'linear', ('10',)), ('12', 'IF', ('11',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode

@@ -35,7 +35,7 @@ class DelaySmnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'rows'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 20, 'batch_size': 128, 'lr': 0.002, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt'}
+    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 20, 'batch_size': 128, 'lr': 0.002, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '4'
     GRAPH = (('0.0', 'linear', ('in',)), ('0.s', 'LIF', ('0.0',)), ('0.late1', 'delay', ('0.s',)), ('0.late2', 'delay', ('0.s',)), ('0.late3', 'delay', ('0.s',)), ('0.5', 'concat', ('0.s', '0.late1', '0.late2', '0.late3')), ('1', 'linear', ('0.5',)), ('2', 'LIF', ('1',)), ('3', 'linear', ('2',)), ('4', 'LI', ('3',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode
@@ -112,7 +112,7 @@ class DelaySmnist0(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'rows'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 20, 'batch_size': 128, 'lr': 0.002, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt'}
+    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 20, 'batch_size': 128, 'lr': 0.002, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '4'
     GRAPH = (('0.0', 'linear', ('in',)), ('0.s', 'LIF', ('0.0',)), ('0.late1', 'delay', ('0.s',)), ('0.late2', 'delay', ('0.s',)), ('0.late3', 'delay', ('0.s',)), ('0.5', 'concat', ('0.s', '0.late1', '0.late2', '0.late3')), ('1', 'linear', ('0.5',)), ('2', 'LIF', ('1',)), ('3', 'linear', ('2',)), ('4', 'LI', ('3',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode

@@ -28,7 +28,7 @@ class LifFcMnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'poisson'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 1, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'none', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt'}
+    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 1, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'none', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '2'
     GRAPH = (('0', 'flatten', ('in',)), ('1', 'linear', ('0',)), ('2', 'LIF', ('1',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode

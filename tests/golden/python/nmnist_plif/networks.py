@@ -41,7 +41,7 @@ class NmnistPlif(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'frames'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'nmnist', 'frames': {'name': 'split_by_number', 'args': ()}, 'transform': (), 'augment': (), 'epochs': 64, 'batch_size': 16, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt'}
+    TRAIN = {'dataset': 'nmnist', 'frames': {'name': 'split_by_number', 'args': ()}, 'transform': (), 'augment': (), 'epochs': 64, 'batch_size': 16, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'mse', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '15'
     GRAPH = (('0', 'conv2d', ('in',)), ('1', 'batchnorm2d', ('0',)), ('2', 'PLIF', ('1',)), ('3', 'maxpool2d', ('2',)), ('4', 'conv2d', ('3',)), ('5', 'batchnorm2d', ('4',)), ('6', 'PLIF', ('5',)), ('7', 'maxpool2d', ('6',)), ('8', 'flatten', ('7',)), ('9', 'dropout', ('8',)), ('10', 'linear', ('9',)), ('11', 'PLIF', ('10',)), ('12', 'dropout', ('11',)), ('13', 'linear', ('12',)), ('14', 'PLIF', ('13',)), ('15', 'vote', ('14',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode

@@ -35,7 +35,7 @@ class RsnnSmnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'rows'
     READOUT = 'max'
-    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 30, 'batch_size': 128, 'lr': 0.005, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt'}
+    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 30, 'batch_size': 128, 'lr': 0.005, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '3'
     GRAPH = (('0.input', 'linear', ('in',)), ('0.recurrent', 'linear', ('0.spikes',)), ('0.current', 'add', ('0.input', '0.recurrent')), ('0.spikes', 'AdaptiveLIF', ('0.current',)), ('1.input', 'linear', ('0.spikes',)), ('1.recurrent', 'linear', ('1.spikes',)), ('1.current', 'add', ('1.input', '1.recurrent')), ('1.spikes', 'AdaptiveLIF', ('1.current',)), ('2', 'linear', ('1.spikes',)), ('3', 'LI', ('2',)))  # (node, layer, inputs) in definition order
     LOOPS = ('0.recurrent', '0.current', '0.spikes', '1.recurrent', '1.current', '1.spikes')  # nodes run step by step in multi-step mode
@@ -122,7 +122,7 @@ class RsnnPixels(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'pixels'
     READOUT = 'max'
-    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 100, 'batch_size': 256, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt'}
+    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 100, 'batch_size': 256, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '2'
     GRAPH = (('0.input', 'linear', ('in',)), ('0.recurrent', 'linear', ('0.spikes',)), ('0.current', 'add', ('0.input', '0.recurrent')), ('0.spikes', 'AdaptiveLIF', ('0.current',)), ('1', 'linear', ('0.spikes',)), ('2', 'LI', ('1',)))  # (node, layer, inputs) in definition order
     LOOPS = ('0.recurrent', '0.current', '0.spikes')  # nodes run step by step in multi-step mode
