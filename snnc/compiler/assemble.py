@@ -216,13 +216,14 @@ class _Graph:
                     else:
                         self.out.error(f"{lname} takes the names of the nodes it merges", a.span or lspan,
                                        f"write e.g. {lname}(a, b) with a and b names of earlier nodes", source)
-                if named:
+                if named and not kind.arguments:
                     self.out.error(f"{lname} has no named arguments", lspan, f"write {lname}(a, b)", source)
+                    named = {}
                 if len(inputs) == len(positional) and not (kind.arity[0] <= len(inputs) <= (kind.arity[1] or len(inputs))):
                     want = f"exactly {kind.arity[0]}" if kind.arity[0] == kind.arity[1] else f"at least {kind.arity[0]}"
                     self.out.error(f"{lname} merges {want} inputs, not {len(positional)}", lspan,
                                    f"write {lname}(a, b)", source)
-                op = self._op(kind, [], {}, lspan, source)
+                op = self._op(kind, [], named, lspan, source)  # its options by name: matmul(q, k, scale = 0.125)
             else:
                 inputs = [_Ref(scope, n, s, source) for n, s in refs] or [previous]
                 op = self._op(kind, positional, named, lspan, source)

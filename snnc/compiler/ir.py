@@ -284,9 +284,53 @@ class Vote(Node):
     size: int = 10
 
 
+class Tokens(Node):
+    """A feature map as tokens: [C, H, W] -> [H*W, C] (one token per position; Spikformer's patch flattening)."""
+
+    kind: Literal["tokens"] = "tokens"
+
+
+class Matmul(Node):
+    """The matrix product of two nodes over their last two axes, each optionally transposed, times `scale`:
+    [..., L, M] x [..., M, K] -> [..., L, K] (the leading axes, e.g. heads, must agree)."""
+
+    kind: Literal["matmul"] = "matmul"
+    transpose_a: bool = False
+    transpose_b: bool = False
+    scale: float = 1.0
+
+
+class Heads(Node):
+    """Split the channels of tokens into heads: [L, C] -> [heads, L, C / heads]."""
+
+    kind: Literal["heads"] = "heads"
+    heads: int
+
+
+class MergeHeads(Node):
+    """Join heads back into channels: [heads, L, D] -> [L, heads * D]."""
+
+    kind: Literal["merge_heads"] = "merge_heads"
+
+
+class Reduce(Node):
+    """The sum or mean over one named axis (`tokens`: the second to last, `channels`: the last)."""
+
+    kind: Literal["sum", "mean"]
+    axis: Literal["tokens", "channels"] = "tokens"
+    keepdim: bool = True
+
+
+class LayerNorm(Node):
+    """Layer normalisation over the channel (last) axis, with a learned scale and shift."""
+
+    kind: Literal["layernorm"] = "layernorm"
+
+
 Op = Annotated[
     Union[Flatten, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, NeuronLayer, Merge,
-          Concat, Delay, Conv1d, SumPool2d, Scale, Vote, Dcls],
+          Concat, Delay, Conv1d, SumPool2d, Scale, Vote, Dcls, Tokens, Matmul, Heads, MergeHeads,
+          Reduce, LayerNorm],
     Field(discriminator="kind"),
 ]
 

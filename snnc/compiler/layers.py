@@ -100,6 +100,8 @@ def _same(kind: str, shapes: list[Shape]) -> Shape:
 
 # ------------------------------------------------------------------ rules per kind
 def _linear_shape(op: ir.Linear, shapes):
+    if len(shapes[0]) == 2:  # tokens [L, C]: the same weights on every token
+        return (shapes[0][0], _positive("linear", "out_features", op.out_features))
     _flat("linear", shapes[0], "add 'flatten' before it")
     return (_positive("linear", "out_features", op.out_features),)
 
@@ -119,6 +121,8 @@ def _pool_shape(op, shapes):
 
 
 def _bn1d_shape(op, shapes):
+    if len(shapes[0]) == 2:  # tokens [L, C]: over the channels, statistics over T*N*L
+        return shapes[0]
     _flat("batchnorm1d", shapes[0], "use batchnorm2d for [C, H, W] inputs")
     return shapes[0]
 
@@ -181,8 +185,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("flatten", ir.Flatten, "[C, H, W] -> [C*H*W]",
          shape=lambda op, s: (math.prod(s[0]),), emit=lambda op, s, c: "rt.Flatten()"),
     Kind("linear", ir.Linear, "fully connected layer; in_features inferred",
-         shape=_linear_shape, params=lambda op, s: s[0][0] * op.out_features + (op.out_features if op.bias else 0),
-         emit=lambda op, s, c: f"rt.Linear({s[0][0]}, {op.out_features}, bias={op.bias})"),
+         shape=_linear_shape, params=lambda op, s: s[0][-1] * op.out_features + (op.out_features if op.bias else 0),
+         emit=lambda op, s, c: f"rt.Linear({s[0][-1]}, {op.out_features}, bias={op.bias})"),
     Kind("conv2d", ir.Conv2d, "2-d convolution; in_channels inferred",
          shape=_conv_shape,
          params=lambda op, s: s[0][0] * op.out_channels * op.kernel_size ** 2 + (op.out_channels if op.bias else 0),
@@ -192,8 +196,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          shape=_pool_shape, emit=lambda op, s, c: f"rt.MaxPool2d({op.kernel_size}, stride={op.stride or op.kernel_size})"),
     Kind("avgpool2d", ir.AvgPool2d, "average pooling (stride defaults to the kernel size)",
          shape=_pool_shape, emit=lambda op, s, c: f"rt.AvgPool2d({op.kernel_size}, stride={op.stride or op.kernel_size})"),
-    Kind("batchnorm1d", ir.BatchNorm1d, "batch normalisation of a flat input, over T*N",
-         shape=_bn1d_shape, params=lambda op, s: 2 * s[0][0], emit=lambda op, s, c: f"rt.BatchNorm1d({s[0][0]})"),
+    Kind("batchnorm1d", ir.BatchNorm1d, "batch normalisation of a flat input, over T*N (of tokens: per channel)",
+         shape=_bn1d_shape, params=lambda op, s: 2 * s[0][-1],
+         emit=lambda op, s, c: f"rt.{'TokenBatchNorm1d' if len(s[0]) == 2 else 'BatchNorm1d'}({s[0][-1]})"),
     Kind("batchnorm2d", ir.BatchNorm2d, "batch normalisation of [C, H, W], over T*N",
          shape=lambda op, s: _image("batchnorm2d", s[0]), params=lambda op, s: 2 * s[0][0],
          emit=lambda op, s, c: f"rt.BatchNorm2d({s[0][0]})"),
@@ -201,7 +206,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          emit=lambda op, s, c: f"rt.Dropout({op.p!r})"),
     Kind("neuron", ir.NeuronLayer, "a spiking neuron layer (any neuron, by its name)", shape=lambda op, s: s[0],
          params=_neuron_params, emit=_neuron_emit, feedback=lambda op: True, stateful=True),
-    *(Kind(m, ir.Merge, f"element-wise merge: {_MERGE_DOC[m]}", shape=lambda op, s, m=m: _same(m, s),
+    *(Kind(m, ir.Merge, f"element-wise merge: {_MERGE_DOC[m]}",
+           shape=lambda op, s, m=m: _broadcast(m, s) if m == "mul" else _same(m, s),
            emit=lambda op, s, c, m=m: f"rt.Merge({m!r})", arity=(2, 2), fixed={"kind": m})
       for m in ("add", "mul", "and", "iand")),
     Kind("concat", ir.Concat, "join inputs along the channel dimension", shape=_concat_shape, arity=(2, None),
@@ -330,12 +336,10 @@ def delay_report(op, shapes: list[Shape], T: int) -> str | None:
 # Names a user may reach for that are not layers of snnc yet: what to write instead, or what is coming. Checked
 # before "did you mean", so that `matmul` is not taken for `mul`.
 NOT_YET = {
-    "matmul": "matmul is not a layer of snnc yet: spiking attention (Q K^T products) is being built; for a "
-              "weighted sum of one input write linear(n)",
-    "attention": "attention is not a layer of snnc yet (spiking self-attention is being built)",
+    "attention": "attention is written from its parts (matmul, heads, neurons): import snnc.transformers has "
+                 "Spikformer's SSA and the Spike-driven Transformer's SDSA as blocks",
     "softmax": "softmax is not a layer: a network's readout (readout = rate | mean | max | last | membrane) and "
                "loss = ce take the place of a softmax output",
-    "layernorm": "layer norm is not a layer of snnc yet: batchnorm1d and batchnorm2d are",
     "embedding": "embedding is not a layer of snnc yet: encode the input with an encoder (encoder = ...)",
     "conv3d": "conv3d is not a layer of snnc yet: conv1d and conv2d are",
     "lstm": "an LSTM is not a layer: write the recurrence as a graph (a node may read one defined later) or use "
@@ -343,3 +347,100 @@ NOT_YET = {
     "rnn": "write the recurrence as a graph (a node may read one defined later) or use the Recurrent block of "
            "import snnc.blocks",
 }
+
+
+# ------------------------------------------------------------------ tokens and attention
+# Tokens are [L, C] per sample: L tokens (positions) of C channels, channels last (as SpikingJelly's Spikformer
+# models hold them after `flatten(-2).transpose(-1, -2)`); heads make it [H, L, C / H]. A linear layer or
+# batchnorm1d on tokens acts on the channels of every token.
+def _tokens_of(kind: str, shape: Shape, hint: str = "turn a feature map into tokens with 'tokens'") -> Shape:
+    if len(shape) != 2:
+        raise LayerError(f"{kind} needs tokens [L, C], but the input here is {list(shape)}", hint)
+    return shape
+
+
+def _tokens_shape(op, shapes):
+    c, h, w = _image("tokens", shapes[0])
+    return (h * w, c)
+
+
+def _shapes_text(shapes) -> str:
+    return " and ".join(str(list(s)) for s in shapes)
+
+
+def _matmul_shape(op: ir.Matmul, shapes):
+    a, b = shapes
+    if len(a) < 2 or len(b) < 2:
+        raise LayerError(f"matmul multiplies matrices (the last two axes), but the inputs are {_shapes_text(shapes)}",
+                         "give it tokens [L, C] or heads [H, L, D]")
+    if a[:-2] != b[:-2]:
+        raise LayerError(f"matmul needs the same leading axes (e.g. heads), but the inputs are {_shapes_text(shapes)}",
+                         "split both inputs into the same number of heads")
+    (l, m), (m2, k) = (a[-1:-3:-1] if op.transpose_a else a[-2:]), (b[-1:-3:-1] if op.transpose_b else b[-2:])
+    if m != m2:
+        ta, tb = (" (transposed)" if op.transpose_a else ""), (" (transposed)" if op.transpose_b else "")
+        raise LayerError(f"matmul needs the first input's columns to match the second's rows, but the inputs are "
+                         f"{list(a)}{ta} and {list(b)}{tb}: {m} columns against {m2} rows",
+                         "transpose one input (transpose_a = true or transpose_b = true), e.g. Q K^T is "
+                         "matmul(q, k, transpose_b = true)")
+    return (*a[:-2], l, k)
+
+
+def _heads_shape(op: ir.Heads, shapes):
+    l, c = _tokens_of("heads", shapes[0])
+    n = _positive("heads", "number of heads", op.heads)
+    if c % n:
+        raise LayerError(f"heads({n}) must divide the width, but the input {list(shapes[0])} has {c} channels",
+                         f"use a width that is a multiple of {n}, or a number of heads that divides {c}")
+    return (n, l, c // n)
+
+
+def _merge_heads_shape(op, shapes):
+    if len(shapes[0]) != 3:
+        raise LayerError(f"merge_heads needs heads [H, L, D], but the input here is {list(shapes[0])}",
+                         "split tokens into heads first, with heads(n)")
+    h, l, d = shapes[0]
+    return (l, h * d)
+
+
+def _reduce_shape(op: ir.Reduce, shapes):
+    shape = shapes[0]
+    need = 2 if op.axis == "tokens" else 1
+    if len(shape) < need or len(shape) > 3:
+        raise LayerError(f"{op.kind} over {op.axis} needs tokens [L, C] or heads [H, L, D], but the input here is "
+                         f"{list(shape)}", "turn a feature map into tokens with 'tokens'")
+    axis = len(shape) - (2 if op.axis == "tokens" else 1)
+    return tuple(1 if i == axis else n for i, n in enumerate(shape)) if op.keepdim else shape[:axis] + shape[axis + 1:]
+
+
+def _broadcast(kind: str, shapes: list[Shape]) -> Shape:
+    """Element-wise shapes that agree, or where one of them is 1 (a mask over all tokens, as in SDSA)."""
+    a, b = shapes
+    if len(a) != len(b) or any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+        raise LayerError(f"{kind} needs inputs of one shape (or size 1 where they differ), but they are "
+                         f"{_shapes_text(shapes)}", "make both branches produce the same shape, or reduce one "
+                         "with sum(tokens) to broadcast it over the tokens")
+    return tuple(max(x, y) for x, y in zip(a, b))
+
+
+def _reduce_emit(op: ir.Reduce, s, c) -> str:
+    return f"rt.Reduce({op.kind!r}, axis={op.axis!r}, keepdim={op.keepdim})"
+
+
+KINDS.update({k.name: k for k in (
+    Kind("tokens", ir.Tokens, "a feature map as tokens: [C, H, W] -> [H*W, C]", shape=_tokens_shape,
+         emit=lambda op, s, c: "rt.Tokens()"),
+    Kind("matmul", ir.Matmul, "matrix product of two nodes over their last two axes (optionally transposed), "
+         "times scale", shape=_matmul_shape, arity=(2, 2),
+         emit=lambda op, s, c: f"rt.Matmul(transpose_a={op.transpose_a}, transpose_b={op.transpose_b}, "
+                               f"scale={op.scale!r})"),
+    Kind("heads", ir.Heads, "split the channels of tokens into heads: [L, C] -> [H, L, C/H]", shape=_heads_shape,
+         emit=lambda op, s, c: f"rt.Heads({op.heads})"),
+    Kind("merge_heads", ir.MergeHeads, "join heads into channels: [H, L, D] -> [L, H*D]", shape=_merge_heads_shape,
+         emit=lambda op, s, c: "rt.MergeHeads()"),
+    *(Kind(r, ir.Reduce, f"the {r} over the tokens or channels axis (keepdim: keep it as size 1)",
+           shape=_reduce_shape, emit=_reduce_emit, fixed={"kind": r}) for r in ("sum", "mean")),
+    Kind("layernorm", ir.LayerNorm, "layer normalisation over the channel (last) axis",
+         shape=lambda op, s: s[0] if s[0] else _tokens_of("layernorm", s[0]), params=lambda op, s: 2 * s[0][-1],
+         emit=lambda op, s, c: f"rt.LayerNorm({s[0][-1]})"),
+)})

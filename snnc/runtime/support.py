@@ -789,5 +789,99 @@ class Scale(nn.Module):
         return f"shape={tuple(self.weight.shape)}"
 
 
+# ------------------------------------------------------------------ tokens and attention (per sample [L, C])
+class _Trailing(nn.Module):
+    """A stateless layer over the trailing (per-sample) axes: the same in steps and over a whole sequence."""
+
+    step_mode = "s"
+
+    def seq(self, *xs):
+        return self.step(*xs)
+
+    def forward(self, *xs):
+        return self.step(*xs)
+
+
+class Tokens(_Trailing):
+    """[..., C, H, W] -> [..., H*W, C]: one token per position (Spikformer's patch flattening)."""
+
+    def step(self, x):
+        return x.flatten(-2).transpose(-1, -2)
+
+
+class Matmul(_Trailing):
+    """a @ b over the last two axes, each optionally transposed, times `scale`. On spikes the products are
+    whole counts, exact in fp32 below 2^24, so either order of a chain (Q K^T V or Q (K^T V)) gives one result."""
+
+    def __init__(self, transpose_a=False, transpose_b=False, scale=1.0):
+        super().__init__()
+        self.transpose_a, self.transpose_b, self.scale = transpose_a, transpose_b, scale
+
+    def step(self, a, b):
+        y = torch.matmul(a.transpose(-1, -2) if self.transpose_a else a, b.transpose(-1, -2) if self.transpose_b else b)
+        return y if self.scale == 1.0 else y * self.scale
+
+    def extra_repr(self):
+        return f"transpose_a={self.transpose_a}, transpose_b={self.transpose_b}, scale={self.scale}"
+
+
+class Heads(_Trailing):
+    """[..., L, C] -> [..., heads, L, C / heads]; channel c is head c // (C / heads)."""
+
+    def __init__(self, heads):
+        super().__init__()
+        self.heads = heads
+
+    def step(self, x):
+        return x.unflatten(-1, (self.heads, -1)).transpose(-2, -3)
+
+    def extra_repr(self):
+        return f"heads={self.heads}"
+
+
+class MergeHeads(_Trailing):
+    """[..., heads, L, D] -> [..., L, heads * D] (the inverse of Heads)."""
+
+    def step(self, x):
+        return x.transpose(-2, -3).flatten(-2)
+
+
+class Reduce(_Trailing):
+    """The sum or mean over the token (second to last) or channel (last) axis."""
+
+    def __init__(self, kind, axis="tokens", keepdim=True):
+        super().__init__()
+        self.kind, self.axis, self.keepdim = kind, axis, keepdim
+
+    def step(self, x):
+        dim = -2 if self.axis == "tokens" else -1
+        return (x.sum if self.kind == "sum" else x.mean)(dim=dim, keepdim=self.keepdim)
+
+    def extra_repr(self):
+        return f"{self.kind!r}, axis={self.axis!r}, keepdim={self.keepdim}"
+
+
+class TokenBatchNorm1d(BatchNorm1d):
+    """Batch normalisation of tokens [..., L, C] over their channels, statistics over T*N*L (SpikingJelly's
+    Spikformer: BatchNorm1d on [T*N, C, L])."""
+
+    def step(self, x):
+        return nn.BatchNorm1d.forward(self, x.transpose(-1, -2)).transpose(-1, -2)
+
+    def seq(self, x):
+        return self.step(x.flatten(0, 1)).reshape(x.shape)
+
+
+class LayerNorm(_Trailing):
+    """Layer normalisation over the channel (last) axis."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def step(self, x):
+        return self.norm(x)
+
+
 # ------------------------------------------------------------------ learnable delays (their own module)
 from .delays import Dcls, delay_layers, sigma_at  # noqa: E402,F401 - a built package has its copy beside this file
