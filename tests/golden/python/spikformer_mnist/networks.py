@@ -59,10 +59,11 @@ class SpikformerMnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'direct'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 6, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
+    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 6, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '5'
     GRAPH = (('0.0', 'conv2d', ('in',)), ('0.1', 'batchnorm2d', ('0.0',)), ('0.2', 'maxpool2d', ('0.1',)), ('0.3', 'LIF', ('0.2',)), ('1.0', 'conv2d', ('0.3',)), ('1.1', 'batchnorm2d', ('1.0',)), ('1.2', 'maxpool2d', ('1.1',)), ('1.3', 'LIF', ('1.2',)), ('2.0', 'conv2d', ('1.3',)), ('2.1', 'batchnorm2d', ('2.0',)), ('2.pe', 'LIF', ('2.1',)), ('2.x', 'add', ('2.pe', '1.3')), ('2.4', 'tokens', ('2.x',)), ('3.a.0.0', 'linear', ('2.4',)), ('3.a.0.1', 'batchnorm1d', ('3.a.0.0',)), ('3.a.0.2', 'LIF', ('3.a.0.1',)), ('3.a.q', 'heads', ('3.a.0.2',)), ('3.a.2.0', 'linear', ('2.4',)), ('3.a.2.1', 'batchnorm1d', ('3.a.2.0',)), ('3.a.2.2', 'LIF', ('3.a.2.1',)), ('3.a.k', 'heads', ('3.a.2.2',)), ('3.a.4.0', 'linear', ('2.4',)), ('3.a.4.1', 'batchnorm1d', ('3.a.4.0',)), ('3.a.4.2', 'LIF', ('3.a.4.1',)), ('3.a.v', 'heads', ('3.a.4.2',)), ('3.a.kv', 'matmul', ('3.a.k', '3.a.v')), ('3.a.attn', 'matmul', ('3.a.q', '3.a.kv')), ('3.a.8', 'LIF', ('3.a.attn',)), ('3.a.9', 'merge_heads', ('3.a.8',)), ('3.a.10.0', 'linear', ('3.a.9',)), ('3.a.10.1', 'batchnorm1d', ('3.a.10.0',)), ('3.a.10.2', 'LIF', ('3.a.10.1',)), ('3.x', 'add', ('2.4', '3.a.10.2')), ('3.m.0.0', 'linear', ('3.x',)), ('3.m.0.1', 'batchnorm1d', ('3.m.0.0',)), ('3.m.0.2', 'LIF', ('3.m.0.1',)), ('3.m.1.0', 'linear', ('3.m.0.2',)), ('3.m.1.1', 'batchnorm1d', ('3.m.1.0',)), ('3.m.1.2', 'LIF', ('3.m.1.1',)), ('3.3', 'add', ('3.x', '3.m.1.2')), ('4', 'mean', ('3.3',)), ('5', 'linear', ('4',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode
+    MEMORY = {'balanced': {'0.0': 'recompute', '0.1': 'recompute', '0.2': 'recompute', '0.3': 'bits', '1.1': 'recompute', '1.2': 'recompute', '1.3': 'bits', '2.1': 'recompute', '2.pe': 'bits', '2.x': 'recompute', '3.a.0.1': 'recompute', '3.a.0.2': 'bits', '3.a.2.1': 'recompute', '3.a.2.2': 'bits', '3.a.4.1': 'recompute', '3.a.4.2': 'bits', '3.a.8': 'bits', '3.a.10.1': 'recompute', '3.a.10.2': 'bits', '3.x': 'recompute', '3.m.0.1': 'recompute', '3.m.0.2': 'bits', '3.m.1.1': 'recompute', '3.m.1.2': 'bits', '3.3': 'recompute'}, 'min': {'0.0': 'recompute', '0.1': 'recompute', '0.2': 'recompute', '0.3': 'bits', '1.0': 'recompute', '1.1': 'recompute', '1.2': 'recompute', '1.3': 'bits', '2.0': 'recompute', '2.1': 'recompute', '2.pe': 'bits', '2.x': 'recompute', '3.a.0.0': 'recompute', '3.a.0.1': 'recompute', '3.a.0.2': 'bits', '3.a.2.0': 'recompute', '3.a.2.1': 'recompute', '3.a.2.2': 'bits', '3.a.4.0': 'recompute', '3.a.4.1': 'recompute', '3.a.4.2': 'bits', '3.a.8': 'bits', '3.a.10.0': 'recompute', '3.a.10.1': 'recompute', '3.a.10.2': 'bits', '3.x': 'recompute', '3.m.0.0': 'recompute', '3.m.0.1': 'recompute', '3.m.0.2': 'bits', '3.m.1.0': 'recompute', '3.m.1.1': 'recompute', '3.m.1.2': 'bits', '3.3': 'recompute'}}  # per memory policy: outputs backward keeps as bits or recomputes
 
     def __init__(self, step_mode='m', backend=None):
         super().__init__()
@@ -127,46 +128,82 @@ class SpikformerMnist(rt.Network):
         L = self.layers
         _0__0 = L["0"]["0"](x)  # conv2d
         _0__1 = L["0"]["1"](_0__0)  # batchnorm2d
+        del _0__0
         _0__2 = L["0"]["2"](_0__1)  # maxpool2d
+        del _0__1
         _0__3 = L["0"]["3"](_0__2)  # LIF
+        del _0__2
         _1__0 = L["1"]["0"](_0__3)  # conv2d
+        del _0__3
         _1__1 = L["1"]["1"](_1__0)  # batchnorm2d
+        del _1__0
         _1__2 = L["1"]["2"](_1__1)  # maxpool2d
+        del _1__1
         _1__3 = L["1"]["3"](_1__2)  # LIF
+        del _1__2
         _2__0 = L["2"]["0"](_1__3)  # conv2d
         _2__1 = L["2"]["1"](_2__0)  # batchnorm2d
+        del _2__0
         _2__pe = L["2"]["pe"](_2__1)  # LIF
+        del _2__1
         _2__x = L["2"]["x"](_2__pe, _1__3)  # add
+        del _1__3, _2__pe
         _2__4 = L["2"]["4"](_2__x)  # tokens
+        del _2__x
         _3__a__0__0 = L["3"]["a"]["0"]["0"](_2__4)  # linear
         _3__a__0__1 = L["3"]["a"]["0"]["1"](_3__a__0__0)  # batchnorm1d
+        del _3__a__0__0
         _3__a__0__2 = L["3"]["a"]["0"]["2"](_3__a__0__1)  # LIF
+        del _3__a__0__1
         _3__a__q = L["3"]["a"]["q"](_3__a__0__2)  # heads
+        del _3__a__0__2
         _3__a__2__0 = L["3"]["a"]["2"]["0"](_2__4)  # linear
         _3__a__2__1 = L["3"]["a"]["2"]["1"](_3__a__2__0)  # batchnorm1d
+        del _3__a__2__0
         _3__a__2__2 = L["3"]["a"]["2"]["2"](_3__a__2__1)  # LIF
+        del _3__a__2__1
         _3__a__k = L["3"]["a"]["k"](_3__a__2__2)  # heads
+        del _3__a__2__2
         _3__a__4__0 = L["3"]["a"]["4"]["0"](_2__4)  # linear
         _3__a__4__1 = L["3"]["a"]["4"]["1"](_3__a__4__0)  # batchnorm1d
+        del _3__a__4__0
         _3__a__4__2 = L["3"]["a"]["4"]["2"](_3__a__4__1)  # LIF
+        del _3__a__4__1
         _3__a__v = L["3"]["a"]["v"](_3__a__4__2)  # heads
+        del _3__a__4__2
         _3__a__kv = L["3"]["a"]["kv"](_3__a__k, _3__a__v)  # matmul
+        del _3__a__k, _3__a__v
         _3__a__attn = L["3"]["a"]["attn"](_3__a__q, _3__a__kv)  # matmul
+        del _3__a__q, _3__a__kv
         _3__a__8 = L["3"]["a"]["8"](_3__a__attn)  # LIF
+        del _3__a__attn
         _3__a__9 = L["3"]["a"]["9"](_3__a__8)  # merge_heads
+        del _3__a__8
         _3__a__10__0 = L["3"]["a"]["10"]["0"](_3__a__9)  # linear
+        del _3__a__9
         _3__a__10__1 = L["3"]["a"]["10"]["1"](_3__a__10__0)  # batchnorm1d
+        del _3__a__10__0
         _3__a__10__2 = L["3"]["a"]["10"]["2"](_3__a__10__1)  # LIF
+        del _3__a__10__1
         _3__x = L["3"]["x"](_2__4, _3__a__10__2)  # add
+        del _2__4, _3__a__10__2
         _3__m__0__0 = L["3"]["m"]["0"]["0"](_3__x)  # linear
         _3__m__0__1 = L["3"]["m"]["0"]["1"](_3__m__0__0)  # batchnorm1d
+        del _3__m__0__0
         _3__m__0__2 = L["3"]["m"]["0"]["2"](_3__m__0__1)  # LIF
+        del _3__m__0__1
         _3__m__1__0 = L["3"]["m"]["1"]["0"](_3__m__0__2)  # linear
+        del _3__m__0__2
         _3__m__1__1 = L["3"]["m"]["1"]["1"](_3__m__1__0)  # batchnorm1d
+        del _3__m__1__0
         _3__m__1__2 = L["3"]["m"]["1"]["2"](_3__m__1__1)  # LIF
+        del _3__m__1__1
         _3__3 = L["3"]["3"](_3__x, _3__m__1__2)  # add
+        del _3__x, _3__m__1__2
         _4 = L["4"](_3__3)  # mean
+        del _3__3
         _5 = L["5"](_4)  # linear
+        del _4
         return _5
 
     def forward_step(self, x):
