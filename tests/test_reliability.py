@@ -248,6 +248,23 @@ def test_neurons_imported_past_the_limit_are_refused(tmp_path):
     assert info.value.render().startswith(f"{tmp_path / 'b.snn'}:1601:8: error: more than 1000 neurons")
 
 
+# ------------------------------------------------------------------ memory: estimated at check, before allocating
+def test_a_network_that_cannot_fit_this_machine_is_refused_at_check(monkeypatch):
+    """Parameters and one sample's activations of the whole network against the machine's memory (pretended
+    to be 64 MiB here): refused with a hint and an explicit override, before anything is allocated."""
+    from snnc.compiler import check
+
+    text = network("flatten\nlinear(100000)\nLIF\nlinear(10)\nLIF")
+    monkeypatch.setattr(check, "machine_memory", lambda: 64 * 2**20)
+    check_file("m.snn", text.replace("linear(100000)", "linear(1000)"))  # 75,000 parameters fit
+    message = error(text)  # 7.5 million parameters (120 MB to train) do not
+    assert message.startswith("m.snn:2:1: error: network 'M' needs about 117 MiB to train (7,500,010 parameters at "
+                              "16 bytes"), message
+    assert "more than this machine's 64 MiB" in message and "set SNNC_ALLOW_LARGE=1 to build it anyway" in message
+    monkeypatch.setenv(check.MEMORY_OVERRIDE, "1")
+    check_file("m.snn", text)
+
+
 # ------------------------------------------------------------------ constants: located errors at check
 @pytest.mark.parametrize("decl,expected", [
     ("    param tau = 1e308 * 10.0",
