@@ -600,6 +600,28 @@ def test_mutated_shipped_models(folder, case):
     pipeline(folder, text, name=name.replace("lib_", "mut_"))
 
 
+@st.composite
+def near_the_limits(draw) -> str:
+    """A neuron with calls nested around the 100-level limit and around the 64-state limit, feeding layers
+    from small to huge: each either is a located error at check or builds, loads and runs."""
+    depth, states, width = draw(st.integers(95, 105)), draw(st.integers(60, 68)), draw(st.sampled_from(
+        [3, 1000, 200_000]))
+    func = draw(st.sampled_from(["tanh", "sigmoid", "atan", "abs"]))
+    extra = "".join(f"    state s{i} = 0.0\n" for i in range(1, states))
+    body = "".join(f"        s{i} = s{i} * 0.5 + x\n" for i in range(1, states))
+    charge = "v + " + f"{func}(" * (depth - 1) + "x" + ")" * (depth - 1)
+    return (f"neuron Edge {{\n    state v = 0.0\n{extra}    charge {{\n{body}        v = {charge}\n    }}\n}}\n"
+            f"network Net {{\n    input = [4]\n    T = 2\n    layers {{\n        linear({width})\n        Edge\n"
+            f"        linear(3)\n        Edge\n    }}\n}}\n")
+
+
+@pytest.mark.slow
+@settings(max_examples=6, **FAST)
+@given(text=near_the_limits())
+def test_models_near_the_limits(folder, text):
+    pipeline(folder, text, name="edge.snn")
+
+
 def test_counts():
     """What the runs above did (printed with -s; asserted where the property needs it)."""
     print(f"\nfuzz_models: {COUNTS}, seconds: { {k: round(v, 1) for k, v in TIMES.items()} }")

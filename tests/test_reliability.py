@@ -216,6 +216,55 @@ def test_a_file_given_directly_that_is_not_utf8_is_located(tmp_path, capsys):
     assert err.startswith(f"{path}:2:25: error: {path} is not UTF-8 text (byte 35)"), err
 
 
+# ------------------------------------------------------------------ names of built-in layers, many neurons
+@pytest.mark.parametrize("text,expected", [
+    ("neuron linear {\n    state v = 0.0\n    charge v = v + x\n}\n",
+     "m.snn:1:1: error: a neuron cannot be named 'linear': it is a built-in layer"),
+    ("import snnc.neurons\nblock flatten(w) {\n    linear(w)\n    LIF\n}\n",
+     "m.snn:2:7: error: a block cannot be named 'flatten': it is a built-in layer"),
+    ("block vote(w) {\n    linear(w)\n}\n", "m.snn:1:7: error: a block cannot be named 'vote': it is a built-in layer"),
+])
+def test_a_neuron_or_block_named_like_a_layer_is_located(text, expected):
+    message = error(text + network("flatten\nlinear(2)", head=""))
+    assert message.startswith(expected) and "= hint: rename it" in message and "Span(" not in message
+
+
+def test_more_neurons_than_the_limit_are_refused_before_parsing():
+    one = "neuron N{} {{\n    state v = 0.0\n    charge v = v + x\n}}\n"
+    start = time.perf_counter()
+    message = error("".join(one.format(i) for i in range(20000)))
+    assert time.perf_counter() - start < 5  # was minutes: every neuron derived
+    assert message.startswith("m.snn:4001:1: error: more than 1000 neurons (imports included)")
+
+
+
+def test_neurons_imported_past_the_limit_are_refused(tmp_path):
+    many = "".join(f"neuron N{i} {{\n    state v = 0.0\n    charge v = v + x\n}}\n" for i in range(600))
+    (tmp_path / "a.snn").write_text(many)  # each file within the limit, together past it
+    (tmp_path / "b.snn").write_text(many.replace("neuron N", "neuron M"))
+    (tmp_path / "m.snn").write_text('import "a.snn"\nimport "b.snn"\n')
+    with pytest.raises(SnncError) as info:
+        check_file(tmp_path / "m.snn")
+    assert info.value.render().startswith(f"{tmp_path / 'b.snn'}:1601:8: error: more than 1000 neurons")
+
+
+# ------------------------------------------------------------------ memory: estimated at check, before allocating
+def test_a_network_that_cannot_fit_this_machine_is_refused_at_check(monkeypatch):
+    """Parameters and one sample's activations of the whole network against the machine's memory (pretended
+    to be 64 MiB here): refused with a hint and an explicit override, before anything is allocated."""
+    from snnc.compiler import check
+
+    text = network("flatten\nlinear(100000)\nLIF\nlinear(10)\nLIF")
+    monkeypatch.setattr(check, "machine_memory", lambda: 64 * 2**20)
+    check_file("m.snn", text.replace("linear(100000)", "linear(1000)"))  # 75,000 parameters fit
+    message = error(text)  # 7.5 million parameters (120 MB to train) do not
+    assert message.startswith("m.snn:2:1: error: network 'M' needs about 117 MiB to train (7,500,010 parameters at "
+                              "16 bytes"), message
+    assert "more than this machine's 64 MiB" in message and "set SNNC_ALLOW_LARGE=1 to build it anyway" in message
+    monkeypatch.setenv(check.MEMORY_OVERRIDE, "1")
+    check_file("m.snn", text)
+
+
 # ------------------------------------------------------------------ constants: located errors at check
 @pytest.mark.parametrize("decl,expected", [
     ("    param tau = 1e308 * 10.0",

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import ir
 from .datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .layers import KINDS, NOT_YET
-from .parse import parse_source, to_value
+from .parse import MAX_NEURONS, TOO_MANY_NEURONS, parse_source, to_value
 from .printers import value_text
 from .resources import library, library_module_of
 from .source import Diagnostics, SnncError, Source, Span, did_you_mean
@@ -648,11 +648,14 @@ def load_module(path: str | Path, text: str | None = None) -> tuple[ir.Module, d
                 visit(source_read, stack + (key,))
             elif kind == "neuron":
                 _, name, items, span, name_span = item
-                _unique(name, span, neurons, blocks, source)
+                _unique(name, span, neurons, blocks, source, "a neuron")
+                if len(neurons) >= MAX_NEURONS:
+                    raise SnncError(f"more than {MAX_NEURONS} neurons (imports included)", name_span or span,
+                                    TOO_MANY_NEURONS, source)
                 neurons[name] = neuron_from_items(name, items, source, span, name_span)
             elif kind == "block":
                 _, name, params, nodes, span, name_span = item
-                _unique(name, name_span, neurons, blocks, source)
+                _unique(name, name_span, neurons, blocks, source, "a block")
                 blocks[name] = Block(name, tuple(params), tuple(nodes), source, span, name_span)
             else:
                 drafts.append(item)
@@ -690,7 +693,10 @@ def _not_snn(target: Path) -> str | None:
     return None
 
 
-def _unique(name: str, span, neurons: dict, blocks: dict, source: Source) -> None:
+def _unique(name: str, span, neurons: dict, blocks: dict, source: Source, what: str = "") -> None:
+    if name in KINDS and name != "neuron":  # a layer written `name(...)` would be the built-in one, not this
+        raise SnncError(f"{what or 'a definition'} cannot be named '{name}': it is a built-in layer", span,
+                        f"rename it, e.g. '{name.capitalize()}' (layers are called by name)", source)
     first = neurons.get(name) or blocks.get(name)
     if first is not None:
         what = "neuron" if name in neurons else "block"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import os
 from dataclasses import dataclass
 
 from . import ir
@@ -403,9 +404,40 @@ def _networks(module: ir.Module, p: Diagnostics) -> dict[str, Graph]:
         if net.readout == "membrane" and not isinstance(out.layer.op, ir.NeuronLayer):
             p.error("readout = membrane reads the membrane potential of the output node, which is not a neuron",
                     net, "end the network with a neuron layer, or use readout = mean")
+        _memory(net, graph, p)
         _data(net, graph, p)
         graphs[net.name] = graph
     return graphs
+
+
+MEMORY_OVERRIDE = "SNNC_ALLOW_LARGE"  # =1: build a network whatever the estimate says (a bigger machine will run it)
+
+
+def _memory(net: ir.Network, graph: Graph, p: Diagnostics) -> None:
+    """Refuse, before anything is allocated, a network that cannot train in this machine's memory: 16 bytes a
+    parameter (weights, gradients, Adam's two moments, fp32) and, for one sample, every layer's output at every
+    step kept for the backward pass (4 bytes each, twice: outputs and states)."""
+    params = sum(info.params for info in graph.nodes.values())
+    values = sum(math.prod(info.out_shape) for info in graph.nodes.values()) * net.T
+    need, ram = 16 * params + 8 * values, machine_memory()
+    if ram is None or need <= ram or os.environ.get(MEMORY_OVERRIDE) == "1":
+        return
+    p.error(f"network '{net.name}' needs about {_bytes(need)} to train ({params:,} parameters at 16 bytes, "
+            f"{values:,} values a sample over its {net.T} steps at 8 bytes), more than this machine's "
+            f"{_bytes(ram)}", net, f"use smaller layers or a smaller input, or set {MEMORY_OVERRIDE}=1 to "
+            "build it anyway (for a machine with more memory)")
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _data(net: ir.Network, graph: Graph, p: Diagnostics) -> None:

@@ -1,6 +1,7 @@
 """Text to IR. The only module that imports lark."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from lark import Lark, Token, Transformer, v_args
@@ -107,6 +108,7 @@ def parse_source(source: Source) -> list:
     ('block', name, params, nodes, span, name_span). Expressions are already IR (`ir.Expr`), settings and
     layer arguments `ir.Value`s.
     """
+    _count_neurons(source)
     try:
         tree = _parser().parse(source.text)
     except UnexpectedInput as exc:
@@ -122,6 +124,23 @@ def parse_source(source: Source) -> list:
     return items
 
 
+MAX_NEURONS = 1000  # neurons a file sees, imports included: check derives each (SymPy, ~10 ms), so its time grows
+_NEURON_LINE = re.compile(r"^[ \t]*neuron[ \t]+\w+", re.MULTILINE)
+
+
+def _count_neurons(source: Source) -> None:
+    """Refuse a file of more than MAX_NEURONS neurons before parsing it (parsing 20,000 takes half a minute)."""
+    for i, match in enumerate(_NEURON_LINE.finditer(source.text)):
+        if i == MAX_NEURONS:
+            line = source.text.count("\n", 0, match.start()) + 1
+            col = match.start() - (source.text.rfind("\n", 0, match.start()) + 1) + 1
+            raise SnncError(f"more than {MAX_NEURONS} neurons (imports included)",
+                            Span(source.name, line, col, line, col + len(match.group(0).strip()) + 1),
+                            TOO_MANY_NEURONS, source)
+
+
+TOO_MANY_NEURONS = "snnc check derives each neuron's kernels (about 10 ms each): split the file, or import only the " \
+            "neurons a network uses"
 MAX_DEPTH = 100  # levels of operators and calls (and of lists in values): every later stage walks them recursively
 _STRUCTURE = 10  # the levels a file's own structure takes in the parse tree (start, neuron, charge, assign, ...)
 _LEVELS = (ir.Unary, ir.BinOp, ir.Call, ir.ListValue, ir.CallValue)  # what a level is: an operator, a call, a list
