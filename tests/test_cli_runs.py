@@ -129,8 +129,8 @@ def test_run_outputs_have_the_users_usual_permissions(tmp_path):
                          "--out-dir", str(out), "--quiet"]) == 0
     finally:
         os.umask(old)
-    for path in out.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+    for path in out.rglob("*"):  # the run's files, and folders (TensorBoard's per-batch events)
+        assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path.name
 
 
 @pytest.mark.slow

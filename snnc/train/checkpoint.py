@@ -159,17 +159,32 @@ def _validate_settings(settings: dict, bad) -> None:
         if key not in settings:
             continue
         value = settings[key]
-        if key in ("frames", "dataset", "subset", "test_subset", "max_steps") and value is None:
+        if value is None and default is None:
             continue
         if key in ("frames", "transform", "augment"):
             if not _steps(value if key != "frames" else [value]):
                 raise bad(f"settings['{key}']", "data steps as snnc writes them", value)
             continue
-        kind = type(default) if default is not None else (str if key == "dataset" else int)
+        kind = _kind(key, default)
         ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool) or \
             kind is float and isinstance(value, int) and not isinstance(value, bool)
         if not ok or kind in (int, float) and not abs(value) < 2**63:
             raise bad(f"settings['{key}']", f"a {kind.__name__}", value)
+
+
+def _kind(key: str, default) -> type:
+    """The type a setting holds: its default's, or the one an optional train-block field (ir.Train) names."""
+    import typing
+
+    from ..compiler import ir
+
+    if default is not None:
+        return type(default)
+    field = ir.Train.model_fields.get(key)
+    named = [a for a in typing.get_args(field.annotation) if a is not type(None)] if field else []
+    if len(named) == 1 and isinstance(named[0], type):
+        return named[0]
+    return str if key == "dataset" else int
 
 
 def _steps(values) -> bool:
