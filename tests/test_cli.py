@@ -103,3 +103,22 @@ def test_a_train_setting_has_one_default():
     code = "import sys, snnc.cli; snnc.cli.parser(); print('pydantic' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.stdout.split() == ["False"], r.stderr
+
+
+@pytest.mark.parametrize("model", sorted(p.name for p in MODELS.glob("*.snn")))
+def test_check_prints_within_100_columns_and_counts_own_neurons(model, in_repo_root, capsys):
+    assert cli.main(["check", f"models/{model}"]) == 0
+    out = capsys.readouterr().out
+    tables = out[out.find("\nnetwork "):] if "\nnetwork " in out else ""
+    assert all(len(line) <= 100 for line in tables.splitlines()), max(tables.splitlines(), key=len)
+    first = out.splitlines()[0]
+    assert ("10 neurons, 0 networks" in first) if model == "neurons.snn" else ("0 neurons, 10 imported" in first)
+
+
+def test_check_table_keeps_dropout_p(tmp_path, capsys):
+    path = tmp_path / "d.snn"
+    path.write_text("import snnc.neurons\nnetwork D {\n  input = [8]\n  T = 2\n  layers {\n    linear(4)\n"
+                    "    dropout\n    LIF()\n    dropout(0.2)\n  }\n}\n")
+    assert cli.main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "dropout(p = 0.5)" in out and "dropout(p = 0.2)" in out
