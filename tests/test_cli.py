@@ -122,3 +122,10 @@ def test_check_table_keeps_dropout_p(tmp_path, capsys):
     assert cli.main(["check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "dropout(p = 0.5)" in out and "dropout(p = 0.2)" in out
+
+
+def test_verify_one_neuron(in_repo_root, capsys):
+    assert cli.main(["verify", "models/neurons.snn", "--neuron", "LIF", "-q"]) == 0
+    assert "over 1 neurons" in capsys.readouterr().out
+    assert cli.main(["verify", "models/neurons.snn", "--neuron", "LIFF"]) == 1
+    assert "did you mean 'LIF'?" in capsys.readouterr().err

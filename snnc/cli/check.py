@@ -181,7 +181,7 @@ def run_verify(args) -> int:
     from ..compiler.driver import check_file
     from ..runtime.verify import format_table, verify
 
-    results = verify(check_file(args.model).module)
+    results = verify(check_file(args.model).module, neurons=args.neuron)
     failed = [r for r in results if r.failed]
     if not args.quiet:
         print(format_table(results))
@@ -198,6 +198,8 @@ def run_verify(args) -> int:
 def _verify_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="the .snn file whose neurons to verify")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and any failures)")
+    p.add_argument("--neuron", action="append", metavar="NAME",
+                   help="verify only this neuron (repeat for more; default: every neuron the file emits)")
 
 
 VERIFY = Command(
@@ -205,5 +207,6 @@ VERIFY = Command(
     "Run each neuron of the file (hard and soft reset, detach_reset, its output modes) on every backend\n"
     "available here and compare spikes (exactly), states and gradients (within derived bounds) with\n"
     "PyTorch autograd through the eager module. Exits 1 if any check fails.",
-    "  snnc verify models/neurons.snn -q",
+    "  snnc verify models/neurons.snn -q\n"
+    "  snnc verify models/neurons.snn --neuron LIF --neuron PLIF",
     _verify_arguments, run_verify)
