@@ -129,3 +129,20 @@ def test_verify_one_neuron(in_repo_root, capsys):
     assert "over 1 neurons" in capsys.readouterr().out
     assert cli.main(["verify", "models/neurons.snn", "--neuron", "LIFF"]) == 1
     assert "did you mean 'LIF'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("T", [3, 5, 150])
+def test_time_axes_tick_whole_steps(T, tmp_path, monkeypatch):
+    import numpy as np
+
+    from snnc.train import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    plots.plot_output(np.random.rand(T, 4), np.random.rand(T, 4) > 0.5, tmp_path / "o.png")
+    plots.plot_neuron(np.random.rand(T), np.random.rand(T) > 0.5, tmp_path / "n.png")
+    for fig in figures:
+        fig.canvas.draw()  # a figure without pyplot: the Agg canvas matplotlib gives it
+        for ax in fig.axes[:2] if len(fig.axes) > 2 else fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks

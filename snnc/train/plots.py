@@ -20,6 +20,14 @@ def _array(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _steps(*axes) -> None:
+    """Time steps are whole numbers: ticks only at integers (a run of T = 4 has no step 1.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, path: str | os.PathLike) -> Path:
     from .checkpoint import atomic_write_bytes
     import io
@@ -78,6 +86,7 @@ def plot_neuron(v, s, path: str | os.PathLike, v_threshold: float | None = None,
     ax_s.set_ylabel("spikes")
     ax_s.set_xlabel("time step")
     ax_s.set_xlim(-0.5, max(len(t) - 0.5, 0.5))
+    _steps(ax_v, ax_s)
     if title:
         ax_v.set_title(title)
     return _save(fig, path)
@@ -101,6 +110,7 @@ def plot_output(v, s, path: str | os.PathLike, title: str | None = None) -> Path
     ax_s.set_xlabel("time step")
     ax_s.set_ylabel("neuron")
     ax_s.set_title("spikes")
+    _steps(ax_v, ax_s)
     rate = s.mean(axis=0)
     ax_s.set_yticks(np.arange(C), [f"{c} ({r:.2f})" for c, r in enumerate(rate)] if C <= 20 else None)
     if title:
