@@ -146,3 +146,22 @@ def test_time_axes_tick_whole_steps(T, tmp_path, monkeypatch):
         for ax in fig.axes[:2] if len(fig.axes) > 2 else fig.axes:
             ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
             assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_simulate_input_kinds_and_chosen_states(tmp_path, in_repo_root, capsys):
+    from snnc.cli.simulate import input_signal
+
+    assert input_signal("1.5", 3).tolist() == [1.5, 1.5, 1.5]
+    assert input_signal("step:2:2", 4).tolist() == [0, 0, 2, 2]
+    assert input_signal("pulse:3:1:2", 5).tolist() == [0, 3, 3, 0, 0]
+    assert input_signal("sine:1:4", 4).round(decimals=6).tolist() == [0, 1, 0, -1]
+    assert set(input_signal("poisson:0.5", 200).tolist()) == {0.0, 1.0}
+    png = tmp_path / "alif.png"
+    assert cli.main(["simulate", "models/neurons.snn", "--neuron", "AdaptiveLIF", "--input", "pulse:3.0:10:40",
+                     "--state", "v", "--state", "w", "-T", "80", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "first at t=10" in out and "w=" in out and png.is_file()
+    for bad, hint in ((["--input", "poison:0.3"], "did you mean 'poisson'?"),
+                      (["--input", "step:1"], "e.g. --input step:1.5:20"), (["--state", "q"], "its states: v")):
+        assert cli.main(["simulate", "models/neurons.snn", "--neuron", "LIF", *bad]) == 1
+        assert hint in capsys.readouterr().err

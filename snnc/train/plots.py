@@ -70,16 +70,20 @@ def plot_curves(rows: list[dict], out_dir: str | os.PathLike, name: str | None =
 
 
 def plot_neuron(v, s, path: str | os.PathLike, v_threshold: float | None = None, title: str | None = None) -> Path:
-    """One neuron over time: membrane potential v [T] above, spikes s [T] below."""
-    v, s = _array(v).reshape(-1), _array(s).reshape(-1)
-    t = np.arange(len(v))
+    """One neuron over time: its membrane potential v [T] (or several states, {name: [T]}) above, spikes s [T]
+    below."""
+    traces = {k: _array(x).reshape(-1) for k, x in v.items()} if isinstance(v, dict) else {"v": _array(v).reshape(-1)}
+    s = _array(s).reshape(-1)
+    t = np.arange(len(s))
     fig = _figure(7.0, 4.0)
     ax_v, ax_s = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    ax_v.plot(t, v, color="tab:blue")
-    if v_threshold is not None:
+    for name, values in traces.items():
+        ax_v.plot(t, values, label=name)
+    if v_threshold is not None and "v" in traces:
         ax_v.axhline(v_threshold, color="tab:red", linestyle="--", label="threshold")
+    if len(traces) > 1 or (v_threshold is not None and "v" in traces):
         ax_v.legend(loc="upper right")
-    ax_v.set_ylabel("membrane potential")
+    ax_v.set_ylabel("membrane potential" if list(traces) == ["v"] else "states")
     ax_s.eventplot(t[s > 0], lineoffsets=0.5, linelengths=0.8, colors="black")
     ax_s.set_ylim(0, 1)
     ax_s.set_yticks([])
