@@ -466,8 +466,8 @@ def mnist_like(tmp_path_factory):
     (["--param", "nosuch=1.0"], "error: cannot create LIF:"),
     (["--param", "tau=inf"], "error: LIF: parameter 'tau' must be finite, not inf"),
     (["--param", "tau=0.5"], "error: LIF: requirement 'tau > 1.0' does not hold"),
-    (["-T", "0"], "error: -T must be at least 1, not 0"),
-    (["-T", "-3"], "error: -T must be at least 1, not -3"),
+    (["-T", "0"], "error: snnc simulate: -T takes a whole number of at least 1, not 0"),
+    (["-T", "-3"], "error: snnc simulate: -T takes a whole number of at least 1, not -3"),
     (["--plot", "v.txt"], "error: --plot v.txt: plots are written as .png, .pdf or .svg"),
     (["--neuron", "NoSuch"], "error: no neuron 'NoSuch' in models/neurons.snn"),
 ])

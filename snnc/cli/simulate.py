@@ -84,8 +84,6 @@ def run(args) -> int:
 
     import snnc
 
-    if args.T < 1:
-        raise SnncError(f"-T must be at least 1, not {args.T}", hint="e.g. -T 50")
     target = _plot_target(args.plot)
     kwargs = dict(_param_value(item) for item in args.param or [])
     lib = snnc.load(args.model)
