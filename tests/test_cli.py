@@ -103,3 +103,65 @@ def test_a_train_setting_has_one_default():
     code = "import sys, snnc.cli; snnc.cli.parser(); print('pydantic' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.stdout.split() == ["False"], r.stderr
+
+
+@pytest.mark.parametrize("model", sorted(p.name for p in MODELS.glob("*.snn")))
+def test_check_prints_within_100_columns_and_counts_own_neurons(model, in_repo_root, capsys):
+    assert cli.main(["check", f"models/{model}"]) == 0
+    out = capsys.readouterr().out
+    tables = out[out.find("\nnetwork "):] if "\nnetwork " in out else ""
+    assert all(len(line) <= 100 for line in tables.splitlines()), max(tables.splitlines(), key=len)
+    first = out.splitlines()[0]
+    assert ("10 neurons, 0 networks" in first) if model == "neurons.snn" else ("0 neurons, 10 imported" in first)
+
+
+def test_check_table_keeps_dropout_p(tmp_path, capsys):
+    path = tmp_path / "d.snn"
+    path.write_text("import snnc.neurons\nnetwork D {\n  input = [8]\n  T = 2\n  layers {\n    linear(4)\n"
+                    "    dropout\n    LIF()\n    dropout(0.2)\n  }\n}\n")
+    assert cli.main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "dropout(p = 0.5)" in out and "dropout(p = 0.2)" in out
+
+
+def test_verify_one_neuron(in_repo_root, capsys):
+    assert cli.main(["verify", "models/neurons.snn", "--neuron", "LIF", "-q"]) == 0
+    assert "over 1 neurons" in capsys.readouterr().out
+    assert cli.main(["verify", "models/neurons.snn", "--neuron", "LIFF"]) == 1
+    assert "did you mean 'LIF'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("T", [3, 5, 150])
+def test_time_axes_tick_whole_steps(T, tmp_path, monkeypatch):
+    import numpy as np
+
+    from snnc.train import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    plots.plot_output(np.random.rand(T, 4), np.random.rand(T, 4) > 0.5, tmp_path / "o.png")
+    plots.plot_neuron(np.random.rand(T), np.random.rand(T) > 0.5, tmp_path / "n.png")
+    for fig in figures:
+        fig.canvas.draw()  # a figure without pyplot: the Agg canvas matplotlib gives it
+        for ax in fig.axes[:2] if len(fig.axes) > 2 else fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_simulate_input_kinds_and_chosen_states(tmp_path, in_repo_root, capsys):
+    from snnc.cli.simulate import input_signal
+
+    assert input_signal("1.5", 3).tolist() == [1.5, 1.5, 1.5]
+    assert input_signal("step:2:2", 4).tolist() == [0, 0, 2, 2]
+    assert input_signal("pulse:3:1:2", 5).tolist() == [0, 3, 3, 0, 0]
+    assert input_signal("sine:1:4", 4).round(decimals=6).tolist() == [0, 1, 0, -1]
+    assert set(input_signal("poisson:0.5", 200).tolist()) == {0.0, 1.0}
+    png = tmp_path / "alif.png"
+    assert cli.main(["simulate", "models/neurons.snn", "--neuron", "AdaptiveLIF", "--input", "pulse:3.0:10:40",
+                     "--state", "v", "--state", "w", "-T", "80", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "first at t=10" in out and "w=" in out and png.is_file()
+    for bad, hint in ((["--input", "poison:0.3"], "did you mean 'poisson'?"),
+                      (["--input", "step:1"], "e.g. --input step:1.5:20"), (["--state", "q"], "its states: v")):
+        assert cli.main(["simulate", "models/neurons.snn", "--neuron", "LIF", *bad]) == 1
+        assert hint in capsys.readouterr().err

@@ -136,6 +136,8 @@ def test_python_example_runs():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    rate = float(re.search(r"firing rate ([0-9.]+)", result.stdout)[1])
+    assert 0.1 < rate < 0.4, rate  # the example's neurons fire
 
 
 def _benchmark_commands() -> list[list[str]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 from .common import Command, count, existing_file
 
@@ -16,8 +17,12 @@ def run_check(args) -> int:
     if args.json:
         print(module_json(module))
         return 0
-    print(f"{module.file}: ok ({len(module.neurons)} neurons, {len(module.networks)} networks)")
     from ..compiler.neuron import own_neurons
+
+    own = len(own_neurons(module))
+    imported = f", {len(module.neurons) - own} imported" if len(module.neurons) > own else ""
+    nets = len(module.networks)
+    print(f"{module.file}: ok ({own} neuron{'s' * (own != 1)}{imported}, {nets} network{'s' * (nets != 1)})")
 
     for n in module.neurons if args.all else own_neurons(module):
         _print_neuron(n, compiled)
@@ -73,6 +78,27 @@ def _print_neuron(n, compiled) -> None:
         print(f"    d{v}/d{z} = {snn(e)}")
 
 
+WIDTH = 100  # the columns `snnc check` prints at most (a table's long cells wrap onto lines of their own)
+_WRAPPED = (1, 2)  # the layer and "from" columns wrap; node, shape and params do not
+
+
+def _print_table(header: tuple, rows: list) -> None:
+    """Rows of five cells (and a mark after the last) in columns that fit WIDTH: the layer and "from" cells
+    share what the others leave, and wrap after a comma where they do not fit."""
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(5)]
+    mark = max((len(r[5]) for r in rows if len(r) > 5), default=0)
+    room = WIDTH - 2 - 2 * 4 - mark - sum(w for i, w in enumerate(widths) if i not in _WRAPPED)
+    layer = min(widths[1], max(len(header[1]), room - min(widths[2], room // 3)))
+    widths[1], widths[2] = layer, max(len(header[2]), min(widths[2], room - layer))
+    for r in [header, *rows]:
+        wrapped = [textwrap.wrap(c, widths[i], break_on_hyphens=False) or [""] if i in _WRAPPED else [c]
+                   for i, c in enumerate(r[:5])]
+        for k in range(max(map(len, wrapped))):
+            cells = [(col[k] if k < len(col) else "") for col in wrapped]
+            text = "  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            print(("  " + text + (r[5] if len(r) > 5 and k == 0 else "")).rstrip())
+
+
 def _print_graph(graph) -> None:
     from ..compiler.layers import call_text, delay_report
 
@@ -82,7 +108,7 @@ def _print_graph(graph) -> None:
     print(f"\nnetwork {net.name}  T={net.T}  encoder={net.encoder}  readout={net.readout}  input={list(net.input_shape)}")
     data = describe(net)
     if data:
-        print(f"  data: {data}")
+        print(textwrap.fill(f"data: {data}", WIDTH, initial_indent="  ", subsequent_indent="        "))
     loops = {n: g for g in graph.schedule if g.loop for n in g.nodes}
     order = graph.order
     total = 0
@@ -98,11 +124,7 @@ def _print_graph(graph) -> None:
         mark = " (loop)" if name in loops else ""
         rows.append((name, call_text(info.layer.op), ", ".join(sources), str(list(info.out_shape)),
                      f"{info.params:,}", mark))
-    header = ("node", "layer (with its arguments)", "from", "shape", "params")
-    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(5)]
-    for r in [header, *rows]:
-        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
-        print("  " + "  ".join(cells) + (r[5] if len(r) > 5 else ""))
+    _print_table(("node", "layer (with its arguments)", "from", "shape", "params"), rows)
     print(f"  total {total:,} parameters")
     for name, info in graph.nodes.items():
         line = delay_report(info.layer.op, list(info.in_shapes), net.T)
@@ -110,7 +132,8 @@ def _print_graph(graph) -> None:
             print(f"  delay {name}: {line}")
     for g in graph.schedule:
         if g.loop:
-            print(f"  loop over time: {', '.join(g.nodes)} (run step by step; feedback reads the previous step)")
+            print(textwrap.fill(f"loop over time: {', '.join(g.nodes)} (run step by step; feedback reads the "
+                                "previous step)", WIDTH, initial_indent="  ", subsequent_indent="    "))
 
 
 def _print_memory(graph, module) -> None:
@@ -186,7 +209,7 @@ def run_verify(args) -> int:
     from ..compiler.driver import check_file
     from ..runtime.verify import format_table, verify
 
-    results = verify(check_file(args.model).module)
+    results = verify(check_file(args.model).module, neurons=args.neuron)
     failed = [r for r in results if r.failed]
     if not args.quiet:
         print(format_table(results))
@@ -203,6 +226,8 @@ def run_verify(args) -> int:
 def _verify_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL.snn", type=existing_file, help="the .snn file whose neurons to verify")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and any failures)")
+    p.add_argument("--neuron", action="append", metavar="NAME",
+                   help="verify only this neuron (repeat for more; default: every neuron the file emits)")
 
 
 VERIFY = Command(
@@ -210,5 +235,6 @@ VERIFY = Command(
     "Run each neuron of the file (hard and soft reset, detach_reset, its output modes) on every backend\n"
     "available here and compare spikes (exactly), states and gradients (within derived bounds) with\n"
     "PyTorch autograd through the eager module. Exits 1 if any check fails.",
-    "  snnc verify models/neurons.snn -q",
+    "  snnc verify models/neurons.snn -q\n"
+    "  snnc verify models/neurons.snn --neuron LIF --neuron PLIF",
     _verify_arguments, run_verify)

@@ -39,6 +39,7 @@ class Kind:
     feedback: Callable[[object], bool] = lambda op: False  # may close a loop (read before it is computed)
     stateful: bool = False  # keeps state between steps (reset by reset_net)
     fixed: dict = field(default_factory=dict)  # IR fields the kind fixes (e.g. a merge's kind)
+    shown: tuple[str, ...] = ()  # arguments `snnc check` shows even at their default (dropout's p)
 
     @property
     def arguments(self) -> tuple[str, ...]:
@@ -203,6 +204,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          shape=lambda op, s: _image("batchnorm2d", s[0]), params=lambda op, s: 2 * s[0][0],
          emit=lambda op, s, c: f"rt.BatchNorm2d({s[0][0]})"),
     Kind("dropout", ir.Dropout, "dropout with one mask for all T steps", shape=_dropout_shape, stateful=True,
+         shown=("p",),
          emit=lambda op, s, c: f"rt.Dropout({op.p!r})"),
     Kind("neuron", ir.NeuronLayer, "a spiking neuron layer (any neuron, by its name)", shape=lambda op, s: s[0],
          params=_neuron_params, emit=_neuron_emit, feedback=lambda op: True, stateful=True),
@@ -238,7 +240,7 @@ def call_text(op) -> str:
         args = []
         for name in kind.arguments:
             value, default = getattr(op, name), fields[name].default
-            if value != default:
+            if value != default or name in kind.shown:
                 text = str(value).lower() if isinstance(value, bool) else (
                     "[" + ", ".join(map(str, value)) + "]" if isinstance(value, tuple) else str(value))
                 args.append(text if fields[name].is_required() else f"{name} = {text}")

@@ -297,6 +297,10 @@ class NeuronBase(nn.Module):
     def v(self):
         return None if self._state is None else self._state[self.MEMBRANE]
 
+    def state(self, name: str):
+        """The kept value of the state `name` (after the last step; None before the first)."""
+        return None if self._state is None else self._state[self.STATES.index(name)]
+
     def resolved_backend(self, device) -> str:
         if self.backend is None:
             return choose_backend(device)

@@ -362,20 +362,37 @@ def generated_runner(cls, p: Plan, scalars: dict, learn_values: dict):
     return run
 
 
+def _chosen(module: ir.Module, names) -> list:
+    """The neurons to verify: those the module's package emits, or the ones named (each must be one of them)."""
+    emitted = emitted_neurons(module)
+    if names is None:
+        return emitted
+    known = {n.name: n for n in emitted}
+    for name in names:
+        if name not in known:
+            from ..compiler.source import did_you_mean
+
+            raise SnncError(f"no neuron '{name}' to verify in {module.file}",
+                            hint=did_you_mean(name, known) or f"its neurons: {', '.join(known) or 'none'}")
+    return [known[name] for name in dict.fromkeys(names)]
+
+
 def verify(module: ir.Module, backends=None, shapes=DEFAULT_SHAPES, seed: int = 0,
-           dtypes=("float32",), generated: bool = True) -> list[VerifyResult]:
+           dtypes=("float32",), generated: bool = True, neurons=None) -> list[VerifyResult]:
     """Every neuron of `module` (those its package emits: its own, and the imported ones its networks use) x
     configurations x shapes x available backends, against eager autograd.
 
     `backends`: names from the backend table (default: all of them). With `generated`, the generated modules'
     own single steps (`snnc.load(module.file)`) are checked against the same reference too, as "module".
+    `neurons`: only these, by name (default: all).
     """
     from .backends import names
 
     backends = names() if backends is None else backends
+    chosen = _chosen(module, neurons)
     results: list[VerifyResult] = []
     classes, why = generated_neurons(module.file) if generated else ({}, "")
-    for neuron in emitted_neurons(module):
+    for neuron in chosen:
         for cfg in configs(neuron):
             try:
                 p = make_plan(neuron, cfg)

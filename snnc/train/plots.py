@@ -20,6 +20,14 @@ def _array(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _steps(*axes) -> None:
+    """Time steps are whole numbers: ticks only at integers (a run of T = 4 has no step 1.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, path: str | os.PathLike) -> Path:
     from .checkpoint import atomic_write_bytes
     import io
@@ -62,22 +70,27 @@ def plot_curves(rows: list[dict], out_dir: str | os.PathLike, name: str | None =
 
 
 def plot_neuron(v, s, path: str | os.PathLike, v_threshold: float | None = None, title: str | None = None) -> Path:
-    """One neuron over time: membrane potential v [T] above, spikes s [T] below."""
-    v, s = _array(v).reshape(-1), _array(s).reshape(-1)
-    t = np.arange(len(v))
+    """One neuron over time: its membrane potential v [T] (or several states, {name: [T]}) above, spikes s [T]
+    below."""
+    traces = {k: _array(x).reshape(-1) for k, x in v.items()} if isinstance(v, dict) else {"v": _array(v).reshape(-1)}
+    s = _array(s).reshape(-1)
+    t = np.arange(len(s))
     fig = _figure(7.0, 4.0)
     ax_v, ax_s = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    ax_v.plot(t, v, color="tab:blue")
-    if v_threshold is not None:
+    for name, values in traces.items():
+        ax_v.plot(t, values, label=name)
+    if v_threshold is not None and "v" in traces:
         ax_v.axhline(v_threshold, color="tab:red", linestyle="--", label="threshold")
+    if len(traces) > 1 or (v_threshold is not None and "v" in traces):
         ax_v.legend(loc="upper right")
-    ax_v.set_ylabel("membrane potential")
+    ax_v.set_ylabel("membrane potential" if list(traces) == ["v"] else "states")
     ax_s.eventplot(t[s > 0], lineoffsets=0.5, linelengths=0.8, colors="black")
     ax_s.set_ylim(0, 1)
     ax_s.set_yticks([])
     ax_s.set_ylabel("spikes")
     ax_s.set_xlabel("time step")
     ax_s.set_xlim(-0.5, max(len(t) - 0.5, 0.5))
+    _steps(ax_v, ax_s)
     if title:
         ax_v.set_title(title)
     return _save(fig, path)
@@ -101,6 +114,7 @@ def plot_output(v, s, path: str | os.PathLike, title: str | None = None) -> Path
     ax_s.set_xlabel("time step")
     ax_s.set_ylabel("neuron")
     ax_s.set_title("spikes")
+    _steps(ax_v, ax_s)
     rate = s.mean(axis=0)
     ax_s.set_yticks(np.arange(C), [f"{c} ({r:.2f})" for c, r in enumerate(rate)] if C <= 20 else None)
     if title:
