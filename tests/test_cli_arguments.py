@@ -22,6 +22,7 @@ FC2 = str(MODELS / "fc2_mnist.snn")
     ([], "snnc: missing COMMAND", "one of check, build, train"),
     (["train"], "snnc train: missing MODEL.snn", "e.g. snnc train models/fc2_mnist.snn"),
     (["train", FC2, "--epohcs", "3"], "snnc train: unknown option '--epohcs'", "did you mean '--epochs'?"),
+    (["train", FC2, "--epoch", "3"], "snnc train: unknown option '--epoch'", "did you mean '--epochs'?"),
     (["check", FC2, "--jsn"], "snnc check: unknown option '--jsn'", "did you mean '--json'?"),
     (["train", FC2, "--opt", "adamw"], "snnc train: unknown --opt value 'adamw'", "did you mean 'adam'?"),
     (["train", FC2, "--epochs", "abc"], "snnc train: --epochs takes a whole number, not 'abc'", "--help"),

@@ -134,7 +134,7 @@ def test_check_shows_the_delay_layers(tmp_path, capsys):
     path.write_text(NET.format(n_in=20, T=30, layers="dcls(16, max_delay = 25)\n        LIF(tau = 2.0)\n"
                                                        "        delay(3)\n        linear(4)"))
     assert cli.main(["check", str(path)]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # lines wrap at 100 columns
     assert ("delay 0: max delay 25 steps (receptive field 26 of T = 30), 320 weights + 320 positions (gaussian "
             "kernel, rounded for inference); extra memory: 500 values per sample (25 past steps x 20 inputs), "
             "8,320 kernel taps") in out

@@ -129,7 +129,7 @@ def _print_graph(graph) -> None:
     for name, info in graph.nodes.items():
         line = delay_report(info.layer.op, list(info.in_shapes), net.T)
         if line:
-            print(f"  delay {name}: {line}")
+            print(textwrap.fill(f"delay {name}: {line}", WIDTH, initial_indent="  ", subsequent_indent="    "))
     for g in graph.schedule:
         if g.loop:
             print(textwrap.fill(f"loop over time: {', '.join(g.nodes)} (run step by step; feedback reads the "
@@ -145,8 +145,9 @@ def _print_memory(graph, module) -> None:
             for i, r in enumerate(plans["fast"]) if any(q[i].kept != "-" for q in plans.values())]
     totals = ("total", *(_size(sum(r.bytes_per_sample for r in q)) for q in plans.values()))
     header = ("node", *(f"{p}{' (train)' if p == chosen else ''}" for p in POLICIES))
-    print(f"  memory plan: node outputs kept for backward, per sample (all {graph.network.T} steps; neurons' "
-          f"own per-step values not counted):")
+    print(textwrap.fill(f"memory plan: node outputs kept for backward, per sample (all {graph.network.T} steps; "
+                        "neurons' own per-step values not counted):", WIDTH, initial_indent="  ",
+                        subsequent_indent="    "))
     widths = [max(len(r[i]) for r in [header, *rows, totals]) for i in range(len(header))]
     for r in [header, *rows, totals]:
         print("    " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

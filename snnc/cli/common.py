@@ -55,7 +55,12 @@ class UsageError(SnncError):
 
 class Parser(argparse.ArgumentParser):
     """argparse whose mistakes are `UsageError`s with a hint ("did you mean", where to read more) instead of a
-    usage dump and exit 2 (which snnc keeps for its own failures)."""
+    usage dump and exit 2 (which snnc keeps for its own failures). An option is spelt out whole: a prefix
+    (`--epoch` for `--epochs`) is a mistake with a "did you mean", never taken silently for another option."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         message, hint = _explain(self, message)
