@@ -72,7 +72,10 @@ def _time(fn, device, repeat):
 
 
 def _pair(n_in, n_out, K, device):
-    from DCLS.construct.modules import Dcls1d
+    try:
+        from DCLS.construct.modules import Dcls1d
+    except ImportError:
+        raise SystemExit("delay_speed.py compares against the dcls package: pip install --no-deps dcls==0.1.1") from None
 
     ref = Dcls1d(n_in, n_out, kernel_count=1, groups=1, dilated_kernel_size=K, bias=False, version="gauss").to(device)
     ours = Dcls(n_in, n_out, max_delay=K - 1).to(device)
