@@ -55,31 +55,32 @@ class _TapConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, kernel, used):
         T, N, F = x.shape
-        D = kernel.shape[-1] - 1
-        ctx.save_for_backward(x, kernel)
+        taps = kernel.permute(2, 1, 0).contiguous()  # [taps, in, out]: each tap's matrix contiguous
+        ctx.save_for_backward(x, taps)
         ctx.used = used
         flat = x.reshape(T * N, F)
         y = x.new_zeros(T * N, kernel.shape[0])
         for k in used:
             if k < T:
-                y[k * N:].addmm_(flat[:(T - k) * N], kernel[:, :, k].t())
+                y[k * N:].addmm_(flat[:(T - k) * N], taps[k])
         return y.view(T, N, -1)
 
     @staticmethod
     def backward(ctx, gy):
-        x, kernel = ctx.saved_tensors
+        x, taps = ctx.saved_tensors
         T, N, F = x.shape
-        flat, g = x.reshape(T * N, F), gy.reshape(T * N, -1)
+        flat, g = x.reshape(T * N, F), gy.reshape(T * N, -1).contiguous()
         gx = torch.zeros_like(flat) if ctx.needs_input_grad[0] else None
-        gk = torch.zeros_like(kernel) if ctx.needs_input_grad[1] else None
+        gk = torch.zeros_like(taps) if ctx.needs_input_grad[1] else None
         for k in ctx.used:
             if k >= T:
                 continue
             if gx is not None:
-                gx[:(T - k) * N].addmm_(g[k * N:], kernel[:, :, k])
+                gx[:(T - k) * N].addmm_(g[k * N:], taps[k].t())
             if gk is not None:
-                gk[:, :, k] = g[k * N:].t() @ flat[:(T - k) * N]
-        return (gx.view(T, N, F) if gx is not None else None), gk, None
+                torch.mm(flat[:(T - k) * N].t(), g[k * N:], out=gk[k])
+        return (gx.view(T, N, F) if gx is not None else None), \
+            (gk.permute(2, 1, 0) if gk is not None else None), None
 
 
 def tap_conv(x, kernel, used=None):
