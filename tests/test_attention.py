@@ -134,3 +134,16 @@ def test_spikformer_mnist_trains_one_batch():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.slow
+def test_spikformer_cifar10_trains_on_files_in_torchvision_layout(tmp_path):
+    """Spikformer-4-384 end to end: the CIFAR-10 reader, the recipe's augmentation, one step, validation, test."""
+    import formats
+    from snnc import cli
+
+    formats.write_cifar(tmp_path / "data", "cifar10", per_batch=2)
+    assert cli.main(["train", str(TESTS.parent / "models" / "spikformer_cifar10.snn"), "--data-dir",
+                     str(tmp_path / "data"), "--max-steps", "1", "-b", "2", "--no-plots", "--quiet",
+                     "--val-split", "0.2", "--epochs", "1", "--out-dir", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "best.pt").exists()

@@ -810,7 +810,7 @@ class Tokens(_Trailing):
     """[..., C, H, W] -> [..., H*W, C]: one token per position (Spikformer's patch flattening)."""
 
     def step(self, x):
-        return x.flatten(-2).transpose(-1, -2)
+        return x.flatten(-2).transpose(-1, -2).contiguous()  # neurons' fused kernels read contiguous memory
 
 
 class Matmul(_Trailing):
@@ -837,7 +837,7 @@ class Heads(_Trailing):
         self.heads = heads
 
     def step(self, x):
-        return x.unflatten(-1, (self.heads, -1)).transpose(-2, -3)
+        return x.unflatten(-1, (self.heads, -1)).transpose(-2, -3).contiguous()
 
     def extra_repr(self):
         return f"heads={self.heads}"
@@ -847,7 +847,7 @@ class MergeHeads(_Trailing):
     """[..., heads, L, D] -> [..., L, heads * D] (the inverse of Heads)."""
 
     def step(self, x):
-        return x.transpose(-2, -3).flatten(-2)
+        return x.transpose(-2, -3).flatten(-2).contiguous()
 
 
 class Reduce(_Trailing):
@@ -870,7 +870,7 @@ class TokenBatchNorm1d(BatchNorm1d):
     Spikformer: BatchNorm1d on [T*N, C, L])."""
 
     def step(self, x):
-        return nn.BatchNorm1d.forward(self, x.transpose(-1, -2)).transpose(-1, -2)
+        return nn.BatchNorm1d.forward(self, x.transpose(-1, -2)).transpose(-1, -2).contiguous()
 
     def seq(self, x):
         return self.step(x.flatten(0, 1)).reshape(x.shape)
