@@ -59,10 +59,11 @@ class SdtMnist(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'direct'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 6, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
+    TRAIN = {'dataset': 'mnist', 'frames': None, 'transform': (), 'augment': (), 'epochs': 6, 'batch_size': 64, 'lr': 0.001, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '8'
     GRAPH = (('0.0', 'conv2d', ('in',)), ('0.1', 'batchnorm2d', ('0.0',)), ('0.2', 'maxpool2d', ('0.1',)), ('0.3', 'LIF', ('0.2',)), ('1.0', 'conv2d', ('0.3',)), ('1.1', 'batchnorm2d', ('1.0',)), ('1.2', 'maxpool2d', ('1.1',)), ('1.3', 'LIF', ('1.2',)), ('2', 'conv2d', ('1.3',)), ('3', 'batchnorm2d', ('2',)), ('4', 'tokens', ('3',)), ('5.a.s', 'LIF', ('4',)), ('5.a.1.0', 'linear', ('5.a.s',)), ('5.a.1.1', 'batchnorm1d', ('5.a.1.0',)), ('5.a.1.2', 'LIF', ('5.a.1.1',)), ('5.a.q', 'heads', ('5.a.1.2',)), ('5.a.3.0', 'linear', ('5.a.s',)), ('5.a.3.1', 'batchnorm1d', ('5.a.3.0',)), ('5.a.3.2', 'LIF', ('5.a.3.1',)), ('5.a.k', 'heads', ('5.a.3.2',)), ('5.a.5.0', 'linear', ('5.a.s',)), ('5.a.5.1', 'batchnorm1d', ('5.a.5.0',)), ('5.a.5.2', 'LIF', ('5.a.5.1',)), ('5.a.v', 'heads', ('5.a.5.2',)), ('5.a.kv', 'mul', ('5.a.k', '5.a.v')), ('5.a.8', 'sum', ('5.a.kv',)), ('5.a.mask', 'LIF', ('5.a.8',)), ('5.a.10', 'mul', ('5.a.q', '5.a.mask')), ('5.a.11', 'merge_heads', ('5.a.10',)), ('5.a.12', 'linear', ('5.a.11',)), ('5.a.13', 'batchnorm1d', ('5.a.12',)), ('5.x', 'add', ('4', '5.a.13')), ('5.m.0', 'LIF', ('5.x',)), ('5.m.1', 'linear', ('5.m.0',)), ('5.m.2', 'batchnorm1d', ('5.m.1',)), ('5.m.3', 'LIF', ('5.m.2',)), ('5.m.4', 'linear', ('5.m.3',)), ('5.m.5', 'batchnorm1d', ('5.m.4',)), ('5.3', 'add', ('5.x', '5.m.5')), ('6', 'LIF', ('5.3',)), ('7', 'mean', ('6',)), ('8', 'linear', ('7',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode
+    MEMORY = {'balanced': {'0.0': 'recompute', '0.1': 'recompute', '0.2': 'recompute', '0.3': 'bits', '1.1': 'recompute', '1.2': 'recompute', '1.3': 'bits', '3': 'recompute', '5.a.s': 'bits', '5.a.1.1': 'recompute', '5.a.1.2': 'bits', '5.a.3.1': 'recompute', '5.a.3.2': 'bits', '5.a.5.1': 'recompute', '5.a.5.2': 'bits', '5.a.kv': 'recompute', '5.a.mask': 'bits', '5.a.10': 'recompute', '5.a.13': 'recompute', '5.x': 'recompute', '5.m.0': 'bits', '5.m.2': 'recompute', '5.m.3': 'bits', '5.m.5': 'recompute', '5.3': 'recompute', '6': 'bits'}, 'min': {'0.0': 'recompute', '0.1': 'recompute', '0.2': 'recompute', '0.3': 'bits', '1.0': 'recompute', '1.1': 'recompute', '1.2': 'recompute', '1.3': 'bits', '2': 'recompute', '3': 'recompute', '5.a.s': 'bits', '5.a.1.0': 'recompute', '5.a.1.1': 'recompute', '5.a.1.2': 'bits', '5.a.3.0': 'recompute', '5.a.3.1': 'recompute', '5.a.3.2': 'bits', '5.a.5.0': 'recompute', '5.a.5.1': 'recompute', '5.a.5.2': 'bits', '5.a.kv': 'recompute', '5.a.mask': 'bits', '5.a.10': 'recompute', '5.a.12': 'recompute', '5.a.13': 'recompute', '5.x': 'recompute', '5.m.0': 'bits', '5.m.1': 'recompute', '5.m.2': 'recompute', '5.m.3': 'bits', '5.m.4': 'recompute', '5.m.5': 'recompute', '5.3': 'recompute', '6': 'bits'}}  # per memory policy: outputs backward keeps as bits or recomputes
 
     def __init__(self, step_mode='m', backend=None):
         super().__init__()
@@ -123,46 +124,83 @@ class SdtMnist(rt.Network):
         L = self.layers
         _0__0 = L["0"]["0"](x)  # conv2d
         _0__1 = L["0"]["1"](_0__0)  # batchnorm2d
+        del _0__0
         _0__2 = L["0"]["2"](_0__1)  # maxpool2d
+        del _0__1
         _0__3 = L["0"]["3"](_0__2)  # LIF
+        del _0__2
         _1__0 = L["1"]["0"](_0__3)  # conv2d
+        del _0__3
         _1__1 = L["1"]["1"](_1__0)  # batchnorm2d
+        del _1__0
         _1__2 = L["1"]["2"](_1__1)  # maxpool2d
+        del _1__1
         _1__3 = L["1"]["3"](_1__2)  # LIF
+        del _1__2
         _2 = L["2"](_1__3)  # conv2d
+        del _1__3
         _3 = L["3"](_2)  # batchnorm2d
+        del _2
         _4 = L["4"](_3)  # tokens
+        del _3
         _5__a__s = L["5"]["a"]["s"](_4)  # LIF
         _5__a__1__0 = L["5"]["a"]["1"]["0"](_5__a__s)  # linear
         _5__a__1__1 = L["5"]["a"]["1"]["1"](_5__a__1__0)  # batchnorm1d
+        del _5__a__1__0
         _5__a__1__2 = L["5"]["a"]["1"]["2"](_5__a__1__1)  # LIF
+        del _5__a__1__1
         _5__a__q = L["5"]["a"]["q"](_5__a__1__2)  # heads
+        del _5__a__1__2
         _5__a__3__0 = L["5"]["a"]["3"]["0"](_5__a__s)  # linear
         _5__a__3__1 = L["5"]["a"]["3"]["1"](_5__a__3__0)  # batchnorm1d
+        del _5__a__3__0
         _5__a__3__2 = L["5"]["a"]["3"]["2"](_5__a__3__1)  # LIF
+        del _5__a__3__1
         _5__a__k = L["5"]["a"]["k"](_5__a__3__2)  # heads
+        del _5__a__3__2
         _5__a__5__0 = L["5"]["a"]["5"]["0"](_5__a__s)  # linear
+        del _5__a__s
         _5__a__5__1 = L["5"]["a"]["5"]["1"](_5__a__5__0)  # batchnorm1d
+        del _5__a__5__0
         _5__a__5__2 = L["5"]["a"]["5"]["2"](_5__a__5__1)  # LIF
+        del _5__a__5__1
         _5__a__v = L["5"]["a"]["v"](_5__a__5__2)  # heads
+        del _5__a__5__2
         _5__a__kv = L["5"]["a"]["kv"](_5__a__k, _5__a__v)  # mul
+        del _5__a__k, _5__a__v
         _5__a__8 = L["5"]["a"]["8"](_5__a__kv)  # sum
+        del _5__a__kv
         _5__a__mask = L["5"]["a"]["mask"](_5__a__8)  # LIF
+        del _5__a__8
         _5__a__10 = L["5"]["a"]["10"](_5__a__q, _5__a__mask)  # mul
+        del _5__a__q, _5__a__mask
         _5__a__11 = L["5"]["a"]["11"](_5__a__10)  # merge_heads
+        del _5__a__10
         _5__a__12 = L["5"]["a"]["12"](_5__a__11)  # linear
+        del _5__a__11
         _5__a__13 = L["5"]["a"]["13"](_5__a__12)  # batchnorm1d
+        del _5__a__12
         _5__x = L["5"]["x"](_4, _5__a__13)  # add
+        del _4, _5__a__13
         _5__m__0 = L["5"]["m"]["0"](_5__x)  # LIF
         _5__m__1 = L["5"]["m"]["1"](_5__m__0)  # linear
+        del _5__m__0
         _5__m__2 = L["5"]["m"]["2"](_5__m__1)  # batchnorm1d
+        del _5__m__1
         _5__m__3 = L["5"]["m"]["3"](_5__m__2)  # LIF
+        del _5__m__2
         _5__m__4 = L["5"]["m"]["4"](_5__m__3)  # linear
+        del _5__m__3
         _5__m__5 = L["5"]["m"]["5"](_5__m__4)  # batchnorm1d
+        del _5__m__4
         _5__3 = L["5"]["3"](_5__x, _5__m__5)  # add
+        del _5__x, _5__m__5
         _6 = L["6"](_5__3)  # LIF
+        del _5__3
         _7 = L["7"](_6)  # mean
+        del _6
         _8 = L["8"](_7)  # linear
+        del _7
         return _8
 
     def forward_step(self, x):

@@ -146,10 +146,11 @@ class SpikformerCifar10(rt.Network):
     NUM_CLASSES = 10
     ENCODER = 'direct'
     READOUT = 'mean'
-    TRAIN = {'dataset': 'cifar10', 'frames': None, 'transform': ({'name': 'normalize', 'args': ()},), 'augment': ({'name': 'crop', 'args': (('padding', 4.0),)}, {'name': 'flip', 'args': ()}), 'epochs': 300, 'batch_size': 64, 'lr': 0.0005, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0001, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1}
+    TRAIN = {'dataset': 'cifar10', 'frames': None, 'transform': ({'name': 'normalize', 'args': ()},), 'augment': ({'name': 'crop', 'args': (('padding', 4.0),)}, {'name': 'flip', 'args': ()}), 'epochs': 300, 'batch_size': 64, 'lr': 0.0005, 'opt': 'adam', 'momentum': 0.9, 'weight_decay': 0.0001, 'lr_schedule': 'cosine', 'loss': 'ce', 'seed': 0, 'amp': False, 'val_split': 0.1, 'memory': 'fast', 'gradient': 'bptt', 'delay_sigma': (), 'delay_epochs': None, 'delay_lr': None}
     OUTPUT = '10'
     GRAPH = (('0.0', 'conv2d', ('in',)), ('0.1', 'batchnorm2d', ('0.0',)), ('0.2', 'LIF', ('0.1',)), ('1.0', 'conv2d', ('0.2',)), ('1.1', 'batchnorm2d', ('1.0',)), ('1.2', 'LIF', ('1.1',)), ('2.0', 'conv2d', ('1.2',)), ('2.1', 'batchnorm2d', ('2.0',)), ('2.2', 'maxpool2d', ('2.1',)), ('2.3', 'LIF', ('2.2',)), ('3.0', 'conv2d', ('2.3',)), ('3.1', 'batchnorm2d', ('3.0',)), ('3.2', 'maxpool2d', ('3.1',)), ('3.3', 'LIF', ('3.2',)), ('4.0', 'conv2d', ('3.3',)), ('4.1', 'batchnorm2d', ('4.0',)), ('4.pe', 'LIF', ('4.1',)), ('4.x', 'add', ('4.pe', '3.3')), ('4.4', 'tokens', ('4.x',)), ('5.a.0.0', 'linear', ('4.4',)), ('5.a.0.1', 'batchnorm1d', ('5.a.0.0',)), ('5.a.0.2', 'LIF', ('5.a.0.1',)), ('5.a.q', 'heads', ('5.a.0.2',)), ('5.a.2.0', 'linear', ('4.4',)), ('5.a.2.1', 'batchnorm1d', ('5.a.2.0',)), ('5.a.2.2', 'LIF', ('5.a.2.1',)), ('5.a.k', 'heads', ('5.a.2.2',)), ('5.a.4.0', 'linear', ('4.4',)), ('5.a.4.1', 'batchnorm1d', ('5.a.4.0',)), ('5.a.4.2', 'LIF', ('5.a.4.1',)), ('5.a.v', 'heads', ('5.a.4.2',)), ('5.a.kv', 'matmul', ('5.a.k', '5.a.v')), ('5.a.attn', 'matmul', ('5.a.q', '5.a.kv')), ('5.a.8', 'LIF', ('5.a.attn',)), ('5.a.9', 'merge_heads', ('5.a.8',)), ('5.a.10.0', 'linear', ('5.a.9',)), ('5.a.10.1', 'batchnorm1d', ('5.a.10.0',)), ('5.a.10.2', 'LIF', ('5.a.10.1',)), ('5.x', 'add', ('4.4', '5.a.10.2')), ('5.m.0.0', 'linear', ('5.x',)), ('5.m.0.1', 'batchnorm1d', ('5.m.0.0',)), ('5.m.0.2', 'LIF', ('5.m.0.1',)), ('5.m.1.0', 'linear', ('5.m.0.2',)), ('5.m.1.1', 'batchnorm1d', ('5.m.1.0',)), ('5.m.1.2', 'LIF', ('5.m.1.1',)), ('5.3', 'add', ('5.x', '5.m.1.2')), ('6.a.0.0', 'linear', ('5.3',)), ('6.a.0.1', 'batchnorm1d', ('6.a.0.0',)), ('6.a.0.2', 'LIF', ('6.a.0.1',)), ('6.a.q', 'heads', ('6.a.0.2',)), ('6.a.2.0', 'linear', ('5.3',)), ('6.a.2.1', 'batchnorm1d', ('6.a.2.0',)), ('6.a.2.2', 'LIF', ('6.a.2.1',)), ('6.a.k', 'heads', ('6.a.2.2',)), ('6.a.4.0', 'linear', ('5.3',)), ('6.a.4.1', 'batchnorm1d', ('6.a.4.0',)), ('6.a.4.2', 'LIF', ('6.a.4.1',)), ('6.a.v', 'heads', ('6.a.4.2',)), ('6.a.kv', 'matmul', ('6.a.k', '6.a.v')), ('6.a.attn', 'matmul', ('6.a.q', '6.a.kv')), ('6.a.8', 'LIF', ('6.a.attn',)), ('6.a.9', 'merge_heads', ('6.a.8',)), ('6.a.10.0', 'linear', ('6.a.9',)), ('6.a.10.1', 'batchnorm1d', ('6.a.10.0',)), ('6.a.10.2', 'LIF', ('6.a.10.1',)), ('6.x', 'add', ('5.3', '6.a.10.2')), ('6.m.0.0', 'linear', ('6.x',)), ('6.m.0.1', 'batchnorm1d', ('6.m.0.0',)), ('6.m.0.2', 'LIF', ('6.m.0.1',)), ('6.m.1.0', 'linear', ('6.m.0.2',)), ('6.m.1.1', 'batchnorm1d', ('6.m.1.0',)), ('6.m.1.2', 'LIF', ('6.m.1.1',)), ('6.3', 'add', ('6.x', '6.m.1.2')), ('7.a.0.0', 'linear', ('6.3',)), ('7.a.0.1', 'batchnorm1d', ('7.a.0.0',)), ('7.a.0.2', 'LIF', ('7.a.0.1',)), ('7.a.q', 'heads', ('7.a.0.2',)), ('7.a.2.0', 'linear', ('6.3',)), ('7.a.2.1', 'batchnorm1d', ('7.a.2.0',)), ('7.a.2.2', 'LIF', ('7.a.2.1',)), ('7.a.k', 'heads', ('7.a.2.2',)), ('7.a.4.0', 'linear', ('6.3',)), ('7.a.4.1', 'batchnorm1d', ('7.a.4.0',)), ('7.a.4.2', 'LIF', ('7.a.4.1',)), ('7.a.v', 'heads', ('7.a.4.2',)), ('7.a.kv', 'matmul', ('7.a.k', '7.a.v')), ('7.a.attn', 'matmul', ('7.a.q', '7.a.kv')), ('7.a.8', 'LIF', ('7.a.attn',)), ('7.a.9', 'merge_heads', ('7.a.8',)), ('7.a.10.0', 'linear', ('7.a.9',)), ('7.a.10.1', 'batchnorm1d', ('7.a.10.0',)), ('7.a.10.2', 'LIF', ('7.a.10.1',)), ('7.x', 'add', ('6.3', '7.a.10.2')), ('7.m.0.0', 'linear', ('7.x',)), ('7.m.0.1', 'batchnorm1d', ('7.m.0.0',)), ('7.m.0.2', 'LIF', ('7.m.0.1',)), ('7.m.1.0', 'linear', ('7.m.0.2',)), ('7.m.1.1', 'batchnorm1d', ('7.m.1.0',)), ('7.m.1.2', 'LIF', ('7.m.1.1',)), ('7.3', 'add', ('7.x', '7.m.1.2')), ('8.a.0.0', 'linear', ('7.3',)), ('8.a.0.1', 'batchnorm1d', ('8.a.0.0',)), ('8.a.0.2', 'LIF', ('8.a.0.1',)), ('8.a.q', 'heads', ('8.a.0.2',)), ('8.a.2.0', 'linear', ('7.3',)), ('8.a.2.1', 'batchnorm1d', ('8.a.2.0',)), ('8.a.2.2', 'LIF', ('8.a.2.1',)), ('8.a.k', 'heads', ('8.a.2.2',)), ('8.a.4.0', 'linear', ('7.3',)), ('8.a.4.1', 'batchnorm1d', ('8.a.4.0',)), ('8.a.4.2', 'LIF', ('8.a.4.1',)), ('8.a.v', 'heads', ('8.a.4.2',)), ('8.a.kv', 'matmul', ('8.a.k', '8.a.v')), ('8.a.attn', 'matmul', ('8.a.q', '8.a.kv')), ('8.a.8', 'LIF', ('8.a.attn',)), ('8.a.9', 'merge_heads', ('8.a.8',)), ('8.a.10.0', 'linear', ('8.a.9',)), ('8.a.10.1', 'batchnorm1d', ('8.a.10.0',)), ('8.a.10.2', 'LIF', ('8.a.10.1',)), ('8.x', 'add', ('7.3', '8.a.10.2')), ('8.m.0.0', 'linear', ('8.x',)), ('8.m.0.1', 'batchnorm1d', ('8.m.0.0',)), ('8.m.0.2', 'LIF', ('8.m.0.1',)), ('8.m.1.0', 'linear', ('8.m.0.2',)), ('8.m.1.1', 'batchnorm1d', ('8.m.1.0',)), ('8.m.1.2', 'LIF', ('8.m.1.1',)), ('8.3', 'add', ('8.x', '8.m.1.2')), ('9', 'mean', ('8.3',)), ('10', 'linear', ('9',)))  # (node, layer, inputs) in definition order
     LOOPS = ()  # nodes run step by step in multi-step mode
+    MEMORY = {'balanced': {'0.1': 'recompute', '0.2': 'bits', '1.1': 'recompute', '1.2': 'bits', '2.1': 'recompute', '2.2': 'recompute', '2.3': 'bits', '3.1': 'recompute', '3.2': 'recompute', '3.3': 'bits', '4.1': 'recompute', '4.pe': 'bits', '4.x': 'recompute', '5.a.0.1': 'recompute', '5.a.0.2': 'bits', '5.a.2.1': 'recompute', '5.a.2.2': 'bits', '5.a.4.1': 'recompute', '5.a.4.2': 'bits', '5.a.8': 'bits', '5.a.10.1': 'recompute', '5.a.10.2': 'bits', '5.x': 'recompute', '5.m.0.1': 'recompute', '5.m.0.2': 'bits', '5.m.1.1': 'recompute', '5.m.1.2': 'bits', '5.3': 'recompute', '6.a.0.1': 'recompute', '6.a.0.2': 'bits', '6.a.2.1': 'recompute', '6.a.2.2': 'bits', '6.a.4.1': 'recompute', '6.a.4.2': 'bits', '6.a.8': 'bits', '6.a.10.1': 'recompute', '6.a.10.2': 'bits', '6.x': 'recompute', '6.m.0.1': 'recompute', '6.m.0.2': 'bits', '6.m.1.1': 'recompute', '6.m.1.2': 'bits', '6.3': 'recompute', '7.a.0.1': 'recompute', '7.a.0.2': 'bits', '7.a.2.1': 'recompute', '7.a.2.2': 'bits', '7.a.4.1': 'recompute', '7.a.4.2': 'bits', '7.a.8': 'bits', '7.a.10.1': 'recompute', '7.a.10.2': 'bits', '7.x': 'recompute', '7.m.0.1': 'recompute', '7.m.0.2': 'bits', '7.m.1.1': 'recompute', '7.m.1.2': 'bits', '7.3': 'recompute', '8.a.0.1': 'recompute', '8.a.0.2': 'bits', '8.a.2.1': 'recompute', '8.a.2.2': 'bits', '8.a.4.1': 'recompute', '8.a.4.2': 'bits', '8.a.8': 'bits', '8.a.10.1': 'recompute', '8.a.10.2': 'bits', '8.x': 'recompute', '8.m.0.1': 'recompute', '8.m.0.2': 'bits', '8.m.1.1': 'recompute', '8.m.1.2': 'bits', '8.3': 'recompute'}, 'min': {'0.0': 'recompute', '0.1': 'recompute', '0.2': 'bits', '1.0': 'recompute', '1.1': 'recompute', '1.2': 'bits', '2.0': 'recompute', '2.1': 'recompute', '2.2': 'recompute', '2.3': 'bits', '3.0': 'recompute', '3.1': 'recompute', '3.2': 'recompute', '3.3': 'bits', '4.0': 'recompute', '4.1': 'recompute', '4.pe': 'bits', '4.x': 'recompute', '5.a.0.0': 'recompute', '5.a.0.1': 'recompute', '5.a.0.2': 'bits', '5.a.2.0': 'recompute', '5.a.2.1': 'recompute', '5.a.2.2': 'bits', '5.a.4.0': 'recompute', '5.a.4.1': 'recompute', '5.a.4.2': 'bits', '5.a.8': 'bits', '5.a.10.0': 'recompute', '5.a.10.1': 'recompute', '5.a.10.2': 'bits', '5.x': 'recompute', '5.m.0.0': 'recompute', '5.m.0.1': 'recompute', '5.m.0.2': 'bits', '5.m.1.0': 'recompute', '5.m.1.1': 'recompute', '5.m.1.2': 'bits', '5.3': 'recompute', '6.a.0.0': 'recompute', '6.a.0.1': 'recompute', '6.a.0.2': 'bits', '6.a.2.0': 'recompute', '6.a.2.1': 'recompute', '6.a.2.2': 'bits', '6.a.4.0': 'recompute', '6.a.4.1': 'recompute', '6.a.4.2': 'bits', '6.a.8': 'bits', '6.a.10.0': 'recompute', '6.a.10.1': 'recompute', '6.a.10.2': 'bits', '6.x': 'recompute', '6.m.0.0': 'recompute', '6.m.0.1': 'recompute', '6.m.0.2': 'bits', '6.m.1.0': 'recompute', '6.m.1.1': 'recompute', '6.m.1.2': 'bits', '6.3': 'recompute', '7.a.0.0': 'recompute', '7.a.0.1': 'recompute', '7.a.0.2': 'bits', '7.a.2.0': 'recompute', '7.a.2.1': 'recompute', '7.a.2.2': 'bits', '7.a.4.0': 'recompute', '7.a.4.1': 'recompute', '7.a.4.2': 'bits', '7.a.8': 'bits', '7.a.10.0': 'recompute', '7.a.10.1': 'recompute', '7.a.10.2': 'bits', '7.x': 'recompute', '7.m.0.0': 'recompute', '7.m.0.1': 'recompute', '7.m.0.2': 'bits', '7.m.1.0': 'recompute', '7.m.1.1': 'recompute', '7.m.1.2': 'bits', '7.3': 'recompute', '8.a.0.0': 'recompute', '8.a.0.1': 'recompute', '8.a.0.2': 'bits', '8.a.2.0': 'recompute', '8.a.2.1': 'recompute', '8.a.2.2': 'bits', '8.a.4.0': 'recompute', '8.a.4.1': 'recompute', '8.a.4.2': 'bits', '8.a.8': 'bits', '8.a.10.0': 'recompute', '8.a.10.1': 'recompute', '8.a.10.2': 'bits', '8.x': 'recompute', '8.m.0.0': 'recompute', '8.m.0.1': 'recompute', '8.m.0.2': 'bits', '8.m.1.0': 'recompute', '8.m.1.1': 'recompute', '8.m.1.2': 'bits', '8.3': 'recompute'}}  # per memory policy: outputs backward keeps as bits or recomputes
 
     def __init__(self, step_mode='m', backend=None):
         super().__init__()
@@ -330,133 +331,244 @@ class SpikformerCifar10(rt.Network):
         L = self.layers
         _0__0 = L["0"]["0"](x)  # conv2d
         _0__1 = L["0"]["1"](_0__0)  # batchnorm2d
+        del _0__0
         _0__2 = L["0"]["2"](_0__1)  # LIF
+        del _0__1
         _1__0 = L["1"]["0"](_0__2)  # conv2d
+        del _0__2
         _1__1 = L["1"]["1"](_1__0)  # batchnorm2d
+        del _1__0
         _1__2 = L["1"]["2"](_1__1)  # LIF
+        del _1__1
         _2__0 = L["2"]["0"](_1__2)  # conv2d
+        del _1__2
         _2__1 = L["2"]["1"](_2__0)  # batchnorm2d
+        del _2__0
         _2__2 = L["2"]["2"](_2__1)  # maxpool2d
+        del _2__1
         _2__3 = L["2"]["3"](_2__2)  # LIF
+        del _2__2
         _3__0 = L["3"]["0"](_2__3)  # conv2d
+        del _2__3
         _3__1 = L["3"]["1"](_3__0)  # batchnorm2d
+        del _3__0
         _3__2 = L["3"]["2"](_3__1)  # maxpool2d
+        del _3__1
         _3__3 = L["3"]["3"](_3__2)  # LIF
+        del _3__2
         _4__0 = L["4"]["0"](_3__3)  # conv2d
         _4__1 = L["4"]["1"](_4__0)  # batchnorm2d
+        del _4__0
         _4__pe = L["4"]["pe"](_4__1)  # LIF
+        del _4__1
         _4__x = L["4"]["x"](_4__pe, _3__3)  # add
+        del _3__3, _4__pe
         _4__4 = L["4"]["4"](_4__x)  # tokens
+        del _4__x
         _5__a__0__0 = L["5"]["a"]["0"]["0"](_4__4)  # linear
         _5__a__0__1 = L["5"]["a"]["0"]["1"](_5__a__0__0)  # batchnorm1d
+        del _5__a__0__0
         _5__a__0__2 = L["5"]["a"]["0"]["2"](_5__a__0__1)  # LIF
+        del _5__a__0__1
         _5__a__q = L["5"]["a"]["q"](_5__a__0__2)  # heads
+        del _5__a__0__2
         _5__a__2__0 = L["5"]["a"]["2"]["0"](_4__4)  # linear
         _5__a__2__1 = L["5"]["a"]["2"]["1"](_5__a__2__0)  # batchnorm1d
+        del _5__a__2__0
         _5__a__2__2 = L["5"]["a"]["2"]["2"](_5__a__2__1)  # LIF
+        del _5__a__2__1
         _5__a__k = L["5"]["a"]["k"](_5__a__2__2)  # heads
+        del _5__a__2__2
         _5__a__4__0 = L["5"]["a"]["4"]["0"](_4__4)  # linear
         _5__a__4__1 = L["5"]["a"]["4"]["1"](_5__a__4__0)  # batchnorm1d
+        del _5__a__4__0
         _5__a__4__2 = L["5"]["a"]["4"]["2"](_5__a__4__1)  # LIF
+        del _5__a__4__1
         _5__a__v = L["5"]["a"]["v"](_5__a__4__2)  # heads
+        del _5__a__4__2
         _5__a__kv = L["5"]["a"]["kv"](_5__a__k, _5__a__v)  # matmul
+        del _5__a__k, _5__a__v
         _5__a__attn = L["5"]["a"]["attn"](_5__a__q, _5__a__kv)  # matmul
+        del _5__a__q, _5__a__kv
         _5__a__8 = L["5"]["a"]["8"](_5__a__attn)  # LIF
+        del _5__a__attn
         _5__a__9 = L["5"]["a"]["9"](_5__a__8)  # merge_heads
+        del _5__a__8
         _5__a__10__0 = L["5"]["a"]["10"]["0"](_5__a__9)  # linear
+        del _5__a__9
         _5__a__10__1 = L["5"]["a"]["10"]["1"](_5__a__10__0)  # batchnorm1d
+        del _5__a__10__0
         _5__a__10__2 = L["5"]["a"]["10"]["2"](_5__a__10__1)  # LIF
+        del _5__a__10__1
         _5__x = L["5"]["x"](_4__4, _5__a__10__2)  # add
+        del _4__4, _5__a__10__2
         _5__m__0__0 = L["5"]["m"]["0"]["0"](_5__x)  # linear
         _5__m__0__1 = L["5"]["m"]["0"]["1"](_5__m__0__0)  # batchnorm1d
+        del _5__m__0__0
         _5__m__0__2 = L["5"]["m"]["0"]["2"](_5__m__0__1)  # LIF
+        del _5__m__0__1
         _5__m__1__0 = L["5"]["m"]["1"]["0"](_5__m__0__2)  # linear
+        del _5__m__0__2
         _5__m__1__1 = L["5"]["m"]["1"]["1"](_5__m__1__0)  # batchnorm1d
+        del _5__m__1__0
         _5__m__1__2 = L["5"]["m"]["1"]["2"](_5__m__1__1)  # LIF
+        del _5__m__1__1
         _5__3 = L["5"]["3"](_5__x, _5__m__1__2)  # add
+        del _5__x, _5__m__1__2
         _6__a__0__0 = L["6"]["a"]["0"]["0"](_5__3)  # linear
         _6__a__0__1 = L["6"]["a"]["0"]["1"](_6__a__0__0)  # batchnorm1d
+        del _6__a__0__0
         _6__a__0__2 = L["6"]["a"]["0"]["2"](_6__a__0__1)  # LIF
+        del _6__a__0__1
         _6__a__q = L["6"]["a"]["q"](_6__a__0__2)  # heads
+        del _6__a__0__2
         _6__a__2__0 = L["6"]["a"]["2"]["0"](_5__3)  # linear
         _6__a__2__1 = L["6"]["a"]["2"]["1"](_6__a__2__0)  # batchnorm1d
+        del _6__a__2__0
         _6__a__2__2 = L["6"]["a"]["2"]["2"](_6__a__2__1)  # LIF
+        del _6__a__2__1
         _6__a__k = L["6"]["a"]["k"](_6__a__2__2)  # heads
+        del _6__a__2__2
         _6__a__4__0 = L["6"]["a"]["4"]["0"](_5__3)  # linear
         _6__a__4__1 = L["6"]["a"]["4"]["1"](_6__a__4__0)  # batchnorm1d
+        del _6__a__4__0
         _6__a__4__2 = L["6"]["a"]["4"]["2"](_6__a__4__1)  # LIF
+        del _6__a__4__1
         _6__a__v = L["6"]["a"]["v"](_6__a__4__2)  # heads
+        del _6__a__4__2
         _6__a__kv = L["6"]["a"]["kv"](_6__a__k, _6__a__v)  # matmul
+        del _6__a__k, _6__a__v
         _6__a__attn = L["6"]["a"]["attn"](_6__a__q, _6__a__kv)  # matmul
+        del _6__a__q, _6__a__kv
         _6__a__8 = L["6"]["a"]["8"](_6__a__attn)  # LIF
+        del _6__a__attn
         _6__a__9 = L["6"]["a"]["9"](_6__a__8)  # merge_heads
+        del _6__a__8
         _6__a__10__0 = L["6"]["a"]["10"]["0"](_6__a__9)  # linear
+        del _6__a__9
         _6__a__10__1 = L["6"]["a"]["10"]["1"](_6__a__10__0)  # batchnorm1d
+        del _6__a__10__0
         _6__a__10__2 = L["6"]["a"]["10"]["2"](_6__a__10__1)  # LIF
+        del _6__a__10__1
         _6__x = L["6"]["x"](_5__3, _6__a__10__2)  # add
+        del _5__3, _6__a__10__2
         _6__m__0__0 = L["6"]["m"]["0"]["0"](_6__x)  # linear
         _6__m__0__1 = L["6"]["m"]["0"]["1"](_6__m__0__0)  # batchnorm1d
+        del _6__m__0__0
         _6__m__0__2 = L["6"]["m"]["0"]["2"](_6__m__0__1)  # LIF
+        del _6__m__0__1
         _6__m__1__0 = L["6"]["m"]["1"]["0"](_6__m__0__2)  # linear
+        del _6__m__0__2
         _6__m__1__1 = L["6"]["m"]["1"]["1"](_6__m__1__0)  # batchnorm1d
+        del _6__m__1__0
         _6__m__1__2 = L["6"]["m"]["1"]["2"](_6__m__1__1)  # LIF
+        del _6__m__1__1
         _6__3 = L["6"]["3"](_6__x, _6__m__1__2)  # add
+        del _6__x, _6__m__1__2
         _7__a__0__0 = L["7"]["a"]["0"]["0"](_6__3)  # linear
         _7__a__0__1 = L["7"]["a"]["0"]["1"](_7__a__0__0)  # batchnorm1d
+        del _7__a__0__0
         _7__a__0__2 = L["7"]["a"]["0"]["2"](_7__a__0__1)  # LIF
+        del _7__a__0__1
         _7__a__q = L["7"]["a"]["q"](_7__a__0__2)  # heads
+        del _7__a__0__2
         _7__a__2__0 = L["7"]["a"]["2"]["0"](_6__3)  # linear
         _7__a__2__1 = L["7"]["a"]["2"]["1"](_7__a__2__0)  # batchnorm1d
+        del _7__a__2__0
         _7__a__2__2 = L["7"]["a"]["2"]["2"](_7__a__2__1)  # LIF
+        del _7__a__2__1
         _7__a__k = L["7"]["a"]["k"](_7__a__2__2)  # heads
+        del _7__a__2__2
         _7__a__4__0 = L["7"]["a"]["4"]["0"](_6__3)  # linear
         _7__a__4__1 = L["7"]["a"]["4"]["1"](_7__a__4__0)  # batchnorm1d
+        del _7__a__4__0
         _7__a__4__2 = L["7"]["a"]["4"]["2"](_7__a__4__1)  # LIF
+        del _7__a__4__1
         _7__a__v = L["7"]["a"]["v"](_7__a__4__2)  # heads
+        del _7__a__4__2
         _7__a__kv = L["7"]["a"]["kv"](_7__a__k, _7__a__v)  # matmul
+        del _7__a__k, _7__a__v
         _7__a__attn = L["7"]["a"]["attn"](_7__a__q, _7__a__kv)  # matmul
+        del _7__a__q, _7__a__kv
         _7__a__8 = L["7"]["a"]["8"](_7__a__attn)  # LIF
+        del _7__a__attn
         _7__a__9 = L["7"]["a"]["9"](_7__a__8)  # merge_heads
+        del _7__a__8
         _7__a__10__0 = L["7"]["a"]["10"]["0"](_7__a__9)  # linear
+        del _7__a__9
         _7__a__10__1 = L["7"]["a"]["10"]["1"](_7__a__10__0)  # batchnorm1d
+        del _7__a__10__0
         _7__a__10__2 = L["7"]["a"]["10"]["2"](_7__a__10__1)  # LIF
+        del _7__a__10__1
         _7__x = L["7"]["x"](_6__3, _7__a__10__2)  # add
+        del _6__3, _7__a__10__2
         _7__m__0__0 = L["7"]["m"]["0"]["0"](_7__x)  # linear
         _7__m__0__1 = L["7"]["m"]["0"]["1"](_7__m__0__0)  # batchnorm1d
+        del _7__m__0__0
         _7__m__0__2 = L["7"]["m"]["0"]["2"](_7__m__0__1)  # LIF
+        del _7__m__0__1
         _7__m__1__0 = L["7"]["m"]["1"]["0"](_7__m__0__2)  # linear
+        del _7__m__0__2
         _7__m__1__1 = L["7"]["m"]["1"]["1"](_7__m__1__0)  # batchnorm1d
+        del _7__m__1__0
         _7__m__1__2 = L["7"]["m"]["1"]["2"](_7__m__1__1)  # LIF
+        del _7__m__1__1
         _7__3 = L["7"]["3"](_7__x, _7__m__1__2)  # add
+        del _7__x, _7__m__1__2
         _8__a__0__0 = L["8"]["a"]["0"]["0"](_7__3)  # linear
         _8__a__0__1 = L["8"]["a"]["0"]["1"](_8__a__0__0)  # batchnorm1d
+        del _8__a__0__0
         _8__a__0__2 = L["8"]["a"]["0"]["2"](_8__a__0__1)  # LIF
+        del _8__a__0__1
         _8__a__q = L["8"]["a"]["q"](_8__a__0__2)  # heads
+        del _8__a__0__2
         _8__a__2__0 = L["8"]["a"]["2"]["0"](_7__3)  # linear
         _8__a__2__1 = L["8"]["a"]["2"]["1"](_8__a__2__0)  # batchnorm1d
+        del _8__a__2__0
         _8__a__2__2 = L["8"]["a"]["2"]["2"](_8__a__2__1)  # LIF
+        del _8__a__2__1
         _8__a__k = L["8"]["a"]["k"](_8__a__2__2)  # heads
+        del _8__a__2__2
         _8__a__4__0 = L["8"]["a"]["4"]["0"](_7__3)  # linear
         _8__a__4__1 = L["8"]["a"]["4"]["1"](_8__a__4__0)  # batchnorm1d
+        del _8__a__4__0
         _8__a__4__2 = L["8"]["a"]["4"]["2"](_8__a__4__1)  # LIF
+        del _8__a__4__1
         _8__a__v = L["8"]["a"]["v"](_8__a__4__2)  # heads
+        del _8__a__4__2
         _8__a__kv = L["8"]["a"]["kv"](_8__a__k, _8__a__v)  # matmul
+        del _8__a__k, _8__a__v
         _8__a__attn = L["8"]["a"]["attn"](_8__a__q, _8__a__kv)  # matmul
+        del _8__a__q, _8__a__kv
         _8__a__8 = L["8"]["a"]["8"](_8__a__attn)  # LIF
+        del _8__a__attn
         _8__a__9 = L["8"]["a"]["9"](_8__a__8)  # merge_heads
+        del _8__a__8
         _8__a__10__0 = L["8"]["a"]["10"]["0"](_8__a__9)  # linear
+        del _8__a__9
         _8__a__10__1 = L["8"]["a"]["10"]["1"](_8__a__10__0)  # batchnorm1d
+        del _8__a__10__0
         _8__a__10__2 = L["8"]["a"]["10"]["2"](_8__a__10__1)  # LIF
+        del _8__a__10__1
         _8__x = L["8"]["x"](_7__3, _8__a__10__2)  # add
+        del _7__3, _8__a__10__2
         _8__m__0__0 = L["8"]["m"]["0"]["0"](_8__x)  # linear
         _8__m__0__1 = L["8"]["m"]["0"]["1"](_8__m__0__0)  # batchnorm1d
+        del _8__m__0__0
         _8__m__0__2 = L["8"]["m"]["0"]["2"](_8__m__0__1)  # LIF
+        del _8__m__0__1
         _8__m__1__0 = L["8"]["m"]["1"]["0"](_8__m__0__2)  # linear
+        del _8__m__0__2
         _8__m__1__1 = L["8"]["m"]["1"]["1"](_8__m__1__0)  # batchnorm1d
+        del _8__m__1__0
         _8__m__1__2 = L["8"]["m"]["1"]["2"](_8__m__1__1)  # LIF
+        del _8__m__1__1
         _8__3 = L["8"]["3"](_8__x, _8__m__1__2)  # add
+        del _8__x, _8__m__1__2
         _9 = L["9"](_8__3)  # mean
+        del _8__3
         _10 = L["10"](_9)  # linear
+        del _9
         return _10
 
     def forward_step(self, x):
