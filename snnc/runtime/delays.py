@@ -37,7 +37,8 @@ def tap_kernel(weight, position, sigma: float, max_delay: int, kernel: str = "ga
     taps = torch.arange(max_delay + 1, device=weight.device, dtype=weight.dtype)
     if hard or sigma <= 0:
         k = position.detach().round().clamp(0, max_delay).long()
-        return weight.unsqueeze(-1) * nn.functional.one_hot(k, max_delay + 1).to(weight.dtype)
+        hard = weight.unsqueeze(-1) * nn.functional.one_hot(k, max_delay + 1).to(weight.dtype)
+        return hard + 0.0 * position.unsqueeze(-1)  # rounding's derivative in the positions: zero, not absent
     x = taps - position.unsqueeze(-1)
     if kernel == "gaussian":
         g = (-0.5 * (x / sigma) ** 2).exp()
@@ -112,6 +113,8 @@ class Dcls(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         # the kernel width: a buffer, so a checkpoint evaluates at the width it was saved with
         self.register_buffer("sigma", torch.tensor(float(self.max_delay / 2 if sigma is None else sigma)))
+        self._width = float(self.sigma)  # the buffer's value as a Python number (no device sync per call)
+        self.register_load_state_dict_post_hook(lambda m, keys: setattr(m, "_width", float(m.sigma)))
         self.reset_parameters()
         self.reset()
 
@@ -133,6 +136,7 @@ class Dcls(nn.Module):
     # ---------------------------------------------------------------- training hooks (the runner calls them)
     def set_sigma(self, sigma: float):
         self.sigma.fill_(float(sigma))
+        self._width = float(sigma)
 
     def project(self):
         """Positions back into [0, max_delay] after an optimiser step (DCLS's clamp_parameters)."""
@@ -146,13 +150,13 @@ class Dcls(nn.Module):
     # ---------------------------------------------------------------- forward
     @property
     def hard(self) -> bool:
-        return not self.training or float(self.sigma) <= 0
+        return not self.training or self._width <= 0
 
     def taps(self):
-        return tap_kernel(self.weight, self.position, float(self.sigma), self.max_delay, self.kernel, self.hard)
+        return tap_kernel(self.weight, self.position, self._width, self.max_delay, self.kernel, self.hard)
 
     def _used(self):
-        if not self.hard:
+        if not self.hard or torch.compiler.is_compiling():  # which taps are in use is data: all under compile
             return range(self.max_delay + 1)
         return torch.unique(self.delays()).tolist()
 
@@ -172,7 +176,7 @@ class Dcls(nn.Module):
 
     def extra_repr(self):
         return (f"{self.in_features}, {self.out_features}, max_delay={self.max_delay}, kernel={self.kernel!r}, "
-                f"sigma={float(self.sigma):g}, bias={self.bias is not None}")
+                f"sigma={self._width:g}, bias={self.bias is not None}")
 
 
 def delay_layers(net: nn.Module) -> list[Dcls]:
