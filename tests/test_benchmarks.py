@@ -22,6 +22,8 @@ RUNS = {
     "startup": (["--repeat", "1", "--no-spikingjelly"], "snnc train"),
     "compile_speed": (["--repeat", "2", "--models", "lif_fc_mnist", "--backends", "torch", "--batch", "4"], "eager"),
     "busy_machine": (["--steps", "2", "--repeat", "1"], "images/s"),
+    "attention_speed": (["--tokens", "16", "--dim", "32", "--heads", "4", "--batch", "2", "--repeat", "1"],
+                        "snnc SSA"),
 }
 
 
