@@ -50,9 +50,10 @@ if [ ! -f "$stamp" ]; then
 fi
 if [ "$TEST" = 1 ] && [ ! -f "$stamp-test" ]; then
     pip "pytest>=8" "hypothesis>=6.100" "scipy>=1.10"
-    # The references and peers the tests compare against. Their declared dependencies would pull another torch
-    # (or torchaudio), so they come without them; what they need at import time is installed above.
-    pip --no-deps spikingjelly==2.0.0 loguru nirtorch==2.6 snntorch==1.0.0 norse==1.1.0
+    # The references and peers the tests compare against (dcls: DCLS's own learnable delays). Their declared
+    # dependencies would pull another torch (or torchaudio), so they come without them; what they need at import
+    # time is installed above.
+    pip --no-deps spikingjelly==2.0.0 loguru nirtorch==2.6 snntorch==1.0.0 norse==1.1.0 dcls==0.1.1
     # tonic, the oracle of the dataset readers and binnings (its declared dependencies pull librosa and numba):
     # it and what it imports, without theirs.
     pip --no-deps tonic==1.7.0 importRosbag==1.0.4 expelliarmus==1.1.12 requests==2.34.2 urllib3==2.8.0 idna==3.20 \
