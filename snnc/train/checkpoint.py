@@ -103,6 +103,9 @@ def load(path: str | os.PathLike, model_hash: str | None = None) -> dict:
     return state
 
 
+# A metrics row, one an epoch: what checkpoints hold under "metrics" and metrics.csv's columns (logs.py).
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                  "train_images_per_s", "seconds")
 _NONE = type(None)
 _KEYS = {  # what snnc writes under each key (steps: since --max-steps runs resume exactly; older files lack it)
     "name": ((str,), "a name"), "model_hash": ((str,), "a hash"), "model": ((dict,), "a state dict"),
@@ -135,8 +138,6 @@ def validate(state: dict, path) -> None:
         raise bad("best_acc", "an accuracy in [0, 1] (or -1: none yet)", state["best_acc"])
     if len(state["metrics"]) != state["epoch"]:
         raise bad("metrics", f"one row for each of the {state['epoch']} epochs done", state["metrics"])
-    from .logs import METRIC_COLUMNS
-
     for i, row in enumerate(state["metrics"]):
         if not isinstance(row, dict) or any(not isinstance(row.get(c), (int, float)) or isinstance(row.get(c), bool)
                                             for c in METRIC_COLUMNS) or row["epoch"] != i + 1:

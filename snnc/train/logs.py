@@ -11,10 +11,8 @@ from dataclasses import asdict
 import torch
 
 from . import checkpoint as ckpt
+from .checkpoint import METRIC_COLUMNS
 from .board import Board
-
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-                  "train_images_per_s", "seconds")
 
 
 def checkpoint_state(run, epoch: int, batch: int, sums: dict | None) -> dict:
